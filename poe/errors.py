@@ -1,0 +1,151 @@
+"""The one exception tree of poe.
+
+Every error poe raises on purpose derives from :class:`PoEError` and carries a stable
+``code`` (a short dotted string that scripts may match on; it never changes meaning) and
+the CLI exit status it maps to (DESIGN §7: 1 verification failed, 3 bad input or I/O,
+4 internal). Verification failures are :class:`VerificationError` subclasses that carry the
+expected and the observed value, so a caller can show both without parsing messages.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "PoEError",
+    "InputError",
+    "ModuleError",
+    "UnknownImportError",
+    "ExportNotFoundError",
+    "ArgumentError",
+    "EncodingError",
+    "LimitError",
+    "StoreError",
+    "StoreLockedError",
+    "StoreVersionError",
+    "CostModelMismatchError",
+    "VerificationError",
+    "RecordMismatchError",
+    "InternalError",
+]
+
+
+class PoEError(Exception):
+    """Root of every error poe raises on purpose."""
+
+    code: str = "poe.error"
+    exit_code: int = 4
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"code": self.code, "message": self.message}
+        for key, value in self.details.items():
+            out[key] = value.hex() if isinstance(value, (bytes, bytearray)) else value
+        return out
+
+
+class InputError(PoEError):
+    """Something the user gave poe (a file, a flag value, an encoding) is unusable."""
+
+    code = "input.invalid"
+    exit_code = 3
+
+
+class ModuleError(InputError):
+    """Not a WebAssembly module, a truncated one, or one the engine refuses."""
+
+    code = "module.invalid"
+
+
+class UnknownImportError(ModuleError):
+    """The module imports something neither poe's host nor a linked module provides."""
+
+    code = "module.unknown-import"
+
+
+class ExportNotFoundError(ModuleError):
+    """The export to invoke does not exist or is not a function."""
+
+    code = "module.missing-export"
+
+
+class ArgumentError(InputError):
+    """Invocation arguments that do not fit the export's signature."""
+
+    code = "invocation.bad-argument"
+
+
+class EncodingError(InputError):
+    """Bytes that do not decode as the canonical encoding they claim to be."""
+
+    code = "encoding.malformed"
+
+
+class LimitError(InputError):
+    """A limit or cost-model setting that is out of range or would allow overflow."""
+
+    code = "limits.invalid"
+
+
+class StoreError(PoEError):
+    """The trace store cannot be opened, read or written."""
+
+    code = "store.io"
+    exit_code = 3
+
+
+class StoreLockedError(StoreError):
+    """Another process holds the store's writer lock."""
+
+    code = "store.locked"
+
+
+class StoreVersionError(StoreError):
+    """The store was written by a newer (or unknown) poe format version."""
+
+    code = "store.version"
+
+
+class CostModelMismatchError(PoEError):
+    """The cost model in force differs from the one a store, record or claim was made under.
+
+    Fuel counts differ across wasmtime releases and configurations, so a verifier that cannot
+    reproduce the claimed cost model must refuse instead of comparing incomparable numbers.
+    """
+
+    code = "cost-model.mismatch"
+    exit_code = 3
+
+    def __init__(self, message: str, *, expected: str, observed: str) -> None:
+        super().__init__(message, expected=expected, observed=observed)
+        self.expected = expected
+        self.observed = observed
+
+
+class VerificationError(PoEError):
+    """A check of provider-supplied data failed. Carries expected vs observed values."""
+
+    code = "verify.failed"
+    exit_code = 1
+
+    def __init__(self, message: str, *, expected: Any = None, observed: Any = None, **details: Any) -> None:
+        super().__init__(message, expected=expected, observed=observed, **details)
+        self.expected = expected
+        self.observed = observed
+
+
+class RecordMismatchError(VerificationError):
+    """A re-executed segment's record differs from the committed one."""
+
+    code = "verify.record-mismatch"
+
+
+class InternalError(PoEError):
+    """A bug in poe, not in the input. Please report it."""
+
+    code = "internal"
+    exit_code = 4
