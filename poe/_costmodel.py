@@ -1,0 +1,163 @@
+"""The cost model: everything that can change a segment's fuel, outcome or results.
+
+Fuel counts are only comparable under the same engine build and configuration: wasmtime
+releases have changed the fuel cost of bulk-memory and instantiation, stack depth at overflow
+depends on the compiled code of the platform, and poe's host charges fuel for its own work.
+All of it is written down here, hashed into a digest that every record carries, and checked
+before a verifier compares numbers. A machine that cannot reproduce a cost model refuses.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from importlib import metadata
+from typing import Any
+
+from . import _hashing as h
+from .errors import CostModelMismatchError, LimitError
+
+__all__ = ["Limits", "CostModel", "HOST_ABI", "WASM_PAGE"]
+
+WASM_PAGE = 65536
+HOST_ABI = 1  # bump when the WASI host's observable behaviour or fuel charges change
+
+# Engine flags, written out in full even where they equal wasmtime's defaults, so a default
+# that moves in a future release cannot silently change fuel or results.
+ENGINE_FLAGS: dict[str, Any] = {
+    "consume_fuel": True,
+    "cranelift_nan_canonicalization": True,
+    "cranelift_opt_level": "speed",
+    "strategy": "cranelift",
+    "memory_init_cow": True,
+    "wasm_bulk_memory": True,
+    "wasm_multi_value": True,
+    "wasm_reference_types": True,
+    "wasm_simd": True,
+    "wasm_relaxed_simd": True,
+    "wasm_relaxed_simd_deterministic": True,
+    "wasm_tail_call": True,
+    "wasm_threads": False,
+    "shared_memory": False,
+    "wasm_multi_memory": False,
+    "wasm_memory64": False,
+    "wasm_gc": False,
+    "wasm_function_references": False,
+    "wasm_exceptions": False,
+    "wasm_component_model": False,
+    "epoch_interruption": False,
+}
+
+# Fuel the host charges per WASI call and per byte it moves: host work is billable work.
+HOST_CALL_FUEL = 100
+HOST_BYTES_PER_FUEL = 16
+# Virtual clocks: one nanosecond per unit of fuel consumed, realtime starting at this instant.
+CLOCK_REALTIME_BASE_NS = 1_700_000_000 * 10**9
+CLOCK_NS_PER_FUEL = 1
+
+U64 = 1 << 64
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-segment resource limits. Each one, when hit, ends the segment with a recorded outcome."""
+
+    fuel: int = 10_000_000_000
+    memory_pages: int = 16_384  # 1 GiB over all memories of the service
+    table_elements: int = 1_000_000
+    output_bytes: int = 16 * 1024 * 1024  # stdout + stderr
+    stack_bytes: int = 512 * 1024
+
+    def __post_init__(self) -> None:
+        for name in ("fuel", "memory_pages", "table_elements", "output_bytes", "stack_bytes"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise LimitError(f"limit {name} must be a positive integer, got {value!r}")
+        if self.memory_pages > 65_536:
+            raise LimitError("memory limit cannot exceed 65536 pages (4 GiB, the wasm32 address space)")
+        if self.stack_bytes > 4 * 1024 * 1024:
+            raise LimitError("stack limit above 4 MiB could exceed the host thread's native stack")
+        # mem = peak pages x fuel is a u64 in the record: make overflow impossible by construction.
+        if self.memory_pages * (self.fuel + HOST_CALL_FUEL) >= U64:
+            raise LimitError(
+                f"fuel limit {self.fuel} x memory limit {self.memory_pages} pages could overflow the "
+                "64-bit mem quantity; lower one of them"
+            )
+
+
+def _wasmtime_version() -> str:
+    return metadata.version("wasmtime")
+
+
+def _target() -> str:
+    return f"{platform.machine().lower()}-{sys.platform}"
+
+
+@dataclass(frozen=True)
+class CostModel:
+    wasmtime: str
+    target: str
+    limits: Limits = field(default_factory=Limits)
+    engine: dict[str, Any] = field(default_factory=lambda: dict(ENGINE_FLAGS))
+    host_abi: int = HOST_ABI
+    host_call_fuel: int = HOST_CALL_FUEL
+    host_bytes_per_fuel: int = HOST_BYTES_PER_FUEL
+    clock_realtime_base_ns: int = CLOCK_REALTIME_BASE_NS
+    clock_ns_per_fuel: int = CLOCK_NS_PER_FUEL
+
+    @classmethod
+    def current(cls, limits: Limits | None = None) -> CostModel:
+        """The cost model this machine and this poe produce."""
+        return cls(wasmtime=_wasmtime_version(), target=_target(), limits=limits or Limits())
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["format"] = "poe cost model v1"
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> CostModel:
+        try:
+            if d.get("format") != "poe cost model v1":
+                raise LimitError(f"unknown cost model format {d.get('format')!r}")
+            fields = {k: v for k, v in d.items() if k != "format"}
+            fields["limits"] = Limits(**fields["limits"])
+            return cls(**fields)
+        except (TypeError, KeyError) as exc:
+            raise LimitError(f"malformed cost model: {exc}") from None
+
+    @cached_property
+    def canonical_bytes(self) -> bytes:
+        return json.dumps(self.to_json(), sort_keys=True, separators=(",", ":")).encode()
+
+    @cached_property
+    def digest(self) -> bytes:
+        return h.digest(h.CTX_COST_MODEL, self.canonical_bytes)
+
+    @property
+    def name(self) -> str:
+        return f"wasmtime-{self.wasmtime}/{self.target}/host-{self.host_abi}/{self.digest.hex()[:12]}"
+
+    def check_reproducible(self) -> None:
+        """Raise CostModelMismatchError unless this machine can execute under this cost model."""
+        here = CostModel.current(self.limits)
+        for what, want, have in (
+            ("wasmtime version", self.wasmtime, here.wasmtime),
+            ("target", self.target, here.target),
+            ("host ABI", self.host_abi, here.host_abi),
+        ):
+            if want != have:
+                raise CostModelMismatchError(
+                    f"cost model needs {what} {want}, this machine has {have}: fuel would not be comparable",
+                    expected=str(want),
+                    observed=str(have),
+                )
+        if self.digest != here.digest:
+            raise CostModelMismatchError(
+                "cost model settings differ from what this poe produces (engine flags or host fuel charges)",
+                expected=self.digest.hex(),
+                observed=here.digest.hex(),
+            )

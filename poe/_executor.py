@@ -1,0 +1,375 @@
+"""The metered executor: one segment in, one record out, the same bytes on every machine.
+
+A :class:`Service` is the main module plus the modules it links by name. The
+:class:`Executor` compiles it once under a :class:`CostModel` and runs invocations: each
+segment gets a fresh store and instance (stateless mode), fuel is read around the call
+only, and however the call ends (return, proc_exit, trap, exhausted fuel, a limit) the
+outcome is data in the record, never an exception.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import struct
+from dataclasses import dataclass
+from typing import Mapping
+
+import wasmtime
+
+from . import _hashing as h
+from ._costmodel import WASM_PAGE, CostModel
+from ._invocation import VALTYPES, Invocation, Output, Payload, Value
+from ._record import Outcome, Record, TrapKind
+from ._wasi import WASI_FUNCTIONS, WASI_MODULE, HostStop, WasiHost, wasi_signature
+from ._wasmbin import POE_MEMORY_EXPORT, instrument
+from .errors import (
+    ArgumentError,
+    ExportNotFoundError,
+    InternalError,
+    ModuleError,
+    UnknownImportError,
+)
+
+__all__ = ["Service", "Executor", "Execution"]
+
+# wasmtime-py's Func.__call__ spends ~17 us per call in Python (type lookups and value
+# conversion); a segment of a trivial function costs about that much in total. poe calls
+# through the same C entry point with a prepared argument array. The private names used
+# are checked here once so a wasmtime-py release that moves them fails loudly at import.
+try:
+    from wasmtime import _ffi as _wffi
+    from wasmtime import _func as _wfunc
+
+    _FUNC_CALL = _wffi.wasmtime_func_call
+    _VAL_T = _wffi.wasmtime_val_t
+    _TRAP_PTR = ctypes.POINTER(_wffi.wasm_trap_t)
+    _KIND = {"i32": _wffi.WASMTIME_I32.value, "i64": _wffi.WASMTIME_I64.value, "f32": _wffi.WASMTIME_F32.value, "f64": _wffi.WASMTIME_F64.value}
+    _wfunc.LAST_EXCEPTION  # noqa: B018 (presence check)
+except (ImportError, AttributeError) as exc:  # pragma: no cover - only on an unsupported wasmtime-py
+    raise ImportError(f"poe needs wasmtime-py 50.x internals it was tested with: {exc}") from exc
+
+_TRAP_KIND = {
+    wasmtime.TrapCode.STACK_OVERFLOW: TrapKind.STACK_OVERFLOW,
+    wasmtime.TrapCode.MEMORY_OUT_OF_BOUNDS: TrapKind.MEMORY_OUT_OF_BOUNDS,
+    wasmtime.TrapCode.HEAP_MISALIGNED: TrapKind.HEAP_MISALIGNED,
+    wasmtime.TrapCode.TABLE_OUT_OF_BOUNDS: TrapKind.TABLE_OUT_OF_BOUNDS,
+    wasmtime.TrapCode.INDIRECT_CALL_TO_NULL: TrapKind.INDIRECT_CALL_TO_NULL,
+    wasmtime.TrapCode.BAD_SIGNATURE: TrapKind.BAD_SIGNATURE,
+    wasmtime.TrapCode.INTEGER_OVERFLOW: TrapKind.INTEGER_OVERFLOW,
+    wasmtime.TrapCode.INTEGER_DIVISION_BY_ZERO: TrapKind.INTEGER_DIVISION_BY_ZERO,
+    wasmtime.TrapCode.BAD_CONVERSION_TO_INTEGER: TrapKind.BAD_CONVERSION_TO_INTEGER,
+    wasmtime.TrapCode.UNREACHABLE: TrapKind.UNREACHABLE,
+    wasmtime.TrapCode.NULL_REFERENCE: TrapKind.NULL_REFERENCE,
+    wasmtime.TrapCode.ARRAY_OUT_OF_BOUNDS: TrapKind.ARRAY_OUT_OF_BOUNDS,
+    wasmtime.TrapCode.ALLOCATION_TOO_LARGE: TrapKind.ALLOCATION_TOO_LARGE,
+    wasmtime.TrapCode.CAST_FAILURE: TrapKind.CAST_FAILURE,
+    wasmtime.TrapCode.UNCAUGHT_EXCEPTION: TrapKind.UNCAUGHT_EXCEPTION,
+}
+
+
+class Service:
+    """A main module and the modules whose exports satisfy its imports, by import name."""
+
+    def __init__(self, main: bytes, links: Mapping[str, bytes] | None = None, *, name: str = "main") -> None:
+        self.main = bytes(main)
+        self.links = {k: bytes(v) for k, v in sorted((links or {}).items())}
+        self.name = name
+        for link in self.links:
+            if not link or link == WASI_MODULE:
+                raise ModuleError(f"cannot link a module under the name {link!r}")
+
+    @property
+    def digest(self) -> bytes:
+        """Module-set digest: the main module's and every linked module's BLAKE3, by name."""
+        parts = [h.blob_digest(self.main)]
+        for name, wasm in self.links.items():
+            raw = name.encode()
+            parts.append(struct.pack("<H", len(raw)) + raw + h.blob_digest(wasm))
+        return h.digest(h.CTX_MODULE_SET, b"".join(parts))
+
+    def module_digests(self) -> dict[str, str]:
+        out = {"": h.blob_digest(self.main).hex()}
+        out.update({name: h.blob_digest(w).hex() for name, w in self.links.items()})
+        return out
+
+
+@dataclass(frozen=True)
+class Execution:
+    record: Record
+    invocation: Invocation
+    output: Output
+    io_log: list[tuple] | None = None
+
+    @property
+    def record_bytes(self) -> bytes:
+        return self.record.encode()
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    name: str
+    module: wasmtime.Module
+    guard: int | None
+    owns_memory: bool
+
+
+_ENGINES: dict[bytes, wasmtime.Engine] = {}
+_MODULES: dict[tuple[bytes, bytes], _Compiled] = {}
+
+
+def _engine(cm: CostModel) -> wasmtime.Engine:
+    engine = _ENGINES.get(cm.digest)
+    if engine is None:
+        cfg = wasmtime.Config()
+        for flag, value in cm.engine.items():
+            setattr(cfg, flag, value)
+        cfg.max_wasm_stack = cm.limits.stack_bytes
+        engine = _ENGINES[cm.digest] = wasmtime.Engine(cfg)
+    return engine
+
+
+def _compile(cm: CostModel, name: str, wasm: bytes) -> _Compiled:
+    key = (cm.digest, h.blob_digest(wasm))
+    compiled = _MODULES.get(key)
+    if compiled is None:
+        what = f"module {name!r}" if name else "the module"
+        if len(wasm) < 8 or wasm[:4] != b"\x00asm":
+            raise ModuleError(f"{what} is not a WebAssembly binary (no \\0asm magic)")
+        inst = instrument(wasm)
+        try:
+            module = wasmtime.Module(_engine(cm), inst.wasm)
+        except wasmtime.WasmtimeError as exc:
+            raise ModuleError(f"{what} is not a valid WebAssembly module: {_first_line(exc)}") from None
+        compiled = _MODULES[key] = _Compiled(name, module, inst.grow_guard_index, inst.memory_export is not None and not inst.memory_imported)
+    return compiled
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    # wasmtime puts the cause last ("Caused by: ..."); the first line is the context.
+    return "; ".join(dict.fromkeys(lines[:1] + lines[-1:])) if lines else type(exc).__name__
+
+
+def _types(ty: wasmtime.FuncType) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    return tuple(str(p) for p in ty.params), tuple(str(r) for r in ty.results)
+
+
+class Executor:
+    """Compiles a service once under a cost model and runs its segments."""
+
+    def __init__(self, service: Service, cost_model: CostModel | None = None) -> None:
+        self.cost_model = cm = cost_model or CostModel.current()
+        cm.check_reproducible()
+        self.service = service
+        self.module_digest = service.digest
+        self._engine = _engine(cm)
+        self._main = _compile(cm, "", service.main)
+        self._links = {n: _compile(cm, n, w) for n, w in service.links.items()}
+        self._order = self._link_order()
+        self._check_imports(self._main)
+        for c in self._links.values():
+            self._check_imports(c)
+        self.exports: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+            e.name: _types(e.type) for e in self._main.module.exports if isinstance(e.type, wasmtime.FuncType)
+        }
+        self._guards = {c.guard for c in (self._main, *self._links.values()) if c.guard is not None}
+        self.host = WasiHost(cm)
+        self._linker = wasmtime.Linker(self._engine)
+        self.host.define(self._linker)
+        if self._links:
+            self._linker.allow_shadowing = True
+            self._pre = None
+        else:
+            try:
+                self._pre = self._linker.instantiate_pre(self._main.module)
+            except wasmtime.WasmtimeError as exc:
+                raise ModuleError(f"the module cannot be linked: {_first_line(exc)}") from None
+
+    # -- checks before running -----------------------------------------------------------
+
+    def _link_order(self) -> list[str]:
+        """Linked modules in dependency order (each after the modules it imports from)."""
+        order: list[str] = []
+        state: dict[str, int] = {}
+
+        def visit(name: str, path: tuple[str, ...]) -> None:
+            if state.get(name) == 2:
+                return
+            if state.get(name) == 1:
+                raise ModuleError(f"linked modules import each other in a cycle: {' -> '.join(path + (name,))}")
+            state[name] = 1
+            for imp in self._links[name].module.imports:
+                if imp.module in self._links:
+                    visit(imp.module, path + (name,))
+            state[name] = 2
+            order.append(name)
+
+        for imp in self._main.module.imports:
+            if imp.module in self._links:
+                visit(imp.module, ("main",))
+        return order
+
+    def _check_imports(self, c: _Compiled) -> None:
+        who = f"linked module {c.name!r}" if c.name else "the module"
+        for imp in c.module.imports:
+            where = f"{imp.module}.{imp.name}"
+            if imp.module == WASI_MODULE:
+                if imp.name not in WASI_FUNCTIONS:
+                    raise UnknownImportError(f"{who} imports {where}, which is not a WASI preview1 function", import_name=where)
+                if not isinstance(imp.type, wasmtime.FuncType) or _types(imp.type) != wasi_signature(imp.name):
+                    raise UnknownImportError(f"{who} imports {where} with a signature WASI preview1 does not define", import_name=where)
+            elif imp.module in self._links:
+                target = self._links[imp.module].module
+                if imp.name not in {e.name for e in target.exports}:
+                    raise UnknownImportError(f"{who} imports {where}, but linked module {imp.module!r} exports no {imp.name!r}", import_name=where)
+            else:
+                raise UnknownImportError(
+                    f"{who} imports {where}, which poe does not provide"
+                    + (" (WASI preview0 'wasi_unstable' is not supported; rebuild for wasm32-wasi preview1)" if imp.module == "wasi_unstable" else f"; if another module provides it, pass --link {imp.module}=FILE.wasm"),
+                    import_name=where,
+                )
+
+    def check(self, inv: Invocation) -> None:
+        """Raise a clear error if `inv` cannot be run against this service's exports."""
+        sig = self.exports.get(inv.export)
+        if sig is None:
+            known = ", ".join(sorted(n for n in self.exports if n != POE_MEMORY_EXPORT)) or "none"
+            raise ExportNotFoundError(f"the module has no exported function {inv.export!r} (exported functions: {known})", export=inv.export)
+        params, results = sig
+        for t in (*params, *results):
+            if t not in VALTYPES:
+                raise ArgumentError(f"export {inv.export!r} uses type {t}; poe can invoke only exports with i32/i64/f32/f64 parameters and results")
+        if len(inv.params) != len(params):
+            raise ArgumentError(f"export {inv.export!r} takes {len(params)} argument(s) ({', '.join(params) or 'none'}), got {len(inv.params)}")
+        for i, (want, v) in enumerate(zip(params, inv.params)):
+            if v.type != want:
+                raise ArgumentError(f"argument {i} of {inv.export!r} must be {want}, got {v.type}")
+
+    # -- running -------------------------------------------------------------------------
+
+    def run(self, inv: Invocation, index: int = 0, *, trace: bool = False) -> Execution:
+        self.check(inv)
+        cm = self.cost_model
+        budget = cm.limits.fuel
+        store = wasmtime.Store(self._engine)
+        store.set_limits(memory_size=cm.limits.memory_pages * WASM_PAGE, table_elements=cm.limits.table_elements)
+        store.set_fuel(budget)
+        ctx = self.host.begin(inv, trace=trace)
+        results: tuple[Value, ...] = ()
+        fuel = 0
+        instances: list[tuple[_Compiled, wasmtime.Instance]] = []
+        outcome, code = self._instantiate(store, instances)
+        if outcome is None:
+            main = instances[-1][1]
+            store.set_fuel(budget)  # instantiation (start functions included) is not billed
+            func = main.exports(store)[inv.export]
+            assert isinstance(func, wasmtime.Func)
+            outcome, code, results = self._call(store, func, inv)
+            fuel = budget - store.get_fuel()
+        pages = 0
+        for compiled, instance in instances:
+            if compiled.owns_memory:
+                mem = instance.exports(store).get(POE_MEMORY_EXPORT)
+                if isinstance(mem, wasmtime.Memory):
+                    pages += mem.size(store)
+        output = Output(results, Payload(bytes(ctx.stdout)), Payload(bytes(ctx.stderr)))
+        record = Record(
+            index=index,
+            outcome=outcome,
+            outcome_code=code,
+            fuel=fuel,
+            peak_pages=pages,
+            input_bytes=inv.payload_bytes,
+            output_bytes=output.payload_bytes,
+            host_calls=ctx.calls,
+            module_digest=self.module_digest,
+            cost_model_digest=cm.digest,
+            input_digest=inv.digest,
+            output_digest=output.digest,
+            io_digest=ctx.io.digest(),
+        )
+        self.host.ctx = None
+        return Execution(record, inv, output, ctx.log)
+
+    def _instantiate(self, store: wasmtime.Store, instances: list) -> tuple[Outcome | None, int]:
+        try:
+            if self._pre is not None:
+                instances.append((self._main, self._pre.instantiate(store)))
+                return None, 0
+            for name in self._order:
+                c = self._links[name]
+                inst = self._linker.instantiate(store, c.module)
+                self._linker.define_instance(store, name, inst)
+                instances.append((c, inst))
+            instances.append((self._main, self._linker.instantiate(store, self._main.module)))
+            return None, 0
+        except wasmtime.Trap as trap:
+            _take_host_exception()
+            if trap.trap_code == wasmtime.TrapCode.OUT_OF_FUEL:
+                return Outcome.OUT_OF_FUEL, 0
+            return Outcome.TRAP, TrapKind.INSTANTIATION
+        except HostStop as stop:
+            return _stop_outcome(stop)
+        except wasmtime.WasmtimeError as exc:
+            exc = _take_host_exception() or exc
+            if isinstance(exc, HostStop):
+                return _stop_outcome(exc)
+            text = str(exc)
+            if "exceeds memory limits" in text or "memory minimum size" in text:
+                return Outcome.MEMORY_LIMIT, 0
+            if "table" in text and ("limit" in text or "exceeds" in text):
+                return Outcome.MEMORY_LIMIT, 1
+            raise ModuleError(f"the module cannot be instantiated: {_first_line(exc)}") from None
+
+    def _call(self, store: wasmtime.Store, func: wasmtime.Func, inv: Invocation) -> tuple[Outcome, int, tuple[Value, ...]]:
+        _, result_types = self.exports[inv.export]
+        params = (_VAL_T * len(inv.params))()
+        for slot, v in zip(params, inv.params):
+            slot.kind = _KIND[v.type]
+            if v.type in ("i32", "f32"):
+                slot.of.i32 = v.bits - (1 << 32) if v.bits >> 31 else v.bits
+            else:
+                slot.of.i64 = v.bits - (1 << 64) if v.bits >> 63 else v.bits
+        results = (_VAL_T * len(result_types))()
+        trap = _TRAP_PTR()
+        error = _FUNC_CALL(store._context(), ctypes.byref(func._func), params, len(params), results, len(results), ctypes.byref(trap))
+        trap_obj = wasmtime.Trap._from_ptr(trap) if trap else None
+        error_obj = wasmtime.WasmtimeError._from_ptr(error) if error else None
+        host_exc = _take_host_exception()
+        if host_exc is not None:
+            if isinstance(host_exc, HostStop):
+                return (*_stop_outcome(host_exc), ())
+            raise InternalError(f"poe's WASI host failed: {type(host_exc).__name__}: {host_exc}") from host_exc
+        if error_obj is not None:
+            raise InternalError(f"wasmtime refused the call: {_first_line(error_obj)}")
+        if trap_obj is not None:
+            tc = trap_obj.trap_code
+            if tc == wasmtime.TrapCode.OUT_OF_FUEL:
+                return Outcome.OUT_OF_FUEL, 0, ()
+            if tc == wasmtime.TrapCode.UNREACHABLE and self._guards:
+                frames = trap_obj.frames
+                if frames and frames[0].func_index in self._guards:
+                    return Outcome.MEMORY_LIMIT, 0, ()
+            return Outcome.TRAP, int(_TRAP_KIND.get(tc, TrapKind.OTHER)) if tc is not None else int(TrapKind.OTHER), ()
+        values = []
+        for t, slot in zip(result_types, results):
+            if t in ("i32", "f32"):
+                values.append(Value(t, slot.of.i32 & 0xFFFFFFFF))
+            else:
+                values.append(Value(t, slot.of.i64 & 0xFFFFFFFFFFFFFFFF))
+        return Outcome.OK, 0, tuple(values)
+
+
+def _take_host_exception() -> BaseException | None:
+    exc = _wfunc.LAST_EXCEPTION
+    _wfunc.LAST_EXCEPTION = None
+    return exc
+
+
+def _stop_outcome(stop: HostStop) -> tuple[Outcome, int]:
+    if stop.kind == "exit":
+        return Outcome.EXIT, stop.code
+    if stop.kind == "out-of-fuel":
+        return Outcome.OUT_OF_FUEL, 0
+    return Outcome.OUTPUT_LIMIT, 0

@@ -1,0 +1,436 @@
+"""The trace store: one SQLite file per provider (WAL), the embedded default.
+
+What it keeps: every segment's record with its canonical invocation and output, payload
+blobs addressed by BLAKE3 (what an auditor will ask for), the modules of each service, and
+epochs. Segments are written in batches, each batch one transaction, so a crash (even
+``kill -9``) loses at most the batch in flight and never leaves a half-written segment: a
+reopen sees whole batches only. ``synchronous=FULL`` makes a committed batch survive power
+loss too. One process writes at a time: the writer holds an exclusive lock on a sidecar
+``<store>.lock`` file, which the kernel releases if the process dies.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from typing import Iterator
+
+from . import _hashing as h
+from ._costmodel import CostModel
+from ._executor import Execution, Service
+from ._invocation import Invocation, Output
+from ._record import Record
+from .errors import (
+    CostModelMismatchError,
+    EncodingError,
+    StoreError,
+    StoreLockedError,
+    StoreVersionError,
+)
+
+__all__ = ["TraceStore", "STORE_FORMAT", "Totals"]
+
+STORE_FORMAT = 1
+_APPLICATION_ID = 0x706F6531  # "poe1": marks a SQLite file as a poe store
+
+_SCHEMA = """
+CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE modules(digest BLOB PRIMARY KEY, wasm BLOB NOT NULL);
+CREATE TABLE services(
+    digest BLOB PRIMARY KEY,
+    main BLOB NOT NULL REFERENCES modules(digest),
+    links TEXT NOT NULL,
+    name TEXT NOT NULL
+);
+CREATE TABLE blobs(digest BLOB PRIMARY KEY, data BLOB NOT NULL);
+CREATE TABLE epochs(
+    epoch INTEGER PRIMARY KEY,
+    first_index INTEGER NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('open', 'sealed')),
+    leaf_count INTEGER,
+    root BLOB,
+    sums TEXT,
+    sealed_at TEXT
+);
+CREATE TABLE segments(
+    idx INTEGER PRIMARY KEY,
+    epoch INTEGER NOT NULL REFERENCES epochs(epoch),
+    record BLOB NOT NULL,
+    invocation BLOB NOT NULL,
+    output BLOB NOT NULL
+);
+CREATE INDEX segments_by_epoch ON segments(epoch, idx);
+"""
+
+
+@dataclass
+class Totals:
+    segments: int = 0
+    fuel: int = 0
+    mem: int = 0
+    io: int = 0
+
+    def add(self, r: Record) -> None:
+        self.segments += 1
+        self.fuel += r.fuel
+        self.mem += r.mem
+        self.io += r.io
+
+    def to_json(self) -> dict[str, int]:
+        return {"segments": self.segments, "fuel": self.fuel, "mem": self.mem, "io": self.io}
+
+
+class TraceStore:
+    """Open with :meth:`create_or_open` to write or :meth:`open` to read."""
+
+    def __init__(self, path: str, conn: sqlite3.Connection, lock_fd: int | None, cost_model: CostModel) -> None:
+        self.path = path
+        self._db = conn
+        self._lock_fd = lock_fd
+        self.cost_model = cost_model
+        self._pending: list[tuple] = []
+        self._pending_blobs: dict[bytes, bytes] = {}
+        self._known_blobs: set[bytes] = set()
+        self._known_services: set[bytes] = set()
+        self._last_flush = time.monotonic()
+        self.batch_size = 1024
+        self.batch_seconds = 0.25
+        row = conn.execute("SELECT COALESCE(MAX(idx) + 1, 0) FROM segments").fetchone()
+        self._next_index = int(row[0])
+
+    # -- opening ---------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str) -> TraceStore:
+        """Open an existing store for reading (no lock: a run may be writing meanwhile)."""
+        _check_path(path, must_exist=True)
+        conn = _connect(path, readonly=True)
+        return cls(path, conn, None, _read_cost_model(conn, path))
+
+    @classmethod
+    def create_or_open(cls, path: str, cost_model: CostModel) -> TraceStore:
+        """Open for writing, creating the store if needed. Refuses another cost model."""
+        _check_path(path, must_exist=False)
+        lock_fd = _take_lock(path)
+        try:
+            conn = _connect(path, readonly=False)
+            try:
+                _init_schema(conn, path, cost_model)
+                stored = _read_cost_model(conn, path)
+            except BaseException:
+                conn.close()
+                raise
+            if stored.digest != cost_model.digest:
+                conn.close()
+                raise CostModelMismatchError(
+                    f"store {path} was made under cost model {stored.name}, this run uses {cost_model.name}; "
+                    "use another store or the same limits and engine",
+                    expected=stored.digest.hex(),
+                    observed=cost_model.digest.hex(),
+                )
+            return cls(path, conn, lock_fd, stored)
+        except BaseException:
+            os.close(lock_fd)
+            raise
+
+    def close(self) -> None:
+        if self._lock_fd is not None:
+            self.flush()
+        self._db.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> TraceStore:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        # On an exception the batch in flight is still written: those segments did run.
+        self.close()
+
+    # -- writing -----------------------------------------------------------------------------
+
+    @property
+    def next_index(self) -> int:
+        return self._next_index
+
+    def current_epoch(self) -> int:
+        row = self._db.execute("SELECT MAX(epoch) FROM epochs WHERE status = 'open'").fetchone()
+        if row[0] is None:
+            raise StoreError(f"store {self.path} has no open epoch")
+        return int(row[0])
+
+    def register_service(self, service: Service) -> None:
+        if service.digest in self._known_services:
+            return
+        self._require_writer()
+        with self._transaction():
+            for wasm in (service.main, *service.links.values()):
+                self._db.execute("INSERT OR IGNORE INTO modules VALUES (?, ?)", (h.blob_digest(wasm), wasm))
+            links = json.dumps({n: h.blob_digest(w).hex() for n, w in service.links.items()}, sort_keys=True)
+            self._db.execute(
+                "INSERT OR IGNORE INTO services VALUES (?, ?, ?, ?)",
+                (service.digest, h.blob_digest(service.main), links, service.name),
+            )
+        self._known_services.add(service.digest)
+
+    def append(self, execution: Execution) -> int:
+        """Queue a segment; it is durable once the batch holding it is flushed."""
+        self._require_writer()
+        r = execution.record
+        if r.index != self._next_index:
+            raise StoreError(f"segment index {r.index} does not follow the store's log (next is {self._next_index})")
+        if r.cost_model_digest != self.cost_model.digest:
+            raise CostModelMismatchError(
+                "segment was executed under another cost model than the store's",
+                expected=self.cost_model.digest.hex(),
+                observed=r.cost_model_digest.hex(),
+            )
+        if r.module_digest not in self._known_services:
+            raise StoreError("register the service before appending its segments")
+        for payload in (*execution.invocation.blobs(), *execution.output.blobs()):
+            d = payload.digest
+            if d not in self._known_blobs and d not in self._pending_blobs:
+                self._pending_blobs[d] = payload.data
+        self._pending.append((r.index, r.encode(), execution.invocation.encoded, execution.output.encoded))
+        self._next_index += 1
+        if len(self._pending) >= self.batch_size or time.monotonic() - self._last_flush >= self.batch_seconds:
+            self.flush()
+        return r.index
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        epoch = self.current_epoch()
+        with self._transaction():
+            self._db.executemany("INSERT OR IGNORE INTO blobs VALUES (?, ?)", self._pending_blobs.items())
+            self._db.executemany(
+                "INSERT INTO segments(idx, epoch, record, invocation, output) VALUES (?, ?, ?, ?, ?)",
+                [(i, epoch, rec, inv, out) for i, rec, inv, out in self._pending],
+            )
+        if len(self._known_blobs) > 100_000:
+            self._known_blobs.clear()
+        self._known_blobs.update(self._pending_blobs)
+        self._pending.clear()
+        self._pending_blobs.clear()
+        self._last_flush = time.monotonic()
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def count(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM segments").fetchone()[0])
+
+    def record(self, index: int) -> Record:
+        row = self._db.execute("SELECT record FROM segments WHERE idx = ?", (index,)).fetchone()
+        if row is None:
+            raise StoreError(f"store has no segment {index} (it holds {self.count()})")
+        return Record.decode(row[0])
+
+    def segment(self, index: int) -> tuple[Record, Invocation, Output]:
+        row = self._db.execute("SELECT record, invocation, output FROM segments WHERE idx = ?", (index,)).fetchone()
+        if row is None:
+            raise StoreError(f"store has no segment {index} (it holds {self.count()})")
+        return Record.decode(row[0]), Invocation.decode(row[1], self.blob), Output.decode(row[2], self.blob)
+
+    def records(self, epoch: int | None = None) -> Iterator[Record]:
+        if epoch is None:
+            cur = self._db.execute("SELECT record FROM segments ORDER BY idx")
+        else:
+            cur = self._db.execute("SELECT record FROM segments WHERE epoch = ? ORDER BY idx", (epoch,))
+        for (raw,) in cur:
+            yield Record.decode(raw)
+
+    def blob(self, digest: bytes) -> bytes:
+        row = self._db.execute("SELECT data FROM blobs WHERE digest = ?", (digest,)).fetchone()
+        if row is None:
+            raise KeyError(digest)
+        return bytes(row[0])
+
+    def service(self, digest: bytes) -> Service:
+        row = self._db.execute("SELECT main, links, name FROM services WHERE digest = ?", (digest,)).fetchone()
+        if row is None:
+            raise StoreError(f"store has no service {digest.hex()}")
+        main = self._module(row[0])
+        links = {n: self._module(bytes.fromhex(d)) for n, d in json.loads(row[1]).items()}
+        return Service(main, links, name=row[2])
+
+    def _module(self, digest: bytes) -> bytes:
+        row = self._db.execute("SELECT wasm FROM modules WHERE digest = ?", (digest,)).fetchone()
+        if row is None:
+            raise StoreError(f"store is missing module {digest.hex()}")
+        return bytes(row[0])
+
+    def services(self) -> list[tuple[bytes, str]]:
+        return [(bytes(d), n) for d, n in self._db.execute("SELECT digest, name FROM services ORDER BY name")]
+
+    def epochs(self) -> list[dict[str, object]]:
+        rows = self._db.execute(
+            "SELECT e.epoch, e.first_index, e.status, COUNT(s.idx) FROM epochs e "
+            "LEFT JOIN segments s ON s.epoch = e.epoch GROUP BY e.epoch ORDER BY e.epoch"
+        )
+        return [{"epoch": e, "first_index": f, "status": st, "segments": n} for e, f, st, n in rows]
+
+    def summary(self, epoch: int | None = None) -> tuple[Totals, dict[str, int]]:
+        totals, outcomes = Totals(), {}
+        for r in self.records(epoch):
+            totals.add(r)
+            key = r.describe_outcome()
+            outcomes[key] = outcomes.get(key, 0) + 1
+        return totals, outcomes
+
+    def check_integrity(self) -> list[str]:
+        """Problems found, as sentences; an empty list means the store is whole."""
+        problems = []
+        (result,) = self._db.execute("PRAGMA quick_check").fetchone()
+        if result != "ok":
+            problems.append(f"SQLite quick_check: {result}")
+        n, hi = self._db.execute("SELECT COUNT(*), COALESCE(MAX(idx) + 1, 0) FROM segments").fetchone()
+        if n != hi:
+            problems.append(f"segment log has gaps: {n} segments but indices reach {hi - 1}")
+        for idx, raw, inv, out in self._db.execute("SELECT idx, record, invocation, output FROM segments"):
+            try:
+                r = Record.decode(raw)
+                if r.index != idx:
+                    problems.append(f"segment {idx} holds a record for index {r.index}")
+                if Invocation.decode(inv, self.blob).digest != r.input_digest:
+                    problems.append(f"segment {idx}: invocation does not match the record's input digest")
+                if Output.decode(out, self.blob).digest != r.output_digest:
+                    problems.append(f"segment {idx}: output does not match the record's output digest")
+            except EncodingError as exc:
+                problems.append(f"segment {idx}: {exc.message}")
+            if len(problems) > 20:
+                break
+        return problems
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _require_writer(self) -> None:
+        if self._lock_fd is None:
+            raise StoreError("store was opened read-only")
+
+    def _transaction(self):
+        return _Transaction(self._db, self.path)
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection, path: str) -> None:
+        self.db, self.path = db, path
+
+    def __enter__(self) -> None:
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write store {self.path}: {exc}") from None
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            try:
+                self.db.execute("COMMIT")
+                return
+            except sqlite3.Error as err:
+                self.db.execute("ROLLBACK")
+                raise StoreError(f"cannot write store {self.path}: {err}") from None
+        self.db.execute("ROLLBACK")
+        if isinstance(exc, sqlite3.Error):
+            raise StoreError(f"cannot write store {self.path}: {exc}") from None
+
+
+def _check_path(path: str, *, must_exist: bool) -> None:
+    if os.path.isdir(path):
+        raise StoreError(f"store path {path} is a directory; give a file name such as {os.path.join(path, 'trace.poe')}")
+    if must_exist and not os.path.exists(path):
+        raise StoreError(f"no store at {path}")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise StoreError(f"cannot create store {path}: directory {parent} does not exist")
+
+
+def _take_lock(path: str) -> int:
+    lock_path = path + ".lock"
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise StoreError(f"cannot open store {path} for writing: {exc.strerror} ({lock_path})") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            raise StoreLockedError(f"store {path} is being written by another process; wait for it or use another store") from None
+        raise StoreError(f"cannot lock store {path}: {exc.strerror}") from None
+    return fd
+
+
+def _connect(path: str, *, readonly: bool) -> sqlite3.Connection:
+    try:
+        if readonly:
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
+        else:
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        (app_id,) = conn.execute("PRAGMA application_id").fetchone()
+        if not readonly:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA busy_timeout=5000")
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path} is not a poe store ({exc})") from None
+    if app_id not in (0, _APPLICATION_ID):
+        conn.close()
+        raise StoreError(f"{path} is a SQLite database, but not a poe store")
+    return conn
+
+
+def _init_schema(conn: sqlite3.Connection, path: str, cost_model: CostModel) -> None:
+    try:
+        (version,) = conn.execute("PRAGMA user_version").fetchone()
+        (app_id,) = conn.execute("PRAGMA application_id").fetchone()
+        if app_id == 0:
+            tables = conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]
+            if tables:
+                raise StoreError(f"{path} is a SQLite database, but not a poe store")
+            conn.execute("BEGIN IMMEDIATE")
+            for stmt in filter(None, (s.strip() for s in _SCHEMA.split(";"))):
+                conn.execute(stmt)
+            conn.execute("INSERT INTO meta VALUES ('format', ?)", (str(STORE_FORMAT),))
+            conn.execute("INSERT INTO meta VALUES ('cost_model', ?)", (cost_model.canonical_bytes.decode(),))
+            conn.execute("INSERT INTO meta VALUES ('created', ?)", (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),))
+            conn.execute("INSERT INTO epochs(epoch, first_index, status) VALUES (0, 0, 'open')")
+            conn.execute(f"PRAGMA user_version = {STORE_FORMAT}")
+            conn.execute(f"PRAGMA application_id = {_APPLICATION_ID}")
+            conn.execute("COMMIT")
+            return
+        _check_version(version, path)
+    except sqlite3.OperationalError as exc:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        if "readonly" in str(exc) or "read-only" in str(exc):
+            raise StoreError(f"store {path} is read-only") from None
+        raise StoreError(f"cannot initialise store {path}: {exc}") from None
+
+
+def _check_version(version: int, path: str) -> None:
+    if version > STORE_FORMAT:
+        raise StoreVersionError(f"store {path} has format {version}, newer than this poe reads ({STORE_FORMAT}); upgrade poe")
+    if version < 1:
+        raise StoreError(f"store {path} is not initialised")
+
+
+def _read_cost_model(conn: sqlite3.Connection, path: str) -> CostModel:
+    try:
+        (version,) = conn.execute("PRAGMA user_version").fetchone()
+        _check_version(version, path)
+        row = conn.execute("SELECT value FROM meta WHERE key = 'cost_model'").fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path} is not a readable poe store ({exc})") from None
+    if row is None:
+        raise StoreError(f"store {path} has no cost model")
+    try:
+        return CostModel.from_json(json.loads(row[0]))
+    except (ValueError, TypeError) as exc:
+        raise StoreError(f"store {path} has a malformed cost model: {exc}") from None
+

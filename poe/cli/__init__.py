@@ -1,0 +1,65 @@
+"""The `poe` command line: a click group with one module per command."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+import click
+
+from .. import __version__
+from ..errors import PoEError
+from ._options import emit_json
+
+
+class _Group(click.Group):
+    """Maps poe's error tree to exit codes (DESIGN §7) and keeps tracebacks out of sight."""
+
+    def invoke(self, ctx: click.Context):  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except PoEError as exc:
+            click.echo(f"poe: error [{exc.code}]: {exc.message}", err=True)
+            if _wants_json(ctx):
+                emit_json({"error": exc.to_json()})
+            ctx.exit(exc.exit_code)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except KeyboardInterrupt:
+            click.echo("poe: interrupted", err=True)
+            ctx.exit(130)
+        except Exception as exc:  # noqa: BLE001 - the last line of defence: no traceback for users
+            if os.environ.get("POE_DEBUG"):
+                traceback.print_exc()
+            click.echo(f"poe: internal error: {type(exc).__name__}: {exc}", err=True)
+            click.echo("poe: this is a bug in poe; set POE_DEBUG=1 to see the traceback and please report it", err=True)
+            ctx.exit(4)
+
+
+def _wants_json(ctx: click.Context) -> bool:
+    sub = ctx.invoked_subcommand
+    return "--json" in sys.argv[1:] and sub is not None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="poe")
+def main() -> None:
+    """poe: proof-of-execution metering for WebAssembly.
+
+    A provider runs customers' Wasm functions with `poe run`: every invocation becomes a
+    segment whose record (fuel, memory, payload bytes, outcome and digests) is the same
+    bytes on every machine with the same cost model. `poe inspect` reads a store.
+    `poe demo` shows an honest and a cheating provider side by side.
+
+    Exit codes: 0 ok, 1 verification failed, 2 usage, 3 bad input or I/O, 4 internal error.
+    """
+
+
+from . import demo as _demo  # noqa: E402
+from . import inspect as _inspect  # noqa: E402
+from . import run as _run  # noqa: E402
+
+main.add_command(_run.run)
+main.add_command(_inspect.inspect_cmd)
+main.add_command(_demo.demo)

@@ -1,0 +1,70 @@
+"""Options and output helpers shared by every command."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, Callable
+
+import click
+
+from .._costmodel import Limits
+from ..errors import InputError
+
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout (messages stay on stderr)."
+)
+
+
+def limit_options(f: Callable) -> Callable:
+    """Per-segment limits; they are part of the cost model, so a store keeps the ones it was made with."""
+    defaults = Limits()
+    opts = [
+        click.option("--fuel", type=click.IntRange(min=1), default=None,
+                     help=f"Fuel limit per segment (default {defaults.fuel:,}); running out is the outcome out-of-fuel."),
+        click.option("--max-memory-pages", type=click.IntRange(1, 65536), default=None,
+                     help=f"Linear-memory limit per memory in 64 KiB pages (default {defaults.memory_pages}); exceeding it is the outcome memory-limit."),
+        click.option("--max-output", type=click.IntRange(min=1), default=None,
+                     help=f"Limit on captured stdout+stderr bytes per segment (default {defaults.output_bytes:,}); exceeding it is the outcome output-limit."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def limits_from(fuel: int | None, max_memory_pages: int | None, max_output: int | None) -> Limits | None:
+    """The limits the user asked for, or None when no limit flag was given."""
+    if fuel is None and max_memory_pages is None and max_output is None:
+        return None
+    d = Limits()
+    return Limits(
+        fuel=fuel if fuel is not None else d.fuel,
+        memory_pages=max_memory_pages if max_memory_pages is not None else d.memory_pages,
+        output_bytes=max_output if max_output is not None else d.output_bytes,
+    )
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=False))
+
+
+def info(message: str = "") -> None:
+    click.echo(message, err=True)
+
+
+def read_file(path: str, what: str) -> bytes:
+    try:
+        if path == "-":
+            return sys.stdin.buffer.read()
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise InputError(f"cannot read {what} {path}: {exc.strerror}") from None
+
+
+def human(n: int) -> str:
+    """1234567 -> '1.23M' for summaries; exact figures are in --json."""
+    for unit, size in (("T", 10**12), ("G", 10**9), ("M", 10**6), ("k", 10**3)):
+        if abs(n) >= size:
+            return f"{n / size:.2f}{unit}"
+    return str(n)
