@@ -41,6 +41,7 @@ try:
     from wasmtime import _func as _wfunc
 
     _FUNC_CALL = _wffi.wasmtime_func_call
+    _EXPORT_GET = _wffi.wasmtime_instance_export_get
     _VAL_T = _wffi.wasmtime_val_t
     _TRAP_PTR = ctypes.POINTER(_wffi.wasm_trap_t)
     _KIND = {"i32": _wffi.WASMTIME_I32.value, "i64": _wffi.WASMTIME_I64.value, "f32": _wffi.WASMTIME_F32.value, "f64": _wffi.WASMTIME_F64.value}
@@ -263,14 +264,14 @@ class Executor:
         if outcome is None:
             main = instances[-1][1]
             store.set_fuel(budget)  # instantiation (start functions included) is not billed
-            func = main.exports(store)[inv.export]
+            func = _export(store, main, inv.export)
             assert isinstance(func, wasmtime.Func)
             outcome, code, results = self._call(store, func, inv)
             fuel = budget - store.get_fuel()
         pages = 0
         for compiled, instance in instances:
             if compiled.owns_memory:
-                mem = instance.exports(store).get(POE_MEMORY_EXPORT)
+                mem = _export(store, instance, POE_MEMORY_EXPORT)
                 if isinstance(mem, wasmtime.Memory):
                     pages += mem.size(store)
         output = Output(results, Payload(bytes(ctx.stdout)), Payload(bytes(ctx.stderr)))
@@ -359,6 +360,28 @@ class Executor:
             else:
                 values.append(Value(t, slot.of.i64 & 0xFFFFFFFFFFFFFFFF))
         return Outcome.OK, 0, tuple(values)
+
+
+_NAME_BUFFERS: dict[str, tuple[ctypes.Array, int]] = {}
+_EXTERN_FUNC = _wffi.WASMTIME_EXTERN_FUNC.value
+_EXTERN_MEMORY = _wffi.WASMTIME_EXTERN_MEMORY.value
+
+
+def _export(store: wasmtime.Store, instance: wasmtime.Instance, name: str) -> wasmtime.Func | wasmtime.Memory | None:
+    """One function or memory export by name. Instance.exports() wraps every export of the
+    module on each call, which for a trivial segment costs more than running it."""
+    buf = _NAME_BUFFERS.get(name)
+    if buf is None:
+        raw = name.encode()
+        buf = _NAME_BUFFERS[name] = (ctypes.create_string_buffer(raw, len(raw)), len(raw))
+    item = _wffi.wasmtime_extern_t()
+    if not _EXPORT_GET(store._context(), ctypes.byref(instance._instance), buf[0], buf[1], ctypes.byref(item)):
+        return None
+    if item.kind == _EXTERN_FUNC:
+        return wasmtime.Func._from_raw(item.of.func)
+    if item.kind == _EXTERN_MEMORY:
+        return wasmtime.Memory._from_raw(item.of.memory)
+    return None
 
 
 def _take_host_exception() -> BaseException | None:

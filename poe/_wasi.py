@@ -190,20 +190,20 @@ class WasiHost:
         self.cm = cost_model
         self.ctx: _Context | None = None
         self._inode: dict[str, int] = {}
+        self._tree_cache: tuple | None = None
 
     # -- per invocation ----------------------------------------------------------------
 
     def begin(self, inv: Invocation, *, trace: bool = False) -> _Context:
-        files = {name: p.data for name, p in inv.files}
-        argv = list(inv.argv)
+        files, dirs, self._inode = self._tree(inv.files)
         self.ctx = _Context(
             inv=inv,
             fuel_budget=self.cm.limits.fuel,
             output_limit=self.cm.limits.output_bytes,
-            argv=argv,
+            argv=list(inv.argv),
             env=list(inv.env),
             files=files,
-            dirs=_directory_tree(files),
+            dirs=dirs,
             fds={
                 0: _Fd(FT_CHAR, stream="stdin", data=inv.stdin.data),
                 1: _Fd(FT_CHAR, stream="stdout"),
@@ -212,10 +212,19 @@ class WasiHost:
             },
             log=[] if trace else None,
         )
-        # Inode numbers: 1 for ".", then directories and files in sorted order.
-        names = sorted(set(self.ctx.dirs) | set(files), key=str.encode)
-        self._inode = {name: i + 1 for i, name in enumerate(names)}
         return self.ctx
+
+    def _tree(self, entries: tuple) -> tuple[dict[str, bytes], dict, dict[str, int]]:
+        """Files, directories and inode numbers of the preopen; reused while the files repeat."""
+        if self._tree_cache is not None and self._tree_cache[0] == entries:
+            return self._tree_cache[1]
+        files = {name: p.data for name, p in entries}
+        dirs = _directory_tree(files)
+        # Inode numbers: 1 for ".", then directories and files in sorted order.
+        names = sorted(set(dirs) | set(files), key=str.encode)
+        tree = (files, dirs, {name: i + 1 for i, name in enumerate(names)})
+        self._tree_cache = (entries, tree)
+        return tree
 
     # -- linker ------------------------------------------------------------------------
 
