@@ -1,0 +1,85 @@
+"""Vectors pin every byte format: replay them, decode them, regenerate them, fold them."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+
+from poe import CostModel, Executor, Record
+from poe._replay import replay
+from poe.errors import CostModelMismatchError
+
+from .conftest import ROOT
+
+VECTORS = ROOT / "vectors"
+_spec = importlib.util.spec_from_file_location("poe_vector_generator", VECTORS / "generate.py")
+gen = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(gen)
+
+
+def _load(kind: str) -> list[tuple[str, dict]]:
+    return [(p.stem, json.loads(p.read_text())) for p in sorted((VECTORS / kind).glob("*.json"))]
+
+
+@pytest.mark.parametrize(("name", "vector"), _load("execution"), ids=lambda v: v if isinstance(v, str) else "")
+def test_execution_vector_replays_to_the_same_record_bytes(name, vector):
+    cm = CostModel.from_json(vector["cost_model"])
+    here = CostModel.current(cm.limits)
+    if cm.target != here.target:
+        pytest.skip(f"vector pinned on {cm.target}; this machine is {here.target}")
+    try:
+        cm.check_reproducible()
+    except CostModelMismatchError as exc:
+        pytest.fail(
+            f"{name}: the pinned cost model cannot be reproduced ({exc.message}). A wasmtime upgrade changes "
+            "fuel: regenerate with vectors/generate.py, bump the host ABI or record version, and say so."
+        )
+    claimed = Record.decode(bytes.fromhex(vector["record"]))
+    service = gen.build_service(vector["module"], vector["links"])
+    inv = gen.build_invocation(vector["invocation"])
+    execution = replay(claimed, inv, service, cm, executor=Executor(service, cm))
+    assert execution.record_bytes.hex() == vector["record"]
+    assert execution.record.to_json() == vector["record_fields"]
+
+
+@pytest.mark.parametrize("kind", ["records", "invocation"])
+def test_encoding_vectors_decode_to_their_expected_result(kind):
+    for name, vector in _load(kind):
+        assert gen.check_decodes(kind, vector) == vector["expect"], f"{kind}/{name}: {vector['desc']}"
+
+
+def test_canonical_invocation_vector_pins_the_input_digest():
+    (vector,) = [v for n, v in _load("invocation") if n == "canonical"]
+    from poe import Invocation
+
+    blobs = {bytes.fromhex(k): bytes.fromhex(v) for k, v in vector["payloads"].items()}
+    inv = Invocation.decode(bytes.fromhex(vector["invocation"]), blobs.__getitem__)
+    assert inv.digest.hex() == vector["input_digest"]
+    assert inv.payload_bytes == vector["payload_bytes"]
+
+
+def test_every_negative_vector_is_a_named_mutation_of_a_valid_one():
+    for kind in ("records", "invocation"):
+        names = {n for n, _ in _load(kind)}
+        assert "canonical" in names and len(names) > 4
+
+
+@pytest.mark.parametrize("kind", ["records", "invocation", "execution"])
+def test_generator_reproduces_the_committed_vectors(kind):
+    generated = getattr(gen, {"records": "record_vectors", "invocation": "invocation_vectors", "execution": "execution_vectors"}[kind])()
+    if kind == "execution":
+        any_vector = next(iter(generated.values()))
+        if any_vector["cost_model"]["target"] != json.loads((VECTORS / "execution" / "funcs_add.json").read_text())["cost_model"]["target"]:
+            pytest.skip("execution vectors are pinned on another target")
+    on_disk = {p.stem: p.read_text() for p in (VECTORS / kind).glob("*.json")}
+    assert set(on_disk) == set(generated)
+    for name, vector in generated.items():
+        assert on_disk[name] == gen.render(vector), f"{kind}/{name} differs from what vectors/generate.py produces"
+
+
+def test_vector_set_folds_to_the_committed_digest():
+    assert gen.fold_digest(VECTORS) == (VECTORS / "DIGEST").read_text().strip(), (
+        "a vector changed: if intended, run vectors/generate.py, bump the format version and say so"
+    )

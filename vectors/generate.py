@@ -1,0 +1,220 @@
+#!/usr/bin/env python3
+"""Generate the byte-format vectors under vectors/ (run from anywhere: python3 vectors/generate.py).
+
+Kinds written:
+  execution/   module + invocation under a pinned cost model -> the exact record bytes
+  records/     record encodings: canonical ones, and named mutations that must be refused
+  invocation/  canonical invocation encodings with their input digest, and named mutations
+
+Each file is {"desc", inputs..., "expect": "ok" | <error code>}. DIGEST folds every vector file
+into one BLAKE3 digest so that an unintended change shows up in review. Changing a vector is a
+protocol change: bump the relevant version and say so.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+import blake3  # noqa: E402
+
+from poe import CostModel, Executor, Invocation, Limits, Record, Service, Value  # noqa: E402
+from poe.errors import PoEError  # noqa: E402
+
+MODULES = HERE / "modules"
+# Small limits keep the hostile cases fast; they are part of the pinned cost model.
+LIMITS = Limits(fuel=50_000_000, memory_pages=64, output_bytes=64 * 1024)
+
+# name -> (description, main module, links, invocation spec)
+EXECUTION_CASES: dict[str, tuple[str, str, dict[str, str], dict]] = {
+    "csv_agg_small": ("Rust CSV aggregation of 21 rows from stdin, 2 malformed", "csv_agg.wasm", {}, {"argv": ["csv_agg"], "stdin": "data/sales_small.csv"}),
+    "csv_agg_filter": ("Rust CSV aggregation with a region filter in argv", "csv_agg.wasm", {}, {"argv": ["csv_agg", "north"], "stdin": "data/sales_small.csv"}),
+    "csv_agg_10k": ("Rust CSV aggregation of 10,000 rows", "csv_agg.wasm", {}, {"argv": ["csv_agg"], "stdin": "data/sales_10k.csv"}),
+    "wordfreq_file": ("C program reading a file from the preopened directory", "wordfreq.wasm", {}, {"argv": ["wordfreq", "words.txt"], "files": {"words.txt": "data/words.txt"}}),
+    "wordfreq_nested_path": ("C program reading a file in a subdirectory via ./", "wordfreq.wasm", {}, {"argv": ["wordfreq", "./in/words.txt"], "files": {"in/words.txt": "data/words.txt"}}),
+    "wordfreq_missing_file": ("C program whose input file is absent: exit code 2", "wordfreq.wasm", {}, {"argv": ["wordfreq", "absent.txt"]}),
+    "entropy_clock_seed0": ("random_get and clocks under the all-zero seed", "entropy_clock.wasm", {}, {"argv": ["entropy_clock"]}),
+    "entropy_clock_seed1": ("random_get under another seed, with an environment variable", "entropy_clock.wasm", {}, {"argv": ["entropy_clock", "x"], "env": ["GREETING=hello"], "seed": "01" * 32}),
+    "funcs_add": ("typed export add(i32, i32)", "funcs.wasm", {}, {"export": "add", "params": [["i32", "2"], ["i32", "40"]]}),
+    "funcs_mul64_negative": ("typed export mul64 with a negative i64", "funcs.wasm", {}, {"export": "mul64", "params": [["i64", "-3"], ["i64", "7"]]}),
+    "funcs_fdiv": ("typed export fdiv(f64, f64)", "funcs.wasm", {}, {"export": "fdiv", "params": [["f64", "1"], ["f64", "3"]]}),
+    "funcs_work": ("compute loop of 100,000 iterations", "funcs.wasm", {}, {"export": "work", "params": [["i32", "100000"]]}),
+    "funcs_store_sum": ("memory.grow within limits through the instrumented guard", "funcs.wasm", {}, {"export": "store_sum", "params": [["i32", "20000"]]}),
+    "funcs_nan": ("NaN result is canonicalised", "funcs.wasm", {}, {"export": "nan_bits"}),
+    "loop_out_of_fuel": ("infinite loop ends out of fuel", "loop.wasm", {}, {}),
+    "membomb_memory_limit": ("memory.grow past the limit ends with memory-limit", "membomb.wasm", {}, {}),
+    "membomb_c_memory_limit": ("C malloc bomb ends with memory-limit", "membomb_c.wasm", {}, {"argv": ["membomb"]}),
+    "recurse_stack_overflow": ("unbounded recursion is a stack-overflow trap", "recurse.wasm", {}, {}),
+    "trap_div0": ("integer division by zero trap", "trap.wasm", {}, {"export": "div0", "params": [["i32", "7"]]}),
+    "trap_oob": ("out-of-bounds load trap", "trap.wasm", {}, {"export": "oob"}),
+    "bigout_output_limit": ("endless stdout ends with output-limit", "bigout.wasm", {}, {"argv": ["bigout"]}),
+    "exit_code_7": ("proc_exit(7) is recorded as exit(7)", "exit_code.wasm", {}, {"argv": ["exit_code", "7"]}),
+    "linked_run": ("multi-module service: main imports from a linked library", "linked_main.wasm", {"mathlib": "mathlib.wasm"}, {"export": "run", "params": [["i32", "5"]]}),
+}
+
+
+def build_invocation(spec: dict) -> Invocation:
+    def read(rel: str) -> bytes:
+        return (MODULES / rel).read_bytes()
+
+    return Invocation.build(
+        spec.get("export", "_start"),
+        params=[Value.parse(t, v) for t, v in spec.get("params", [])],
+        argv=spec.get("argv", []),
+        env=spec.get("env", []),
+        stdin=read(spec["stdin"]) if "stdin" in spec else b"",
+        files={name: read(rel) for name, rel in spec.get("files", {}).items()},
+        seed=bytes.fromhex(spec.get("seed", "00" * 32)),
+    )
+
+
+def build_service(module: str, links: dict[str, str]) -> Service:
+    return Service((MODULES / module).read_bytes(), {n: (MODULES / m).read_bytes() for n, m in links.items()}, name=module)
+
+
+def execution_vectors() -> dict[str, dict]:
+    cm = CostModel.current(LIMITS)
+    out = {}
+    for name, (desc, module, links, spec) in EXECUTION_CASES.items():
+        service = build_service(module, links)
+        inv = build_invocation(spec)
+        e = Executor(service, cm).run(inv, index=len(out))
+        out[name] = {
+            "desc": desc,
+            "module": module,
+            "links": links,
+            "invocation": spec,
+            "index": len(out),
+            "cost_model": cm.to_json(),
+            "cost_model_digest": cm.digest.hex(),
+            "expect": "ok",
+            "record": e.record_bytes.hex(),
+            "record_fields": e.record.to_json(),
+        }
+    return out
+
+
+def _base_record() -> Record:
+    from poe import Outcome
+
+    return Record(
+        index=41, outcome=Outcome.EXIT, outcome_code=3, fuel=1_000_003, peak_pages=18, input_bytes=2048,
+        output_bytes=77, host_calls=12, module_digest=bytes(range(32)), cost_model_digest=bytes(range(32, 64)),
+        input_digest=b"\xaa" * 32, output_digest=b"\xbb" * 32, io_digest=b"\xcc" * 32,
+    )
+
+
+def record_vectors() -> dict[str, dict]:
+    raw = _base_record().encode()
+
+    def mutated(*edits: tuple[int, bytes]) -> str:
+        b = bytearray(raw)
+        for offset, value in edits:
+            b[offset : offset + len(value)] = value
+        return bytes(b).hex()
+
+    (mem,) = struct.unpack_from("<Q", raw, 32)
+    (fuel,) = struct.unpack_from("<Q", raw, 16)
+    cases = {
+        "canonical": ("a canonical exit record", raw.hex(), "ok"),
+        "truncated": ("truncation: last byte missing", raw[:-1].hex(), "encoding.malformed"),
+        "trailing_garbage": ("one extra byte after the record", (raw + b"\x00").hex(), "encoding.malformed"),
+        "future_version": ("version field bumped to 2", mutated((0, struct.pack("<H", 2))), "encoding.malformed"),
+        "reserved_byte_set": ("bit flip in the reserved byte after the outcome", mutated((3, b"\x01")), "encoding.malformed"),
+        "reserved_word_set": ("bit flip in the reserved word after peak pages", mutated((28, b"\x80")), "encoding.malformed"),
+        "unknown_outcome": ("outcome byte out of range", mutated((2, b"\x09")), "encoding.malformed"),
+        "mem_off_by_one": ("mem field one more than peak pages x fuel", mutated((32, struct.pack("<Q", mem + 1))), "encoding.malformed"),
+        "fuel_off_by_one": ("fuel one more, mem left as it was: no longer consistent", mutated((16, struct.pack("<Q", fuel + 1))), "encoding.malformed"),
+        "ok_with_code": ("outcome ok carrying a code", mutated((2, b"\x00")), "encoding.malformed"),
+        "trap_kind_unknown": ("trap with an unknown trap kind", mutated((2, b"\x02"), (4, struct.pack("<I", 999))), "encoding.malformed"),
+    }
+    return {name: {"desc": d, "record": hexed, "expect": e} for name, (d, hexed, e) in cases.items()}
+
+
+def invocation_vectors() -> dict[str, dict]:
+    inv = Invocation.build(
+        "_start", argv=["prog", "--flag", "ü"], env=["A=1", "B="], stdin=b"line one\nline two\n",
+        files={"a.txt": b"alpha", "dir/b.txt": b"beta"}, seed=bytes(range(32)),
+    )
+    payloads = {p.digest.hex(): p.data.hex() for p in inv.blobs()}
+    raw = inv.encoded
+
+    def case(desc: str, data: bytes, expect: str, extra: dict | None = None) -> dict:
+        d = {"desc": desc, "invocation": data.hex(), "payloads": payloads, "expect": expect}
+        if extra:
+            d.update(extra)
+        return d
+
+    a = raw.index(b"a.txt")
+    flipped_payload = dict(payloads)
+    flipped_payload[inv.stdin.digest.hex()] = b"line one\nline tw0\n".hex()
+    out = {
+        "canonical": case("argv, env, stdin, two files and a seed", raw, "ok", {"input_digest": inv.digest.hex(), "payload_bytes": inv.payload_bytes}),
+        "truncated": case("truncation: seed cut short", raw[:-5], "encoding.malformed"),
+        "trailing_garbage": case("extra byte after the seed", raw + b"\x00", "encoding.malformed"),
+        "future_version": case("version byte bumped", b"\x02" + raw[1:], "encoding.malformed"),
+        "file_escapes_directory": case("file name rewritten to ../x.txt", raw[: a - 2] + struct.pack("<H", 7) + b"../x.txt"[:7] + raw[a + 5 :], "encoding.malformed"),
+    }
+    swapped = case("stdin payload does not match its digest", raw, "encoding.malformed")
+    swapped["payloads"] = flipped_payload
+    out["payload_swapped"] = swapped
+    return out
+
+
+def all_vectors() -> dict[str, dict[str, dict]]:
+    return {"execution": execution_vectors(), "records": record_vectors(), "invocation": invocation_vectors()}
+
+
+def render(vector: dict) -> str:
+    return json.dumps(vector, indent=2, sort_keys=True) + "\n"
+
+
+def fold_digest(root: Path) -> str:
+    """BLAKE3 over every vector file, in sorted path order, framed by name and length."""
+    h = blake3.blake3(derive_key_context="poe 2026-11 vector set v1")
+    for path in sorted(p for p in root.glob("*/*.json") if p.parent.name != "modules"):
+        rel = path.relative_to(root).as_posix().encode()
+        data = path.read_bytes()
+        h.update(struct.pack("<I", len(rel)) + rel + struct.pack("<Q", len(data)) + data)
+    return h.hexdigest()
+
+
+def check_decodes(kind: str, vector: dict) -> str:
+    """What decoding a records/ or invocation/ vector gives: "ok" or an error code."""
+    try:
+        if kind == "records":
+            Record.decode(bytes.fromhex(vector["record"]))
+        else:
+            blobs = {bytes.fromhex(k): bytes.fromhex(v) for k, v in vector["payloads"].items()}
+            Invocation.decode(bytes.fromhex(vector["invocation"]), blobs.__getitem__)
+    except PoEError as exc:
+        return exc.code
+    return "ok"
+
+
+def main() -> None:
+    vectors = all_vectors()
+    for kind, cases in vectors.items():
+        folder = HERE / kind
+        folder.mkdir(exist_ok=True)
+        for old in folder.glob("*.json"):
+            if old.stem not in cases:
+                old.unlink()
+        for name, vector in cases.items():
+            if kind != "execution":
+                got = check_decodes(kind, vector)
+                if got != vector["expect"]:
+                    raise SystemExit(f"{kind}/{name}: expected {vector['expect']}, decoding gives {got}")
+            (folder / f"{name}.json").write_text(render(vector))
+    digest = fold_digest(HERE)
+    (HERE / "DIGEST").write_text(digest + "\n")
+    print(f"wrote {sum(len(c) for c in vectors.values())} vectors; set digest {digest}")
+
+
+if __name__ == "__main__":
+    main()
