@@ -226,30 +226,31 @@ class TraceStore:
         return int(self._db.execute("SELECT COUNT(*) FROM segments").fetchone()[0])
 
     def record(self, index: int) -> Record:
-        row = self._db.execute("SELECT record FROM segments WHERE idx = ?", (index,)).fetchone()
+        row = self._read("SELECT record FROM segments WHERE idx = ?", (index,)).fetchone()
         if row is None:
             raise StoreError(f"store has no segment {index} (it holds {self.count()})")
-        return Record.decode(row[0])
+        return Record.decode(_blob(row[0]))
 
     def segment(self, index: int) -> tuple[Record, Invocation, Output]:
-        row = self._db.execute("SELECT record, invocation, output FROM segments WHERE idx = ?", (index,)).fetchone()
+        row = self._read("SELECT record, invocation, output FROM segments WHERE idx = ?", (index,)).fetchone()
         if row is None:
             raise StoreError(f"store has no segment {index} (it holds {self.count()})")
-        return Record.decode(row[0]), Invocation.decode(row[1], self.blob), Output.decode(row[2], self.blob)
+        rec, inv, out = (_blob(v) for v in row)
+        return Record.decode(rec), Invocation.decode(inv, self.blob), Output.decode(out, self.blob)
 
     def records(self, epoch: int | None = None) -> Iterator[Record]:
         if epoch is None:
-            cur = self._db.execute("SELECT record FROM segments ORDER BY idx")
+            cur = self._read("SELECT record FROM segments ORDER BY idx")
         else:
-            cur = self._db.execute("SELECT record FROM segments WHERE epoch = ? ORDER BY idx", (epoch,))
+            cur = self._read("SELECT record FROM segments WHERE epoch = ? ORDER BY idx", (epoch,))
         for (raw,) in cur:
-            yield Record.decode(raw)
+            yield Record.decode(_blob(raw))
 
     def blob(self, digest: bytes) -> bytes:
-        row = self._db.execute("SELECT data FROM blobs WHERE digest = ?", (digest,)).fetchone()
+        row = self._read("SELECT data FROM blobs WHERE digest = ?", (digest,)).fetchone()
         if row is None:
             raise KeyError(digest)
-        return bytes(row[0])
+        return _blob(row[0])
 
     def service(self, digest: bytes) -> Service:
         row = self._db.execute("SELECT main, links, name FROM services WHERE digest = ?", (digest,)).fetchone()
@@ -260,10 +261,10 @@ class TraceStore:
         return Service(main, links, name=row[2])
 
     def _module(self, digest: bytes) -> bytes:
-        row = self._db.execute("SELECT wasm FROM modules WHERE digest = ?", (digest,)).fetchone()
+        row = self._read("SELECT wasm FROM modules WHERE digest = ?", (digest,)).fetchone()
         if row is None:
             raise StoreError(f"store is missing module {digest.hex()}")
-        return bytes(row[0])
+        return _blob(row[0])
 
     def services(self) -> list[tuple[bytes, str]]:
         return [(bytes(d), n) for d, n in self._db.execute("SELECT digest, name FROM services ORDER BY name")]
@@ -292,7 +293,8 @@ class TraceStore:
         n, hi = self._db.execute("SELECT COUNT(*), COALESCE(MAX(idx) + 1, 0) FROM segments").fetchone()
         if n != hi:
             problems.append(f"segment log has gaps: {n} segments but indices reach {hi - 1}")
-        for idx, raw, inv, out in self._db.execute("SELECT idx, record, invocation, output FROM segments"):
+        for idx, *row in self._read("SELECT idx, record, invocation, output FROM segments"):
+            raw, inv, out = (_blob(v) for v in row)
             try:
                 r = Record.decode(raw)
                 if r.index != idx:
@@ -308,6 +310,12 @@ class TraceStore:
         return problems
 
     # -- internals -------------------------------------------------------------------------------
+
+    def _read(self, sql: str, args: tuple = ()) -> sqlite3.Cursor:
+        try:
+            return self._db.execute(sql, args)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read store {self.path}: {exc}") from None
 
     def _require_writer(self) -> None:
         if self._lock_fd is None:
@@ -338,6 +346,23 @@ class _Transaction:
         self.db.execute("ROLLBACK")
         if isinstance(exc, sqlite3.Error):
             raise StoreError(f"cannot write store {self.path}: {exc}") from None
+
+
+def _text(raw: bytes) -> str | bytes:
+    """SQLite TEXT as str, or as bytes when it is not UTF-8 (a tampered blob column can be)."""
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        return raw
+
+
+def _blob(value: object) -> bytes:
+    """A BLOB column's value as bytes, even if someone stored it as TEXT."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogateescape")
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    return repr(value).encode()
 
 
 def _check_path(path: str, *, must_exist: bool) -> None:
@@ -372,6 +397,7 @@ def _connect(path: str, *, readonly: bool) -> sqlite3.Connection:
             conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
         else:
             conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        conn.text_factory = _text
         (app_id,) = conn.execute("PRAGMA application_id").fetchone()
         if not readonly:
             conn.execute("PRAGMA journal_mode=WAL")

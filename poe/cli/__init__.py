@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 import traceback
 
 import click
@@ -21,7 +20,7 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except PoEError as exc:
             click.echo(f"poe: error [{exc.code}]: {exc.message}", err=True)
-            if _wants_json(ctx):
+            if ctx.meta.get("poe.json"):
                 emit_json({"error": exc.to_json()})
             ctx.exit(exc.exit_code)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
@@ -35,11 +34,6 @@ class _Group(click.Group):
             click.echo(f"poe: internal error: {type(exc).__name__}: {exc}", err=True)
             click.echo("poe: this is a bug in poe; set POE_DEBUG=1 to see the traceback and please report it", err=True)
             ctx.exit(4)
-
-
-def _wants_json(ctx: click.Context) -> bool:
-    sub = ctx.invoked_subcommand
-    return "--json" in sys.argv[1:] and sub is not None
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

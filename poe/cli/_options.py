@@ -11,8 +11,15 @@ import click
 from .._costmodel import Limits
 from ..errors import InputError
 
+def _remember_json(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    # Errors are reported by the group, which must know whether to add JSON on stdout.
+    ctx.meta["poe.json"] = value
+    return value
+
+
 json_option = click.option(
-    "--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout (messages stay on stderr)."
+    "--json", "as_json", is_flag=True, callback=_remember_json,
+    help="Print machine-readable JSON on stdout (messages stay on stderr).",
 )
 
 
