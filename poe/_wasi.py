@@ -400,7 +400,7 @@ class WasiHost:
         for i in range(nsubs):
             userdata, tag = struct.unpack_from("<QB", subs, 48 * i)
             if tag == 0:  # clock
-                clock_id, timeout, _precision, flags = struct.unpack_from("<I4xQQH", subs, 48 * i + 8)
+                clock_id, timeout, _precision, flags = struct.unpack_from("<I4xQQH", subs, 48 * i + 16)
                 now = self._now(ctx, now_used, clock_id)
                 if now is None:
                     events.append(struct.pack("<QHB5xQH6x", userdata, EINVAL, 0, 0, 0))
@@ -409,7 +409,7 @@ class WasiHost:
                 if earliest is None or wait < earliest[0]:
                     earliest = (wait, userdata)
             elif tag in (1, 2):  # fd_read, fd_write: stdio and files are always ready
-                (fd,) = struct.unpack_from("<I", subs, 48 * i + 8)
+                (fd,) = struct.unpack_from("<I", subs, 48 * i + 16)
                 f = ctx.fds.get(fd)
                 if f is None:
                     events.append(struct.pack("<QHB5xQH6x", userdata, EBADF, tag, 0, 0))
