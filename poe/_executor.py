@@ -18,7 +18,7 @@ import wasmtime
 
 from . import _hashing as h
 from ._costmodel import WASM_PAGE, CostModel
-from ._invocation import VALTYPES, Invocation, Output, Payload, Value
+from ._invocation import EMPTY, VALTYPES, Invocation, Output, Payload, Value
 from ._record import Outcome, Record, TrapKind
 from ._wasi import WASI_FUNCTIONS, WASI_MODULE, HostStop, WasiHost, wasi_signature
 from ._wasmbin import POE_MEMORY_EXPORT, instrument
@@ -274,7 +274,11 @@ class Executor:
                 mem = _export(store, instance, POE_MEMORY_EXPORT)
                 if isinstance(mem, wasmtime.Memory):
                     pages += mem.size(store)
-        output = Output(results, Payload(bytes(ctx.stdout)), Payload(bytes(ctx.stderr)))
+        output = Output(
+            results,
+            Payload(bytes(ctx.stdout)) if ctx.stdout else EMPTY,
+            Payload(bytes(ctx.stderr)) if ctx.stderr else EMPTY,
+        )
         record = Record(
             index=index,
             outcome=outcome,

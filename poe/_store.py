@@ -97,6 +97,7 @@ class TraceStore:
         self._pending_blobs: dict[bytes, bytes] = {}
         self._known_blobs: set[bytes] = set()
         self._known_services: set[bytes] = set()
+        self._last_invocation: Invocation | None = None
         self._last_flush = time.monotonic()
         self.batch_size = 1024
         self.batch_seconds = 0.25
@@ -193,7 +194,12 @@ class TraceStore:
             )
         if r.module_digest not in self._known_services:
             raise StoreError("register the service before appending its segments")
-        for payload in (*execution.invocation.blobs(), *execution.output.blobs()):
+        # A batch usually repeats one invocation: its payloads need queueing only once.
+        payloads = execution.output.blobs()
+        if execution.invocation is not self._last_invocation:
+            payloads += execution.invocation.blobs()
+            self._last_invocation = execution.invocation
+        for payload in payloads:
             d = payload.digest
             if d not in self._known_blobs and d not in self._pending_blobs:
                 self._pending_blobs[d] = payload.data
