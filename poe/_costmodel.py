@@ -48,6 +48,9 @@ ENGINE_FLAGS: dict[str, Any] = {
     "wasm_function_references": False,
     "wasm_exceptions": False,
     "wasm_component_model": False,
+    "wasm_wide_arithmetic": False,
+    "wasm_custom_page_sizes": False,
+    "wasm_stack_switching": False,
     "epoch_interruption": False,
 }
 
