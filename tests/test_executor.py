@@ -280,3 +280,26 @@ def test_cost_model_with_other_engine_flags_is_refused():
 def test_limits_that_could_overflow_or_make_no_sense_are_refused(kw):
     with pytest.raises(LimitError):
         Limits(**kw)
+
+
+# -- limits hit at instantiation ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("wat", "text"),
+    [
+        ('(module (table 2000000 funcref) (func (export "f")))', "table-limit"),
+        ('(module (memory 65) (func (export "f")))', "memory-limit"),
+        ('(module (func $s unreachable) (start $s) (func (export "f")))', "trap(instantiation)"),
+        ('(module (memory 1) (data (i32.const 70000) "x") (func (export "f")))', "trap(instantiation)"),
+    ],
+)
+def test_failures_while_instantiating_are_recorded_with_zero_fuel(wat, text):
+    e = Executor(Service(_wat(wat)), SMALL).run(Invocation.build("f"))
+    assert (e.record.describe_outcome(), e.record.fuel) == (text, 0)
+
+
+def test_table_grow_past_the_limit_is_ordinary_wasm():
+    wasm = _wat('(module (table 1 funcref) (func (export "f") (result i32) (table.grow (ref.null func) (i32.const 2000000))))')
+    e = Executor(Service(wasm), SMALL).run(Invocation.build("f"))
+    assert e.record.outcome is Outcome.OK and e.output.results[0].python == -1
