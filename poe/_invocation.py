@@ -192,9 +192,7 @@ class Invocation:
         out = bytearray()
         out += struct.pack("<B", INVOCATION_VERSION)
         _put_str16(out, self.export)
-        out += struct.pack("<I", len(self.params))
-        for v in self.params:
-            out += struct.pack("<BQ", _VALTYPE_CODE[v.type], v.bits)
+        _put_values(out, self.params)
         out += struct.pack("<I", len(self.argv))
         for a in self.argv:
             _put_bytes32(out, a)
@@ -229,15 +227,7 @@ class Invocation:
         if version != INVOCATION_VERSION:
             raise EncodingError(f"invocation version {version} is not supported", expected=INVOCATION_VERSION, observed=version)
         export = r.str16()
-        params = []
-        for _ in range(r.count(9)):
-            code, bits = r.u8(), r.u64()
-            if code >= len(VALTYPES):
-                raise EncodingError(f"invocation has unknown value type {code}")
-            t = VALTYPES[code]
-            if t in ("i32", "f32") and bits >> 32:
-                raise EncodingError(f"{t} parameter has bits above 32")
-            params.append(Value(t, bits))
+        params = r.values()
         argv = tuple(r.bytes32() for _ in range(r.count(4)))
         env = tuple(r.bytes32() for _ in range(r.count(4)))
         stdin = _fetch_payload(r, fetch, "stdin")
@@ -276,9 +266,8 @@ class Output:
 
     @cached_property
     def encoded(self) -> bytes:
-        out = bytearray(struct.pack("<BI", OUTPUT_VERSION, len(self.results)))
-        for v in self.results:
-            out += struct.pack("<BQ", _VALTYPE_CODE[v.type], v.bits)
+        out = bytearray(struct.pack("<B", OUTPUT_VERSION))
+        _put_values(out, self.results)
         out += self.stdout.digest + struct.pack("<Q", len(self.stdout))
         out += self.stderr.digest + struct.pack("<Q", len(self.stderr))
         return bytes(out)
@@ -300,12 +289,7 @@ class Output:
         version = r.u8()
         if version != OUTPUT_VERSION:
             raise EncodingError(f"output version {version} is not supported", expected=OUTPUT_VERSION, observed=version)
-        results = []
-        for _ in range(r.count(9)):
-            code, bits = r.u8(), r.u64()
-            if code >= len(VALTYPES):
-                raise EncodingError(f"output has unknown value type {code}")
-            results.append(Value(VALTYPES[code], bits))
+        results = r.values()
         stdout = _fetch_payload(r, fetch, "stdout")
         stderr = _fetch_payload(r, fetch, "stderr")
         r.end()
@@ -321,6 +305,12 @@ class Output:
             "stderr": {"digest": self.stderr.digest.hex(), "bytes": len(self.stderr)},
             "digest": self.digest.hex(),
         }
+
+
+def _put_values(out: bytearray, values: Sequence[Value]) -> None:
+    out += struct.pack("<I", len(values))
+    for v in values:
+        out += struct.pack("<BQ", _VALTYPE_CODE[v.type], v.bits)
 
 
 def _put_str16(out: bytearray, s: str) -> None:
@@ -372,6 +362,18 @@ class _Reader:
         if n * min_item > len(self.data) - self.pos:
             raise EncodingError(f"{self.what} claims {n} items but is too short for them")
         return n
+
+    def values(self) -> list[Value]:
+        out = []
+        for _ in range(self.count(9)):
+            code, bits = self.u8(), self.u64()
+            if code >= len(VALTYPES):
+                raise EncodingError(f"{self.what} has unknown value type {code}")
+            t = VALTYPES[code]
+            if t in ("i32", "f32") and bits >> 32:
+                raise EncodingError(f"{self.what} has a {t} value with bits above 32")
+            out.append(Value(t, bits))
+        return out
 
     def str16(self) -> str:
         n = struct.unpack("<H", self.take(2))[0]

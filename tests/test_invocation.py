@@ -108,3 +108,11 @@ def test_arbitrary_bytes_never_crash_the_invocation_decoder(data):
         Invocation.decode(data, {}.__getitem__)
     except EncodingError:
         pass
+
+
+def test_output_with_an_i32_wider_than_32_bits_is_rejected():
+    o = Output((Value("i32", 5),))
+    raw = bytearray(o.encoded)
+    raw[1 + 4 + 1 + 4] = 1  # a bit above the low 32 of the first result
+    with pytest.raises(EncodingError, match="above 32"):
+        Output.decode(bytes(raw), {p.digest: p.data for p in o.blobs()}.__getitem__)
