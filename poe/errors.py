@@ -26,6 +26,11 @@ __all__ = [
     "CostModelMismatchError",
     "VerificationError",
     "RecordMismatchError",
+    "SumOverflowError",
+    "ProofError",
+    "RootMismatchError",
+    "InclusionProofError",
+    "ConsistencyProofError",
     "InternalError",
 ]
 
@@ -142,6 +147,40 @@ class RecordMismatchError(VerificationError):
     """A re-executed segment's record differs from the committed one."""
 
     code = "verify.record-mismatch"
+
+
+class SumOverflowError(InputError):
+    """Adding metered quantities would reach 2^128: the data cannot be committed (never wraps)."""
+
+    code = "merkle.sum-overflow"
+
+
+class ProofError(VerificationError):
+    """A Merkle proof that is malformed or does not verify."""
+
+    code = "merkle.proof-invalid"
+
+
+class RootMismatchError(ProofError):
+    """A proof verifies to a root other than the claimed one (hash or sums)."""
+
+    code = "merkle.root-mismatch"
+
+    def __init__(self, message: str, *, expected: object, calculated: object, **details: object) -> None:
+        super().__init__(message, expected=expected, observed=calculated, **details)
+        self.calculated = calculated
+
+
+class InclusionProofError(ProofError):
+    """An inclusion proof with the wrong index, size or path length for its tree."""
+
+    code = "merkle.inclusion-invalid"
+
+
+class ConsistencyProofError(ProofError):
+    """A consistency proof that cannot show the new tree extends the old one."""
+
+    code = "merkle.consistency-invalid"
 
 
 class InternalError(PoEError):
