@@ -1,0 +1,133 @@
+"""Building Merkle sum trees and their proofs (RFC 9162 shape, docs/spec.md §10).
+
+`Tree` holds every level of a tree over a list of leaves, so proofs can be read off it.
+`CompactRange` holds only the perfect subtrees along the right edge (one per set bit of the
+size), so a log can be extended by one leaf in O(log n) time and space: that is how the trace
+store seals an epoch without rehashing the epochs before it.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+from ._treehash import EMPTY, NODE_SIZE, Node, Root, node
+from .errors import ConsistencyProofError, EncodingError, InclusionProofError
+
+__all__ = ["Tree", "CompactRange", "root_of"]
+
+
+def _parent_level(level: Sequence[Node]) -> list[Node]:
+    out = [node(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+    if len(level) % 2:
+        out.append(level[-1])  # an unpaired last node is carried up unchanged
+    return out
+
+
+class Tree:
+    """A whole tree: level 0 is the leaves, the last level is the root."""
+
+    def __init__(self, leaves: Sequence[Node], levels: list[list[Node]] | None = None) -> None:
+        if levels is None:
+            levels = [list(leaves)]
+            while len(levels[-1]) > 1:
+                levels.append(_parent_level(levels[-1]))
+        self.levels = levels
+        self.size = len(levels[0])
+
+    @property
+    def root(self) -> Root:
+        top = self.levels[-1][0] if self.size else EMPTY
+        return Root(self.size, top.hash, top.sums)
+
+    def subtree(self, start: int, end: int) -> Node:
+        """MTH(D[start:end]) for a range the RFC 9162 recursion can ask for."""
+        if not 0 <= start < end <= self.size:
+            raise ValueError(f"range {start}..{end} is outside a tree of {self.size}")
+        width = end - start
+        height = (width - 1).bit_length()
+        if start % (1 << height) == 0 and (width == 1 << height or end == self.size):
+            return self.levels[height][start >> height]
+        split = 1 << ((width - 1).bit_length() - 1)
+        return node(self.subtree(start, start + split), self.subtree(start + split, end))
+
+    def inclusion_path(self, index: int) -> list[Node]:
+        if not 0 <= index < self.size:
+            raise InclusionProofError(f"leaf {index} is outside a tree of {self.size}", expected=self.size, observed=index)
+        path = []
+        i = index
+        for level in self.levels[:-1]:
+            sibling = i ^ 1
+            if sibling < len(level):
+                path.append(level[sibling])
+            i >>= 1
+        return path
+
+    def consistency_path(self, old_size: int) -> list[Node]:
+        """RFC 9162 §2.1.4.1 PROOF(m, D[n]): shows this tree extends its first `old_size` leaves."""
+        if not 0 < old_size <= self.size:
+            raise ConsistencyProofError(
+                f"no consistency proof from size {old_size} to {self.size}", expected=self.size, observed=old_size
+            )
+        return self._subproof(old_size, 0, self.size, True)
+
+    def _subproof(self, m: int, start: int, end: int, complete: bool) -> list[Node]:
+        n = end - start
+        if m == n:
+            return [] if complete else [self.subtree(start, end)]
+        k = 1 << ((n - 1).bit_length() - 1)
+        if m <= k:
+            return self._subproof(m, start, start + k, complete) + [self.subtree(start + k, end)]
+        return self._subproof(m - k, start + k, end, False) + [self.subtree(start, start + k)]
+
+
+def root_of(leaves: Iterable[Node]) -> Root:
+    cr = CompactRange()
+    for leaf in leaves:
+        cr.append(leaf)
+    return cr.root
+
+
+class CompactRange:
+    """The right edge of a growing tree: enough to append leaves and compute every root."""
+
+    def __init__(self, size: int = 0, peaks: Sequence[Node] = ()) -> None:
+        if len(peaks) != bin(size).count("1"):
+            raise ValueError(f"a compact range of size {size} has {bin(size).count('1')} peaks, got {len(peaks)}")
+        self.size = size
+        self.peaks = list(peaks)  # largest subtree first
+
+    def append(self, leaf: Node) -> None:
+        self.peaks.append(leaf)
+        self.size += 1
+        # Merge while the two smallest peaks are the same height: one merge per trailing 1 bit.
+        merges = (self.size & -self.size).bit_length() - 1
+        for _ in range(merges):
+            right = self.peaks.pop()
+            left = self.peaks.pop()
+            self.peaks.append(node(left, right))
+
+    def extend(self, leaves: Iterable[Node]) -> None:
+        for leaf in leaves:
+            self.append(leaf)
+
+    @property
+    def root(self) -> Root:
+        if not self.peaks:
+            return Root(0, EMPTY.hash, EMPTY.sums)
+        acc = self.peaks[-1]
+        for peak in reversed(self.peaks[:-1]):
+            acc = node(peak, acc)
+        return Root(self.size, acc.hash, acc.sums)
+
+    def encode(self) -> bytes:
+        return self.size.to_bytes(8, "little") + b"".join(p.encode() for p in self.peaks)
+
+    @classmethod
+    def decode(cls, raw: bytes) -> CompactRange:
+        if len(raw) < 8 or (len(raw) - 8) % NODE_SIZE:
+            raise EncodingError("malformed compact range")
+        size = int.from_bytes(raw[:8], "little")
+        peaks = [Node.decode(raw[i : i + NODE_SIZE]) for i in range(8, len(raw), NODE_SIZE)]
+        if len(peaks) != bin(size).count("1"):
+            raise EncodingError("compact range has the wrong number of peaks for its size")
+        return cls(size, peaks)

@@ -1,0 +1,178 @@
+"""Verifying Merkle sum tree proofs (docs/spec.md §10; RFC 9162 §2.1.3.2 and §2.1.4.2 with sums).
+
+Pure functions: no I/O. They return None on success and raise a typed error otherwise, never a
+bare False: ``RootMismatchError`` carries the expected and the calculated root.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from ._treehash import NODE_SIZE, Node, Root, leaf, node
+from .errors import (
+    ConsistencyProofError,
+    EncodingError,
+    InclusionProofError,
+    RootMismatchError,
+    SumOverflowError,
+)
+
+__all__ = ["InclusionProof", "ConsistencyProof", "verify_inclusion", "verify_consistency"]
+
+PROOF_VERSION = 1
+_KIND_INCLUSION, _KIND_CONSISTENCY = 1, 2
+_HEADER = struct.Struct("<BBQQB")
+MAX_PATH = 64
+
+
+def _decode(raw: bytes, kind: int, what: str) -> tuple[int, int, tuple[Node, ...]]:
+    if len(raw) < _HEADER.size:
+        raise EncodingError(f"{what} is truncated: {len(raw)} bytes")
+    version, k, a, b, count = _HEADER.unpack_from(raw)
+    if version != PROOF_VERSION:
+        raise EncodingError(f"{what} version {version} is not supported", expected=PROOF_VERSION, observed=version)
+    if k != kind:
+        raise EncodingError(f"this is not an {what} (kind {k})")
+    if count > MAX_PATH:
+        raise EncodingError(f"{what} path of {count} entries is longer than any tree needs")
+    if len(raw) != _HEADER.size + count * NODE_SIZE:
+        raise EncodingError(
+            f"{what} should be {_HEADER.size + count * NODE_SIZE} bytes for {count} entries, got {len(raw)}",
+        )
+    path = tuple(Node.decode(raw[i : i + NODE_SIZE]) for i in range(_HEADER.size, len(raw), NODE_SIZE))
+    return a, b, path
+
+
+@dataclass(frozen=True)
+class InclusionProof:
+    index: int
+    size: int
+    path: tuple[Node, ...]
+
+    def encode(self) -> bytes:
+        return _HEADER.pack(PROOF_VERSION, _KIND_INCLUSION, self.index, self.size, len(self.path)) + b"".join(
+            p.encode() for p in self.path
+        )
+
+    @classmethod
+    def decode(cls, raw: bytes) -> InclusionProof:
+        index, size, path = _decode(bytes(raw), _KIND_INCLUSION, "inclusion proof")
+        return cls(index, size, path)
+
+
+@dataclass(frozen=True)
+class ConsistencyProof:
+    old_size: int
+    new_size: int
+    path: tuple[Node, ...]
+
+    def encode(self) -> bytes:
+        return _HEADER.pack(PROOF_VERSION, _KIND_CONSISTENCY, self.old_size, self.new_size, len(self.path)) + b"".join(
+            p.encode() for p in self.path
+        )
+
+    @classmethod
+    def decode(cls, raw: bytes) -> ConsistencyProof:
+        old, new, path = _decode(bytes(raw), _KIND_CONSISTENCY, "consistency proof")
+        return cls(old, new, path)
+
+
+def _check_root(calculated: Node, root: Root, what: str) -> None:
+    if calculated.hash != root.hash or calculated.sums != root.sums:
+        raise RootMismatchError(
+            f"{what} leads to a different root" + (" (same hash, other totals)" if calculated.hash == root.hash else ""),
+            expected=Root(root.size, root.hash, root.sums).to_json(),
+            calculated=Root(root.size, calculated.hash, calculated.sums).to_json(),
+        )
+
+
+def root_from_inclusion(entry: Node, proof: InclusionProof) -> Node:
+    """The root an inclusion proof leads to from `entry` (raises if the path does not fit)."""
+    index, size = proof.index, proof.size
+    if index >= size:
+        raise InclusionProofError(f"leaf index {index} is outside a tree of {size}", expected=f"< {size}", observed=index)
+    fn, sn = index, size - 1
+    r = entry
+    try:
+        for p in proof.path:
+            if sn == 0:
+                raise InclusionProofError(
+                    f"inclusion proof is longer than a tree of {size} needs for leaf {index}",
+                    expected="shorter path", observed=len(proof.path),
+                )
+            if fn & 1 or fn == sn:
+                r = node(p, r)
+                if not fn & 1:
+                    while not fn & 1 and fn != 0:
+                        fn >>= 1
+                        sn >>= 1
+            else:
+                r = node(r, p)
+            fn >>= 1
+            sn >>= 1
+    except SumOverflowError as exc:
+        raise InclusionProofError(f"inclusion proof sums overflow: {exc.message}") from None
+    if sn != 0:
+        raise InclusionProofError(
+            f"inclusion proof is too short for leaf {index} of a tree of {size}", expected="longer path", observed=len(proof.path)
+        )
+    return r
+
+
+def verify_inclusion(record: bytes, proof: InclusionProof, root: Root) -> None:
+    """Check that `record` is leaf `proof.index` of the tree whose head is `root`."""
+    if proof.size != root.size:
+        raise InclusionProofError(f"proof is for a tree of {proof.size}, the root is of {root.size}", expected=root.size, observed=proof.size)
+    _check_root(root_from_inclusion(leaf(record), proof), root, f"inclusion proof for leaf {proof.index}")
+
+
+def verify_consistency(old: Root, new: Root, proof: ConsistencyProof) -> None:
+    """Check that the tree with head `new` extends the tree with head `old` (RFC 9162 §2.1.4.2)."""
+    if (proof.old_size, proof.new_size) != (old.size, new.size):
+        raise ConsistencyProofError(
+            f"proof is from size {proof.old_size} to {proof.new_size}, the roots are of {old.size} and {new.size}",
+            expected=[old.size, new.size], observed=[proof.old_size, proof.new_size],
+        )
+    m, n, path = old.size, new.size, list(proof.path)
+    if m > n:
+        raise ConsistencyProofError(f"old size {m} is larger than new size {n}", expected=f"<= {n}", observed=m)
+    if m == n:
+        if path:
+            raise ConsistencyProofError("equal sizes need an empty proof", expected=0, observed=len(path))
+        _check_root(old.node, new, "consistency of equal-size trees")
+        return
+    if m == 0:
+        if path:
+            raise ConsistencyProofError("a proof from the empty tree must be empty", expected=0, observed=len(path))
+        return  # every tree extends the empty one
+    if m & (m - 1) == 0:
+        path.insert(0, old.node)
+    if not path:
+        raise ConsistencyProofError("consistency proof is empty", expected="entries", observed=0)
+    fn, sn = m - 1, n - 1
+    while fn & 1:
+        fn >>= 1
+        sn >>= 1
+    fr = sr = path[0]
+    try:
+        for c in path[1:]:
+            if sn == 0:
+                raise ConsistencyProofError("consistency proof is longer than needed", expected="shorter path", observed=len(proof.path))
+            if fn & 1 or fn == sn:
+                fr = node(c, fr)
+                sr = node(c, sr)
+                if not fn & 1:
+                    while not fn & 1 and fn != 0:
+                        fn >>= 1
+                        sn >>= 1
+            else:
+                sr = node(sr, c)
+            fn >>= 1
+            sn >>= 1
+    except SumOverflowError as exc:
+        raise ConsistencyProofError(f"consistency proof sums overflow: {exc.message}") from None
+    if sn != 0:
+        raise ConsistencyProofError("consistency proof is too short", expected="longer path", observed=len(proof.path))
+    _check_root(fr, old, "consistency proof (old root)")
+    _check_root(sr, new, "consistency proof (new root)")

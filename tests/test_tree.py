@@ -1,0 +1,267 @@
+"""Merkle sum tree: roots, proofs and the attacks they must reject."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from poe import Outcome, Record
+from poe._treebuild import CompactRange, Tree
+from poe._treehash import EMPTY, Node, Root, Sums, leaf, node
+from poe._treeverify import ConsistencyProof, InclusionProof, root_from_inclusion, verify_consistency, verify_inclusion
+from poe.errors import (
+    ConsistencyProofError,
+    EncodingError,
+    InclusionProofError,
+    ProofError,
+    RootMismatchError,
+    SumOverflowError,
+)
+
+
+def records(n: int, seed: int = 1) -> list[bytes]:
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        fuel, pages = rng.randrange(1, 10**9), rng.randrange(0, 300)
+        out.append(Record(
+            index=i, outcome=Outcome.OK, outcome_code=0, fuel=fuel, peak_pages=pages,
+            input_bytes=rng.randrange(0, 10**6), output_bytes=rng.randrange(0, 10**6), host_calls=rng.randrange(0, 99),
+            module_digest=rng.randbytes(32), cost_model_digest=b"\x01" * 32, input_digest=rng.randbytes(32),
+            output_digest=rng.randbytes(32), io_digest=rng.randbytes(32),
+        ).encode())
+    return out
+
+
+def mth(leaves: list[Node]) -> Node:
+    """RFC 9162 §2.1.1, written from the definition, independent of the level-by-level builder."""
+    if not leaves:
+        return EMPTY
+    if len(leaves) == 1:
+        return leaves[0]
+    k = 1 << ((len(leaves) - 1).bit_length() - 1)
+    return node(mth(leaves[:k]), mth(leaves[k:]))
+
+
+def tree(n: int, seed: int = 1) -> tuple[list[bytes], Tree]:
+    recs = records(n, seed)
+    return recs, Tree([leaf(r) for r in recs])
+
+
+@pytest.mark.parametrize("n", list(range(0, 34)) + [63, 64, 65, 100, 257])
+def test_root_matches_the_rfc_definition_and_the_compact_range(n):
+    recs, t = tree(n)
+    expected = mth([leaf(r) for r in recs])
+    assert (t.root.hash, t.root.sums) == (expected.hash, expected.sums)
+    cr = CompactRange()
+    cr.extend(leaf(r) for r in recs)
+    assert cr.root == t.root and len(cr.peaks) == bin(n).count("1")
+
+
+def test_root_sums_are_the_totals_of_every_record():
+    recs, t = tree(37)
+    decoded = [Record.decode(r) for r in recs]
+    assert t.root.sums == Sums(sum(r.fuel for r in decoded), sum(r.mem for r in decoded), sum(r.io for r in decoded))
+
+
+def test_empty_tree_has_the_empty_hash_and_zero_totals():
+    assert Tree([]).root == Root(0, EMPTY.hash, Sums())
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 8, 13, 31, 32, 33])
+def test_every_inclusion_proof_verifies_and_round_trips(n):
+    recs, t = tree(n)
+    for i, r in enumerate(recs):
+        proof = InclusionProof(i, n, tuple(t.inclusion_path(i)))
+        assert InclusionProof.decode(proof.encode()) == proof
+        verify_inclusion(r, proof, t.root)
+
+
+@pytest.mark.parametrize("n", [2, 3, 7, 8, 9, 20, 33])
+def test_every_consistency_proof_verifies_and_round_trips(n):
+    recs, t = tree(n)
+    for m in range(1, n + 1):
+        old = Tree([leaf(r) for r in recs[:m]]).root
+        proof = ConsistencyProof(m, n, tuple(t.consistency_path(m)))
+        assert ConsistencyProof.decode(proof.encode()) == proof
+        verify_consistency(old, t.root, proof)
+
+
+def _proof(n=13, i=6):
+    recs, t = tree(n)
+    return recs[i], InclusionProof(i, n, tuple(t.inclusion_path(i))), t.root
+
+
+def test_inclusion_proof_with_a_flipped_bit_in_a_sibling_is_rejected():
+    rec, proof, root = _proof()
+    bad = Node(bytes([proof.path[1].hash[0] ^ 1]) + proof.path[1].hash[1:], proof.path[1].sums)
+    with pytest.raises(RootMismatchError) as e:
+        verify_inclusion(rec, dataclasses.replace(proof, path=proof.path[:1] + (bad,) + proof.path[2:]), root)
+    assert e.value.expected != e.value.calculated
+
+
+def test_sibling_with_inflated_fuel_is_rejected():
+    rec, proof, root = _proof()
+    p = proof.path[0]
+    bad = Node(p.hash, Sums(p.sums.fuel + 1, p.sums.mem, p.sums.io))
+    with pytest.raises(RootMismatchError):
+        verify_inclusion(rec, dataclasses.replace(proof, path=(bad,) + proof.path[1:]), root)
+
+
+def test_root_with_inflated_totals_is_rejected():
+    rec, proof, root = _proof()
+    inflated = Root(root.size, root.hash, Sums(root.sums.fuel + 10**6, root.sums.mem, root.sums.io))
+    with pytest.raises(RootMismatchError, match="other totals"):
+        verify_inclusion(rec, proof, inflated)
+
+
+def test_record_with_inflated_fuel_is_rejected():
+    rec, proof, root = _proof()
+    r = Record.decode(rec)
+    with pytest.raises(RootMismatchError):
+        verify_inclusion(dataclasses.replace(r, fuel=r.fuel + 1).encode(), proof, root)
+
+
+@pytest.mark.parametrize("delta", [-1, 1])
+def test_proof_for_an_off_by_one_index_is_rejected(delta):
+    rec, proof, root = _proof()
+    with pytest.raises(ProofError):
+        verify_inclusion(rec, dataclasses.replace(proof, index=proof.index + delta), root)
+
+
+def test_truncated_or_extended_path_is_rejected():
+    rec, proof, root = _proof()
+    with pytest.raises(InclusionProofError, match="too short"):
+        verify_inclusion(rec, dataclasses.replace(proof, path=proof.path[:-1]), root)
+    with pytest.raises(InclusionProofError, match="longer"):
+        verify_inclusion(rec, dataclasses.replace(proof, path=proof.path + (proof.path[0],)), root)
+
+
+def test_index_outside_the_tree_is_rejected():
+    rec, proof, root = _proof()
+    with pytest.raises(InclusionProofError, match="outside"):
+        verify_inclusion(rec, dataclasses.replace(proof, index=root.size), root)
+
+
+def test_proof_for_another_tree_size_is_rejected():
+    rec, proof, root = _proof()
+    with pytest.raises(InclusionProofError):
+        verify_inclusion(rec, dataclasses.replace(proof, size=root.size + 1), root)
+
+
+def test_sums_that_overflow_are_an_error_not_a_wrap():
+    big = Node(b"\x00" * 32, Sums((1 << 128) - 1, 0, 0))
+    with pytest.raises(SumOverflowError):
+        node(big, Node(b"\x00" * 32, Sums(1, 0, 0)))
+    rec, proof, root = _proof(2, 0)
+    with pytest.raises(InclusionProofError, match="overflow"):
+        root_from_inclusion(leaf(rec), dataclasses.replace(proof, path=(big,)))
+
+
+def test_consistency_with_swapped_roots_is_rejected():
+    recs, t = tree(11)
+    old = Tree([leaf(r) for r in recs[:6]]).root
+    proof = ConsistencyProof(6, 11, tuple(t.consistency_path(6)))
+    with pytest.raises(ProofError):
+        verify_consistency(t.root, old, proof)
+
+
+def test_rewritten_history_fails_consistency():
+    recs, t = tree(11)
+    forged = list(recs[:6])
+    r = Record.decode(forged[2])
+    forged[2] = dataclasses.replace(r, fuel=r.fuel - 1).encode()
+    old = Tree([leaf(x) for x in forged]).root
+    with pytest.raises(RootMismatchError):
+        verify_consistency(old, t.root, ConsistencyProof(6, 11, tuple(t.consistency_path(6))))
+
+
+def test_consistency_proof_with_an_inflated_entry_is_rejected():
+    recs, t = tree(12)
+    old = Tree([leaf(r) for r in recs[:5]]).root
+    path = list(t.consistency_path(5))
+    p = path[-1]
+    path[-1] = Node(p.hash, Sums(p.sums.fuel, p.sums.mem + 1, p.sums.io))
+    with pytest.raises(RootMismatchError):
+        verify_consistency(old, t.root, ConsistencyProof(5, 12, tuple(path)))
+
+
+def test_consistency_edge_cases():
+    recs, t = tree(4)
+    verify_consistency(t.root, t.root, ConsistencyProof(4, 4, ()))
+    verify_consistency(Tree([]).root, t.root, ConsistencyProof(0, 4, ()))
+    with pytest.raises(ConsistencyProofError):
+        verify_consistency(t.root, t.root, ConsistencyProof(4, 4, (t.levels[0][0],)))
+    with pytest.raises(ConsistencyProofError):
+        verify_consistency(Tree([leaf(r) for r in recs[:2]]).root, t.root, ConsistencyProof(2, 4, ()))
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 300), data=st.data())
+def test_random_trees_prove_random_leaves_and_prefixes(n, data):
+    recs, t = tree(n, seed=n)
+    i = data.draw(st.integers(0, n - 1))
+    verify_inclusion(recs[i], InclusionProof(i, n, tuple(t.inclusion_path(i))), t.root)
+    m = data.draw(st.integers(1, n))
+    old = Tree(t.levels[0][:m]).root
+    verify_consistency(old, t.root, ConsistencyProof(m, n, tuple(t.consistency_path(m))))
+
+
+@given(st.binary(max_size=400))
+def test_arbitrary_bytes_never_crash_the_proof_decoders(raw):
+    for cls in (InclusionProof, ConsistencyProof):
+        try:
+            cls.decode(raw)
+        except EncodingError:
+            pass
+
+
+@pytest.mark.parametrize("cut", [0, 5, 26, 27, 100])
+def test_truncated_or_padded_proof_encoding_is_rejected(cut):
+    _, proof, _ = _proof()
+    raw = proof.encode()
+    with pytest.raises(EncodingError):
+        InclusionProof.decode(raw[:cut] if cut < len(raw) else raw + b"\x00")
+
+
+def test_compact_range_round_trips_and_extends_like_a_full_rebuild():
+    recs, _ = tree(50)
+    cr = CompactRange()
+    cr.extend(leaf(r) for r in recs[:29])
+    restored = CompactRange.decode(cr.encode())
+    restored.extend(leaf(r) for r in recs[29:])
+    assert restored.root == Tree([leaf(r) for r in recs]).root
+    with pytest.raises(EncodingError):
+        CompactRange.decode(cr.encode()[:-1])
+
+
+def test_root_encodings_round_trip_and_reject_garbage():
+    _, t = tree(9)
+    assert Root.decode(t.root.encode()) == t.root == Root.from_json(t.root.to_json())
+    for bad in ({"size": 1}, {"size": -1, "hash": "00" * 32, "totals": {"fuel": 0, "mem": 0, "io": 0}}, []):
+        with pytest.raises(EncodingError):
+            Root.from_json(bad)
+
+
+def test_leaf_and_node_hashes_follow_the_spec_byte_layout():
+    """Pins the bytes independently of poe._treehash: builder and verifier share node(), so a
+    self-consistent change there (say, swapped operands) would otherwise go unnoticed."""
+    import struct
+
+    import blake3
+
+    a, b = records(2)
+    fuel, mem, inb, outb = struct.unpack_from("<16xQ8xQQQ", a)
+    la = leaf(a)
+    assert la.hash == blake3.blake3(a, derive_key_context="poe 2026-11 merkle leaf v1").digest()
+    assert la.sums == Sums(fuel, mem, inb + outb)
+    lb = leaf(b)
+    enc = lambda s: s.fuel.to_bytes(16, "little") + s.mem.to_bytes(16, "little") + s.io.to_bytes(16, "little")  # noqa: E731
+    material = la.hash + enc(la.sums) + lb.hash + enc(lb.sums)
+    assert len(material) == 160
+    assert node(la, lb).hash == blake3.blake3(material, derive_key_context="poe 2026-11 merkle node v1").digest()
+    assert EMPTY.hash == blake3.blake3(b"", derive_key_context="poe 2026-11 merkle empty v1").digest()
