@@ -25,15 +25,19 @@ from ._costmodel import CostModel
 from ._executor import Execution, Service
 from ._invocation import Invocation, Output
 from ._record import Record
+from ._treebuild import CompactRange, Tree
+from ._treehash import Root, Sums, leaf
+from ._treeverify import ConsistencyProof, InclusionProof
 from .errors import (
     CostModelMismatchError,
     EncodingError,
     StoreError,
     StoreLockedError,
     StoreVersionError,
+    VerificationError,
 )
 
-__all__ = ["TraceStore", "STORE_FORMAT", "Totals"]
+__all__ = ["TraceStore", "STORE_FORMAT", "Totals", "Epoch", "SealResult"]
 
 STORE_FORMAT = 1
 _APPLICATION_ID = 0x706F6531  # "poe1": marks a SQLite file as a poe store
@@ -51,10 +55,10 @@ CREATE TABLE blobs(digest BLOB PRIMARY KEY, data BLOB NOT NULL);
 CREATE TABLE epochs(
     epoch INTEGER PRIMARY KEY,
     first_index INTEGER NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('open', 'sealed')),
-    leaf_count INTEGER,
+    end_index INTEGER,
+    status TEXT NOT NULL CHECK (status IN ('open', 'closed', 'sealed')),
     root BLOB,
-    sums TEXT,
+    frontier BLOB,
     sealed_at TEXT
 );
 CREATE TABLE segments(
@@ -66,6 +70,42 @@ CREATE TABLE segments(
 );
 CREATE INDEX segments_by_epoch ON segments(epoch, idx);
 """
+
+
+@dataclass(frozen=True)
+class Epoch:
+    epoch: int
+    first_index: int
+    end_index: int | None
+    status: str
+    root: Root | None
+    frontier: CompactRange | None
+
+
+@dataclass(frozen=True)
+class SealResult:
+    epoch: int
+    first_index: int
+    end_index: int
+    root: Root
+    previous_root: Root | None
+    already: bool
+
+    @property
+    def totals(self) -> Sums:
+        """The epoch's own totals: this head's sums minus the previous head's."""
+        return self.root.sums - self.previous_root.sums if self.previous_root else self.root.sums
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "epoch": self.epoch,
+            "leaf_range": [self.first_index, self.end_index],
+            "segments": self.end_index - self.first_index,
+            "root": self.root.to_json(),
+            "previous_root": self.previous_root.to_json() if self.previous_root else None,
+            "epoch_totals": self.totals.to_json(),
+            "already_sealed": self.already,
+        }
 
 
 @dataclass
@@ -107,10 +147,14 @@ class TraceStore:
     # -- opening ---------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: str) -> TraceStore:
-        """Open an existing store for reading (no lock: a run may be writing meanwhile)."""
+    def open(cls, path: str, *, seal: bool = False) -> TraceStore:
+        """Open an existing store to read it, or with `seal=True` also to seal epochs.
+
+        Neither takes the writer lock: a run may keep appending meanwhile. SQLite serialises
+        the sealer's short transactions with the writer's batches.
+        """
         _check_path(path, must_exist=True)
-        conn = _connect(path, readonly=True)
+        conn = _connect(path, readonly=not seal)
         return cls(path, conn, None, _read_cost_model(conn, path))
 
     @classmethod
@@ -212,8 +256,10 @@ class TraceStore:
     def flush(self) -> None:
         if not self._pending:
             return
-        epoch = self.current_epoch()
         with self._transaction():
+            # Chosen inside the transaction: a concurrent `poe seal` closes the open epoch in a
+            # transaction of its own, so a batch lands wholly before or wholly after the boundary.
+            epoch = self.current_epoch()
             self._db.executemany("INSERT OR IGNORE INTO blobs VALUES (?, ?)", self._pending_blobs.items())
             self._db.executemany(
                 "INSERT INTO segments(idx, epoch, record, invocation, output) VALUES (?, ?, ?, ?, ?)",
@@ -276,11 +322,132 @@ class TraceStore:
         return [(bytes(d), n) for d, n in self._db.execute("SELECT digest, name FROM services ORDER BY name")]
 
     def epochs(self) -> list[dict[str, object]]:
-        rows = self._db.execute(
-            "SELECT e.epoch, e.first_index, e.status, COUNT(s.idx) FROM epochs e "
+        rows = self._read(
+            "SELECT e.epoch, e.first_index, e.status, COUNT(s.idx), e.root FROM epochs e "
             "LEFT JOIN segments s ON s.epoch = e.epoch GROUP BY e.epoch ORDER BY e.epoch"
         )
-        return [{"epoch": e, "first_index": f, "status": st, "segments": n} for e, f, st, n in rows]
+        out = []
+        for e, f, st, n, root in rows:
+            entry: dict[str, object] = {"epoch": e, "first_index": f, "status": st, "segments": n}
+            if root is not None:
+                entry["root"] = Root.decode(_blob(root)).to_json()
+            out.append(entry)
+        return out
+
+    # -- epochs and commitments ------------------------------------------------------------------
+
+    def epoch_info(self, epoch: int) -> Epoch:
+        row = self._read(
+            "SELECT epoch, first_index, end_index, status, root, frontier FROM epochs WHERE epoch = ?", (epoch,)
+        ).fetchone()
+        if row is None:
+            raise StoreError(f"store has no epoch {epoch}")
+        e, first, end, status, root, frontier = row
+        return Epoch(
+            e, first, end, status,
+            Root.decode(_blob(root)) if root is not None else None,
+            CompactRange.decode(_blob(frontier)) if frontier is not None else None,
+        )
+
+    def seal(self, epoch: int | None = None) -> SealResult:
+        """Close `epoch` (default: the open one), commit its segments and record the tree head.
+
+        The tree covers the whole log; the epoch is the leaf range [first, end). Sealing extends
+        the previous epoch's compact range by this epoch's leaves only. Sealing a sealed epoch
+        recomputes it: the same root is reported as such, a different one refuses.
+        """
+        target = self.current_epoch() if epoch is None else epoch
+        info = self.epoch_info(target)
+        if info.status == "open":
+            self._close(target)
+            info = self.epoch_info(target)
+        previous = None
+        if target > 0:
+            previous = self.epoch_info(target - 1)
+            if previous.status != "sealed":
+                self.seal(target - 1)
+                previous = self.epoch_info(target - 1)
+        frontier = CompactRange.decode(previous.frontier.encode()) if previous and previous.frontier else CompactRange()
+        assert info.end_index is not None
+        if frontier.size != info.first_index:
+            raise StoreError(f"epoch {target} starts at {info.first_index} but the log before it has {frontier.size} segments")
+        count = 0
+        for idx, raw in self._read(
+            "SELECT idx, record FROM segments WHERE idx >= ? AND idx < ? ORDER BY idx", (info.first_index, info.end_index)
+        ):
+            if idx != info.first_index + count:
+                raise StoreError(f"epoch {target} is missing segment {info.first_index + count}")
+            frontier.append(leaf(_blob(raw)))
+            count += 1
+        if frontier.size != info.end_index:
+            raise StoreError(f"epoch {target} should hold segments {info.first_index}..{info.end_index - 1}, found {count}")
+        root = frontier.root
+        if info.status == "sealed":
+            if info.root != root:
+                raise VerificationError(
+                    f"epoch {target} was sealed with another root: the store's segments changed after sealing",
+                    expected=info.root.to_json() if info.root else None, observed=root.to_json(),
+                )
+            return SealResult(target, info.first_index, info.end_index, root, previous.root if previous else None, already=True)
+        with self._transaction():
+            self._db.execute(
+                "UPDATE epochs SET status = 'sealed', root = ?, frontier = ?, sealed_at = ? WHERE epoch = ? AND status = 'closed'",
+                (root.encode(), frontier.encode(), time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), target),
+            )
+        return SealResult(target, info.first_index, info.end_index, root, previous.root if previous else None, already=False)
+
+    def _close(self, epoch: int) -> None:
+        with self._transaction():
+            row = self._db.execute("SELECT status, first_index FROM epochs WHERE epoch = ?", (epoch,)).fetchone()
+            if row[0] != "open":
+                return
+            (end,) = self._db.execute(
+                "SELECT COALESCE(MAX(idx) + 1, ?) FROM segments WHERE epoch = ?", (row[1], epoch)
+            ).fetchone()
+            self._db.execute("UPDATE epochs SET status = 'closed', end_index = ? WHERE epoch = ?", (end, epoch))
+            self._db.execute("INSERT INTO epochs(epoch, first_index, status) VALUES (?, ?, 'open')", (epoch + 1, end))
+
+    def tree(self, size: int) -> Tree:
+        """The full tree over the first `size` segments of the log (for proofs)."""
+        leaves = []
+        for idx, raw in self._read("SELECT idx, record FROM segments WHERE idx < ? ORDER BY idx", (size,)):
+            if idx != len(leaves):
+                raise StoreError(f"log is missing segment {len(leaves)}")
+            leaves.append(leaf(_blob(raw)))
+        if len(leaves) != size:
+            raise StoreError(f"log holds {len(leaves)} segments, fewer than {size}")
+        return Tree(leaves)
+
+    def sealed_epoch_for(self, index: int) -> Epoch:
+        row = self._read(
+            "SELECT epoch FROM epochs WHERE status = 'sealed' AND end_index > ? ORDER BY epoch LIMIT 1", (index,)
+        ).fetchone()
+        if row is None:
+            raise StoreError(f"segment {index} is in no sealed epoch yet; run `poe seal` first")
+        return self.epoch_info(row[0])
+
+    def inclusion_proof(self, index: int, epoch: int | None = None) -> tuple[bytes, InclusionProof, Root]:
+        """Record bytes, inclusion proof and the root it verifies against (a sealed epoch's head)."""
+        info = self.sealed_epoch_for(index) if epoch is None else self.epoch_info(epoch)
+        if info.root is None:
+            raise StoreError(f"epoch {info.epoch} is not sealed; run `poe seal` first")
+        if index >= info.root.size:
+            raise StoreError(f"segment {index} comes after epoch {info.epoch}, which ends at {info.root.size}")
+        tree = self.tree(info.root.size)
+        raw = _blob(self._read("SELECT record FROM segments WHERE idx = ?", (index,)).fetchone()[0])
+        return raw, InclusionProof(index, tree.size, tuple(tree.inclusion_path(index))), info.root
+
+    def consistency_proof(self, old_epoch: int, new_epoch: int) -> tuple[Root, Root, ConsistencyProof]:
+        old, new = self.epoch_info(old_epoch), self.epoch_info(new_epoch)
+        if old.root is None or new.root is None:
+            raise StoreError("both epochs must be sealed; run `poe seal` first")
+        if old.root.size > new.root.size:
+            raise StoreError(f"epoch {old_epoch} is not older than epoch {new_epoch}")
+        if old.root.size == 0 or old.root.size == new.root.size:
+            path: tuple = ()
+        else:
+            path = tuple(self.tree(new.root.size).consistency_path(old.root.size))
+        return old.root, new.root, ConsistencyProof(old.root.size, new.root.size, path)
 
     def summary(self, epoch: int | None = None) -> tuple[Totals, dict[str, int]]:
         totals, outcomes = Totals(), {}

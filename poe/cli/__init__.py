@@ -44,7 +44,9 @@ def main() -> None:
     A provider runs customers' Wasm functions with `poe run`: every invocation becomes a
     segment whose record (fuel, memory, payload bytes, outcome and digests) is the same
     bytes on every machine with the same cost model. `poe inspect` reads a store.
-    `poe demo` shows an honest and a cheating provider side by side.
+    `poe seal` commits an epoch in a Merkle sum tree; `poe prove` and `poe verify-proof`
+    produce and check inclusion and consistency proofs. `poe demo` shows an honest and a
+    cheating provider side by side.
 
     Exit codes: 0 ok, 1 verification failed, 2 usage, 3 bad input or I/O, 4 internal error.
     """
@@ -52,8 +54,13 @@ def main() -> None:
 
 from . import demo as _demo  # noqa: E402
 from . import inspect as _inspect  # noqa: E402
+from . import prove as _prove  # noqa: E402
 from . import run as _run  # noqa: E402
+from . import seal as _seal  # noqa: E402
 
 main.add_command(_run.run)
 main.add_command(_inspect.inspect_cmd)
+main.add_command(_seal.seal)
+main.add_command(_prove.prove)
+main.add_command(_prove.verify_proof)
 main.add_command(_demo.demo)
