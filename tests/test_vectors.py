@@ -66,9 +66,28 @@ def test_every_negative_vector_is_a_named_mutation_of_a_valid_one():
         assert "canonical" in names and len(names) > 4
 
 
-@pytest.mark.parametrize("kind", ["records", "invocation", "execution"])
+def test_merkle_proof_vectors_verify_to_their_expected_result():
+    proofs = [(n, v) for n, v in _load("merkle") if "kind" in v]
+    assert len(proofs) > 25
+    for name, vector in proofs:
+        assert gen.check_merkle(vector) == vector["expect"], f"merkle/{name}: {vector['desc']}"
+
+
+def test_merkle_root_and_leaf_vectors_are_reproduced_by_the_reference():
+    from poe._treebuild import Tree
+    from poe._treehash import Root, leaf
+
+    (leaves,) = [v for n, v in _load("merkle") if n == "leaves"]
+    assert [leaf(bytes.fromhex(r)).encode().hex() for r in leaves["records"]] == leaves["leaves"]
+    for name, vector in _load("merkle"):
+        if name.startswith("root_"):
+            records = [gen.synthetic_record(i) for i in range(vector["size"])]
+            assert Tree([leaf(r) for r in records]).root == Root.from_json(vector["root"]), name
+
+
+@pytest.mark.parametrize("kind", ["records", "invocation", "execution", "merkle"])
 def test_generator_reproduces_the_committed_vectors(kind):
-    generated = getattr(gen, {"records": "record_vectors", "invocation": "invocation_vectors", "execution": "execution_vectors"}[kind])()
+    generated = getattr(gen, {"records": "record_vectors", "invocation": "invocation_vectors", "execution": "execution_vectors", "merkle": "merkle_vectors"}[kind])()
     if kind == "execution":
         any_vector = next(iter(generated.values()))
         if any_vector["cost_model"]["target"] != json.loads((VECTORS / "execution" / "funcs_add.json").read_text())["cost_model"]["target"]:

@@ -5,6 +5,9 @@ Kinds written:
   execution/   module + invocation under a pinned cost model -> the exact record bytes
   records/     record encodings: canonical ones, and named mutations that must be refused
   invocation/  canonical invocation encodings with their input digest, and named mutations
+  merkle/      sum-tree roots for sizes 0..20 and large sizes, inclusion and consistency proofs,
+               and named mutations of them (bit flip, wrong index, truncation, garbage, swapped
+               roots, sums off by one, sums that overflow)
 
 Each file is {"desc", inputs..., "expect": "ok" | <error code>}. DIGEST folds every vector file
 into one BLAKE3 digest so that an unintended change shows up in review. Changing a vector is a
@@ -166,8 +169,107 @@ def invocation_vectors() -> dict[str, dict]:
     return out
 
 
+def synthetic_record(i: int) -> bytes:
+    """Leaf i of the Merkle vectors: a valid record whose every field is a fixed function of i."""
+    from poe import Outcome
+
+    mix = blake3.blake3(struct.pack("<Q", i), derive_key_context="poe 2026-11 synthetic record v1").digest(length=160)
+    return Record(
+        index=i, outcome=Outcome.OK, outcome_code=0, fuel=1 + int.from_bytes(mix[:4], "little"),
+        peak_pages=int.from_bytes(mix[4:6], "little") % 300, input_bytes=int.from_bytes(mix[6:9], "little"),
+        output_bytes=int.from_bytes(mix[9:12], "little"), host_calls=mix[12], module_digest=mix[32:64],
+        cost_model_digest=mix[64:96], input_digest=mix[96:128], output_digest=mix[128:160], io_digest=mix[:32],
+    ).encode()
+
+
+def merkle_vectors() -> dict[str, dict]:
+    from poe._treebuild import Tree
+    from poe._treehash import Node, Sums, leaf
+    from poe._treeverify import ConsistencyProof, InclusionProof
+
+    out: dict[str, dict] = {}
+    leaves = [synthetic_record(i) for i in range(20)]
+    out["leaves"] = {
+        "desc": "records 0..19 of the synthetic sequence (vectors/generate.py: synthetic_record) with their leaves",
+        "records": [r.hex() for r in leaves],
+        "leaves": [leaf(r).encode().hex() for r in leaves],
+        "expect": "ok",
+    }
+    for n in list(range(21)) + [1000, 4096, 65537]:
+        root = Tree([leaf(synthetic_record(i)) for i in range(n)]).root
+        out[f"root_{n:05d}"] = {"desc": f"root of the first {n} synthetic records", "size": n, "root": root.to_json(), "expect": "ok"}
+
+    def bundle(desc, record, proof, root, expect):
+        return {"desc": desc, "kind": "inclusion", "record": record.hex(), "proof": proof, "root": root.to_json(), "expect": expect}
+
+    t13 = Tree([leaf(r) for r in leaves[:13]])
+    good = InclusionProof(6, 13, tuple(t13.inclusion_path(6)))
+    raw = good.encode()
+    for n, i in ((1, 0), (2, 1), (7, 6), (13, 6), (16, 0), (20, 19)):
+        t = Tree([leaf(r) for r in leaves[:n]])
+        out[f"inclusion_n{n}_i{i}"] = bundle(f"leaf {i} of a tree of {n}", leaves[i], InclusionProof(i, n, tuple(t.inclusion_path(i))).encode().hex(), t.root, "ok")
+    flipped = bytearray(raw)
+    flipped[27 + 80 + 5] ^= 0x01
+    sib = good.path[0]
+    plus_one = (Node(sib.hash, Sums(sib.sums.fuel + 1, sib.sums.mem, sib.sums.io)),) + good.path[1:]
+    overflow = (Node(sib.hash, Sums((1 << 128) - 1, 0, 0)),) + good.path[1:]
+    r13 = t13.root
+    mutations = {
+        "inclusion_bit_flip_in_sibling": ("bit flip in the second sibling's hash", leaves[6], bytes(flipped).hex(), r13, "merkle.root-mismatch"),
+        "inclusion_wrong_index": ("index 7 claimed for leaf 6's path", leaves[6], InclusionProof(7, 13, good.path).encode().hex(), r13, "merkle.root-mismatch"),
+        "inclusion_other_leaf": ("leaf 5's record with leaf 6's proof", leaves[5], raw.hex(), r13, "merkle.root-mismatch"),
+        "inclusion_truncated_bytes": ("last byte of the proof cut off", leaves[6], raw[:-1].hex(), r13, "encoding.malformed"),
+        "inclusion_truncated_path": ("last sibling dropped, count adjusted", leaves[6], InclusionProof(6, 13, good.path[:-1]).encode().hex(), r13, "merkle.inclusion-invalid"),
+        "inclusion_extra_garbage": ("a byte of garbage after the proof", leaves[6], (raw + b"\x00").hex(), r13, "encoding.malformed"),
+        "inclusion_extra_entry": ("one sibling too many", leaves[6], InclusionProof(6, 13, good.path + good.path[:1]).encode().hex(), r13, "merkle.inclusion-invalid"),
+        "inclusion_sum_off_by_one": ("first sibling's fuel sum one higher", leaves[6], InclusionProof(6, 13, plus_one).encode().hex(), r13, "merkle.root-mismatch"),
+        "inclusion_sums_overflow": ("first sibling's fuel sum at 2^128 - 1", leaves[6], InclusionProof(6, 13, overflow).encode().hex(), r13, "merkle.inclusion-invalid"),
+        "inclusion_index_outside": ("index equal to the tree size", leaves[6], InclusionProof(13, 13, good.path).encode().hex(), r13, "merkle.inclusion-invalid"),
+        "inclusion_inflated_root_totals": ("root io total one higher", leaves[6], raw.hex(), type(r13)(13, r13.hash, Sums(r13.sums.fuel, r13.sums.mem, r13.sums.io + 1)), "merkle.root-mismatch"),
+    }
+    for name, (desc, rec, proof, root, expect) in mutations.items():
+        out[name] = bundle(desc, rec, proof, root, expect)
+
+    def cbundle(desc, old, new, proof, expect):
+        return {"desc": desc, "kind": "consistency", "old_root": old.to_json(), "new_root": new.to_json(), "proof": proof, "expect": expect}
+
+    roots = {n: Tree([leaf(r) for r in leaves[:n]]).root for n in range(21)}
+    t20 = Tree([leaf(r) for r in leaves])
+    for m, n in ((1, 2), (3, 7), (4, 8), (6, 13), (8, 20), (13, 20), (20, 20)):
+        tn = Tree([leaf(r) for r in leaves[:n]])
+        path = tuple(tn.consistency_path(m)) if m != n else ()
+        out[f"consistency_{m}_{n}"] = cbundle(f"tree of {n} extends tree of {m}", roots[m], roots[n], ConsistencyProof(m, n, path).encode().hex(), "ok")
+    cp = ConsistencyProof(6, 20, tuple(t20.consistency_path(6)))
+    last = cp.path[-1]
+    cmut = {
+        "consistency_swapped_roots": ("old and new roots swapped", roots[20], roots[6], ConsistencyProof(6, 20, cp.path).encode().hex(), "merkle.consistency-invalid"),
+        "consistency_truncated": ("last entry dropped, count adjusted", roots[6], roots[20], ConsistencyProof(6, 20, cp.path[:-1]).encode().hex(), "merkle.consistency-invalid"),
+        "consistency_sum_off_by_one": ("last entry's mem sum one higher", roots[6], roots[20], ConsistencyProof(6, 20, cp.path[:-1] + (Node(last.hash, Sums(last.sums.fuel, last.sums.mem + 1, last.sums.io)),)).encode().hex(), "merkle.root-mismatch"),
+        "consistency_rewritten_history": ("old root of a different prefix (leaves 1..6)", Tree([leaf(r) for r in leaves[1:7]]).root, roots[20], cp.encode().hex(), "merkle.root-mismatch"),
+        "consistency_garbage": ("a byte of garbage after the proof", roots[6], roots[20], (cp.encode() + b"\x01").hex(), "encoding.malformed"),
+    }
+    for name, (desc, old, new, proof, expect) in cmut.items():
+        out[name] = cbundle(desc, old, new, proof, expect)
+    return out
+
+
+def check_merkle(vector: dict) -> str:
+    """What verifying a merkle/ proof vector gives: "ok" or an error code."""
+    from poe._treehash import Root
+    from poe._treeverify import ConsistencyProof, InclusionProof, verify_consistency, verify_inclusion
+
+    try:
+        if vector["kind"] == "inclusion":
+            verify_inclusion(bytes.fromhex(vector["record"]), InclusionProof.decode(bytes.fromhex(vector["proof"])), Root.from_json(vector["root"]))
+        else:
+            verify_consistency(Root.from_json(vector["old_root"]), Root.from_json(vector["new_root"]), ConsistencyProof.decode(bytes.fromhex(vector["proof"])))
+    except PoEError as exc:
+        return exc.code
+    return "ok"
+
+
 def all_vectors() -> dict[str, dict[str, dict]]:
-    return {"execution": execution_vectors(), "records": record_vectors(), "invocation": invocation_vectors()}
+    return {"execution": execution_vectors(), "records": record_vectors(), "invocation": invocation_vectors(), "merkle": merkle_vectors()}
 
 
 def render(vector: dict) -> str:
@@ -206,8 +308,8 @@ def main() -> None:
             if old.stem not in cases:
                 old.unlink()
         for name, vector in cases.items():
-            if kind != "execution":
-                got = check_decodes(kind, vector)
+            if kind in ("records", "invocation") or "kind" in vector:
+                got = check_merkle(vector) if kind == "merkle" else check_decodes(kind, vector)
                 if got != vector["expect"]:
                     raise SystemExit(f"{kind}/{name}: expected {vector['expect']}, decoding gives {got}")
             (folder / f"{name}.json").write_text(render(vector))
