@@ -23,6 +23,7 @@ from .errors import CostModelMismatchError, LimitError
 __all__ = ["Limits", "CostModel", "HOST_ABI", "WASM_PAGE"]
 
 WASM_PAGE = 65536
+MAX_MODULES = 16  # instances (and so memories) per service: bounds peak pages for the mem quantity
 HOST_ABI = 1  # bump when the WASI host's observable behaviour or fuel charges change
 
 # Engine flags, written out in full even where they equal wasmtime's defaults, so a default
@@ -69,7 +70,7 @@ class Limits:
     """Per-segment resource limits. Each one, when hit, ends the segment with a recorded outcome."""
 
     fuel: int = 10_000_000_000
-    memory_pages: int = 16_384  # 1 GiB over all memories of the service
+    memory_pages: int = 16_384  # per linear memory (1 GiB); a service has at most MAX_MODULES memories
     table_elements: int = 1_000_000
     output_bytes: int = 16 * 1024 * 1024  # stdout + stderr
     stack_bytes: int = 512 * 1024
@@ -84,10 +85,10 @@ class Limits:
         if self.stack_bytes > 4 * 1024 * 1024:
             raise LimitError("stack limit above 4 MiB could exceed the host thread's native stack")
         # mem = peak pages x fuel is a u64 in the record: make overflow impossible by construction.
-        if self.memory_pages * (self.fuel + HOST_CALL_FUEL) >= U64:
+        if MAX_MODULES * self.memory_pages * self.fuel >= U64:
             raise LimitError(
-                f"fuel limit {self.fuel} x memory limit {self.memory_pages} pages could overflow the "
-                "64-bit mem quantity; lower one of them"
+                f"fuel limit {self.fuel} x memory limit {self.memory_pages} pages x {MAX_MODULES} memories "
+                "could overflow the 64-bit mem quantity; lower one of them"
             )
 
 
@@ -124,12 +125,12 @@ class CostModel:
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> CostModel:
         try:
-            if d.get("format") != "poe cost model v1":
+            if not isinstance(d, dict) or d.get("format") != "poe cost model v1":
                 raise LimitError(f"unknown cost model format {d.get('format')!r}")
             fields = {k: v for k, v in d.items() if k != "format"}
             fields["limits"] = Limits(**fields["limits"])
             return cls(**fields)
-        except (TypeError, KeyError) as exc:
+        except (TypeError, KeyError, AttributeError) as exc:
             raise LimitError(f"malformed cost model: {exc}") from None
 
     @cached_property

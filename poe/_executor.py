@@ -17,7 +17,7 @@ from typing import Mapping
 import wasmtime
 
 from . import _hashing as h
-from ._costmodel import WASM_PAGE, CostModel
+from ._costmodel import MAX_MODULES, WASM_PAGE, CostModel
 from ._invocation import EMPTY, VALTYPES, Invocation, Output, Payload, Value
 from ._record import Outcome, Record, TrapKind
 from ._wasi import WASI_FUNCTIONS, WASI_MODULE, HostStop, WasiHost, wasi_signature
@@ -110,7 +110,7 @@ class Execution:
 class _Compiled:
     name: str
     module: wasmtime.Module
-    guard: int | None
+    grow_flag: str | None  # export of the global the memory.grow guard raises before trapping
     owns_memory: bool
 
 
@@ -141,7 +141,7 @@ def _compile(cm: CostModel, name: str, wasm: bytes) -> _Compiled:
             module = wasmtime.Module(_engine(cm), inst.wasm)
         except wasmtime.WasmtimeError as exc:
             raise ModuleError(f"{what} is not a valid WebAssembly module: {_first_line(exc)}") from None
-        compiled = _MODULES[key] = _Compiled(name, module, inst.grow_guard_index, inst.memory_export is not None and not inst.memory_imported)
+        compiled = _MODULES[key] = _Compiled(name, module, inst.grow_flag_export, inst.memory_export is not None and not inst.memory_imported)
     return compiled
 
 
@@ -174,7 +174,8 @@ class Executor:
         self.exports: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
             e.name: _types(e.type) for e in self._main.module.exports if isinstance(e.type, wasmtime.FuncType)
         }
-        self._guards = {c.guard for c in (self._main, *self._links.values()) if c.guard is not None}
+        if 1 + len(self._links) > MAX_MODULES:
+            raise ModuleError(f"a service links at most {MAX_MODULES - 1} modules, got {len(self._links)}")
         self.host = WasiHost(cm)
         self._linker = wasmtime.Linker(self._engine)
         self.host.define(self._linker)
@@ -254,7 +255,10 @@ class Executor:
         cm = self.cost_model
         budget = cm.limits.fuel
         store = wasmtime.Store(self._engine)
-        store.set_limits(memory_size=cm.limits.memory_pages * WASM_PAGE, table_elements=cm.limits.table_elements)
+        store.set_limits(
+            memory_size=cm.limits.memory_pages * WASM_PAGE, table_elements=cm.limits.table_elements,
+            instances=MAX_MODULES, memories=MAX_MODULES,
+        )
         store.set_fuel(budget)
         ctx = self.host.begin(inv, trace=trace)
         results: tuple[Value, ...] = ()
@@ -262,12 +266,15 @@ class Executor:
         instances: list[tuple[_Compiled, wasmtime.Instance]] = []
         outcome, code = self._instantiate(store, instances)
         if outcome is None:
-            main = instances[-1][1]
-            store.set_fuel(budget)  # instantiation (start functions included) is not billed
-            func = _export(store, main, inv.export)
+            # Fuel is read around the call only: start functions are not billed. The budget
+            # is not refilled, so the virtual clock (fuel-driven) never runs backwards.
+            before = store.get_fuel()
+            func = _export(store, instances[-1][1], inv.export)
             assert isinstance(func, wasmtime.Func)
             outcome, code, results = self._call(store, func, inv)
-            fuel = budget - store.get_fuel()
+            fuel = before - store.get_fuel()
+            if outcome is Outcome.TRAP and code == TrapKind.UNREACHABLE and self._grow_refused(store, instances):
+                outcome, code = Outcome.MEMORY_LIMIT, 0
         pages = 0
         for compiled, instance in instances:
             if compiled.owns_memory:
@@ -297,6 +304,16 @@ class Executor:
         self.host.ctx = None
         return Execution(record, inv, output, ctx.log)
 
+    @staticmethod
+    def _grow_refused(store: wasmtime.Store, instances: list[tuple[_Compiled, wasmtime.Instance]]) -> bool:
+        """Did a memory.grow guard trap because the host's limit refused (its flag is raised)?"""
+        for compiled, instance in instances:
+            if compiled.grow_flag is not None:
+                flag = _export(store, instance, compiled.grow_flag)
+                if isinstance(flag, wasmtime.Global) and flag.value(store) == 1:
+                    return True
+        return False
+
     def _instantiate(self, store: wasmtime.Store, instances: list) -> tuple[Outcome | None, int]:
         try:
             if self._pre is not None:
@@ -309,23 +326,30 @@ class Executor:
                 instances.append((c, inst))
             instances.append((self._main, self._linker.instantiate(store, self._main.module)))
             return None, 0
-        except wasmtime.Trap as trap:
+        except HostStop as stop:  # wasmtime-py re-raises a host call's exception from instantiate
             _take_host_exception()
+            return _stop_outcome(stop)
+        except wasmtime.Trap as trap:
+            _raise_host_failure(_take_host_exception())
             if trap.trap_code == wasmtime.TrapCode.OUT_OF_FUEL:
                 return Outcome.OUT_OF_FUEL, 0
+            if trap.trap_code == wasmtime.TrapCode.UNREACHABLE and self._grow_refused(store, instances):
+                return Outcome.MEMORY_LIMIT, 0
             return Outcome.TRAP, TrapKind.INSTANTIATION
-        except HostStop as stop:
-            return _stop_outcome(stop)
         except wasmtime.WasmtimeError as exc:
-            exc = _take_host_exception() or exc
-            if isinstance(exc, HostStop):
-                return _stop_outcome(exc)
+            host_exc = _take_host_exception()
+            if isinstance(host_exc, HostStop):
+                return _stop_outcome(host_exc)
+            _raise_host_failure(host_exc)
             text = str(exc)
             if "exceeds memory limits" in text or "memory minimum size" in text:
                 return Outcome.MEMORY_LIMIT, 0
             if "table" in text and ("limit" in text or "exceeds" in text):
                 return Outcome.MEMORY_LIMIT, 1
             raise ModuleError(f"the module cannot be instantiated: {_first_line(exc)}") from None
+        except Exception as exc:  # a bug in poe's host surfaced through instantiate
+            _take_host_exception()
+            raise InternalError(f"poe's WASI host failed while instantiating: {type(exc).__name__}: {exc}") from exc
 
     def _call(self, store: wasmtime.Store, func: wasmtime.Func, inv: Invocation) -> tuple[Outcome, int, tuple[Value, ...]]:
         _, result_types = self.exports[inv.export]
@@ -342,20 +366,15 @@ class Executor:
         trap_obj = wasmtime.Trap._from_ptr(trap) if trap else None
         error_obj = wasmtime.WasmtimeError._from_ptr(error) if error else None
         host_exc = _take_host_exception()
-        if host_exc is not None:
-            if isinstance(host_exc, HostStop):
-                return (*_stop_outcome(host_exc), ())
-            raise InternalError(f"poe's WASI host failed: {type(host_exc).__name__}: {host_exc}") from host_exc
+        if isinstance(host_exc, HostStop):
+            return (*_stop_outcome(host_exc), ())
+        _raise_host_failure(host_exc)
         if error_obj is not None:
             raise InternalError(f"wasmtime refused the call: {_first_line(error_obj)}")
         if trap_obj is not None:
             tc = trap_obj.trap_code
             if tc == wasmtime.TrapCode.OUT_OF_FUEL:
                 return Outcome.OUT_OF_FUEL, 0, ()
-            if tc == wasmtime.TrapCode.UNREACHABLE and self._guards:
-                frames = trap_obj.frames
-                if frames and frames[0].func_index in self._guards:
-                    return Outcome.MEMORY_LIMIT, 0, ()
             return Outcome.TRAP, int(_TRAP_KIND.get(tc, TrapKind.OTHER)) if tc is not None else int(TrapKind.OTHER), ()
         values = []
         for t, slot in zip(result_types, results):
@@ -369,10 +388,11 @@ class Executor:
 _NAME_BUFFERS: dict[str, tuple[ctypes.Array, int]] = {}
 _EXTERN_FUNC = _wffi.WASMTIME_EXTERN_FUNC.value
 _EXTERN_MEMORY = _wffi.WASMTIME_EXTERN_MEMORY.value
+_EXTERN_GLOBAL = _wffi.WASMTIME_EXTERN_GLOBAL.value
 
 
-def _export(store: wasmtime.Store, instance: wasmtime.Instance, name: str) -> wasmtime.Func | wasmtime.Memory | None:
-    """One function or memory export by name. Instance.exports() wraps every export of the
+def _export(store: wasmtime.Store, instance: wasmtime.Instance, name: str) -> wasmtime.Func | wasmtime.Memory | wasmtime.Global | None:
+    """One function, memory or global export by name. Instance.exports() wraps every export of the
     module on each call, which for a trivial segment costs more than running it."""
     buf = _NAME_BUFFERS.get(name)
     if buf is None:
@@ -385,6 +405,8 @@ def _export(store: wasmtime.Store, instance: wasmtime.Instance, name: str) -> wa
         return wasmtime.Func._from_raw(item.of.func)
     if item.kind == _EXTERN_MEMORY:
         return wasmtime.Memory._from_raw(item.of.memory)
+    if item.kind == _EXTERN_GLOBAL:
+        return wasmtime.Global._from_raw(item.of.global_)
     return None
 
 
@@ -392,6 +414,11 @@ def _take_host_exception() -> BaseException | None:
     exc = _wfunc.LAST_EXCEPTION
     _wfunc.LAST_EXCEPTION = None
     return exc
+
+
+def _raise_host_failure(exc: BaseException | None) -> None:
+    if exc is not None:
+        raise InternalError(f"poe's WASI host failed: {type(exc).__name__}: {exc}") from exc
 
 
 def _stop_outcome(stop: HostStop) -> tuple[Outcome, int]:

@@ -138,6 +138,11 @@ class Invocation:
     seed: bytes = h.ZERO_DIGEST
 
     def __post_init__(self) -> None:
+        for name in (self.export, *(n for n, _ in self.files)):
+            try:
+                name.encode()
+            except UnicodeEncodeError:
+                raise ArgumentError(f"name {name!r} is not valid UTF-8") from None
         if not self.export or len(self.export.encode()) > MAX_NAME:
             raise ArgumentError("export name must be 1..4096 bytes")
         if len(self.seed) != 32:
@@ -154,6 +159,12 @@ class Invocation:
                 raise ArgumentError(f"file name {n!r} must be a relative path without '.' or '..' parts")
         if names != sorted(names, key=str.encode) or len(set(names)) != len(names):
             raise ArgumentError("file names must be unique and sorted")
+        taken = set(names)
+        for n in names:
+            parts = n.split("/")
+            for depth in range(1, len(parts)):
+                if "/".join(parts[:depth]) in taken:
+                    raise ArgumentError(f"{'/'.join(parts[:depth])!r} cannot be both a file and the directory of {n!r}")
 
     @classmethod
     def build(
@@ -168,7 +179,8 @@ class Invocation:
         seed: bytes = h.ZERO_DIGEST,
     ) -> Invocation:
         def b(x: str | bytes) -> bytes:
-            return x.encode() if isinstance(x, str) else bytes(x)
+            # Command-line text that was not UTF-8 arrives surrogate-escaped: give back its bytes.
+            return x.encode("utf-8", "surrogateescape") if isinstance(x, str) else bytes(x)
 
         def p(x: bytes | Payload) -> Payload:
             return x if isinstance(x, Payload) else Payload(x)
@@ -180,7 +192,7 @@ class Invocation:
             argv=tuple(b(a) for a in argv),
             env=tuple(env_entries),
             stdin=p(stdin),
-            files=tuple(sorted(((n, p(d)) for n, d in files.items()), key=lambda kv: kv[0].encode())),
+            files=tuple(sorted(((n, p(d)) for n, d in files.items()), key=lambda kv: kv[0].encode("utf-8", "surrogateescape"))),
             seed=seed,
         )
 

@@ -18,6 +18,7 @@ import os
 import sqlite3
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator
 
 from . import _hashing as h
@@ -31,6 +32,7 @@ from ._treeverify import ConsistencyProof, InclusionProof
 from .errors import (
     CostModelMismatchError,
     EncodingError,
+    LimitError,
     StoreError,
     StoreLockedError,
     StoreVersionError,
@@ -141,8 +143,7 @@ class TraceStore:
         self._last_flush = time.monotonic()
         self.batch_size = 1024
         self.batch_seconds = 0.25
-        row = conn.execute("SELECT COALESCE(MAX(idx) + 1, 0) FROM segments").fetchone()
-        self._next_index = int(row[0])
+        self._next_index = int(_Rows(conn, "SELECT COALESCE(MAX(idx) + 1, 0) FROM segments", (), path).fetchone()[0])
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -184,12 +185,14 @@ class TraceStore:
             raise
 
     def close(self) -> None:
-        if self._lock_fd is not None:
-            self.flush()
-        self._db.close()
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        try:
+            if self._lock_fd is not None:
+                self.flush()
+        finally:
+            self._db.close()
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
 
     def __enter__(self) -> TraceStore:
         return self
@@ -205,7 +208,7 @@ class TraceStore:
         return self._next_index
 
     def current_epoch(self) -> int:
-        row = self._db.execute("SELECT MAX(epoch) FROM epochs WHERE status = 'open'").fetchone()
+        row = self._read("SELECT MAX(epoch) FROM epochs WHERE status = 'open'").fetchone()
         if row[0] is None:
             raise StoreError(f"store {self.path} has no open epoch")
         return int(row[0])
@@ -275,7 +278,7 @@ class TraceStore:
     # -- reading -------------------------------------------------------------------------------
 
     def count(self) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM segments").fetchone()[0])
+        return int(self._read("SELECT COUNT(*) FROM segments").fetchone()[0])
 
     def record(self, index: int) -> Record:
         row = self._read("SELECT record FROM segments WHERE idx = ?", (index,)).fetchone()
@@ -305,12 +308,15 @@ class TraceStore:
         return _blob(row[0])
 
     def service(self, digest: bytes) -> Service:
-        row = self._db.execute("SELECT main, links, name FROM services WHERE digest = ?", (digest,)).fetchone()
+        row = self._read("SELECT main, links, name FROM services WHERE digest = ?", (digest,)).fetchone()
         if row is None:
             raise StoreError(f"store has no service {digest.hex()}")
-        main = self._module(row[0])
-        links = {n: self._module(bytes.fromhex(d)) for n, d in json.loads(row[1]).items()}
-        return Service(main, links, name=row[2])
+        main = self._module(_blob(row[0]))
+        try:
+            links = {n: self._module(bytes.fromhex(d)) for n, d in json.loads(row[1]).items()}
+        except (ValueError, TypeError, AttributeError):
+            raise StoreError(f"store has a malformed link table for service {digest.hex()}") from None
+        return Service(main, links, name=str(row[2]))
 
     def _module(self, digest: bytes) -> bytes:
         row = self._read("SELECT wasm FROM modules WHERE digest = ?", (digest,)).fetchone()
@@ -319,7 +325,7 @@ class TraceStore:
         return _blob(row[0])
 
     def services(self) -> list[tuple[bytes, str]]:
-        return [(bytes(d), n) for d, n in self._db.execute("SELECT digest, name FROM services ORDER BY name")]
+        return [(bytes(d), n) for d, n in self._read("SELECT digest, name FROM services ORDER BY name")]
 
     def epochs(self) -> list[dict[str, object]]:
         rows = self._read(
@@ -460,10 +466,10 @@ class TraceStore:
     def check_integrity(self) -> list[str]:
         """Problems found, as sentences; an empty list means the store is whole."""
         problems = []
-        (result,) = self._db.execute("PRAGMA quick_check").fetchone()
+        (result,) = self._read("PRAGMA quick_check").fetchone()
         if result != "ok":
             problems.append(f"SQLite quick_check: {result}")
-        n, hi = self._db.execute("SELECT COUNT(*), COALESCE(MAX(idx) + 1, 0) FROM segments").fetchone()
+        n, hi = self._read("SELECT COUNT(*), COALESCE(MAX(idx) + 1, 0) FROM segments").fetchone()
         if n != hi:
             problems.append(f"segment log has gaps: {n} segments but indices reach {hi - 1}")
         for idx, *row in self._read("SELECT idx, record, invocation, output FROM segments"):
@@ -484,11 +490,8 @@ class TraceStore:
 
     # -- internals -------------------------------------------------------------------------------
 
-    def _read(self, sql: str, args: tuple = ()) -> sqlite3.Cursor:
-        try:
-            return self._db.execute(sql, args)
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot read store {self.path}: {exc}") from None
+    def _read(self, sql: str, args: tuple = ()) -> _Rows:
+        return _Rows(self._db, sql, args, self.path)
 
     def _require_writer(self) -> None:
         if self._lock_fd is None:
@@ -496,6 +499,33 @@ class TraceStore:
 
     def _transaction(self):
         return _Transaction(self._db, self.path)
+
+
+class _Rows:
+    """Query results whose fetching, too, turns SQLite errors (a corrupt file) into StoreError."""
+
+    def __init__(self, db: sqlite3.Connection, sql: str, args: tuple, path: str) -> None:
+        self.path = path
+        try:
+            self.cursor = db.execute(sql, args)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read store {path}: {exc}") from None
+
+    def fetchone(self):
+        try:
+            return self.cursor.fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read store {self.path}: {exc}") from None
+
+    def __iter__(self):
+        while True:
+            try:
+                rows = self.cursor.fetchmany(256)
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot read store {self.path}: {exc}") from None
+            if not rows:
+                return
+            yield from rows
 
 
 class _Transaction:
@@ -514,11 +544,19 @@ class _Transaction:
                 self.db.execute("COMMIT")
                 return
             except sqlite3.Error as err:
-                self.db.execute("ROLLBACK")
+                self._rollback()
                 raise StoreError(f"cannot write store {self.path}: {err}") from None
-        self.db.execute("ROLLBACK")
+        self._rollback()
         if isinstance(exc, sqlite3.Error):
             raise StoreError(f"cannot write store {self.path}: {exc}") from None
+
+    def _rollback(self) -> None:
+        # SQLite may already have rolled back (a full disk does): only roll back what is open.
+        if self.db.in_transaction:
+            try:
+                self.db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
 
 
 def _text(raw: bytes) -> str | bytes:
@@ -539,6 +577,8 @@ def _blob(value: object) -> bytes:
 
 
 def _check_path(path: str, *, must_exist: bool) -> None:
+    if not path or path.startswith(":") or path.startswith("file:"):
+        raise StoreError(f"{path!r} is not a store file name (SQLite would keep it in memory or read it as a URI)")
     if os.path.isdir(path):
         raise StoreError(f"store path {path} is a directory; give a file name such as {os.path.join(path, 'trace.poe')}")
     if must_exist and not os.path.exists(path):
@@ -549,7 +589,8 @@ def _check_path(path: str, *, must_exist: bool) -> None:
 
 
 def _take_lock(path: str) -> int:
-    lock_path = path + ".lock"
+    # Named from the resolved path, so two names of one store (a symlink) share one lock.
+    lock_path = os.path.realpath(path) + ".lock"
     try:
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
@@ -566,10 +607,11 @@ def _take_lock(path: str) -> int:
 
 def _connect(path: str, *, readonly: bool) -> sqlite3.Connection:
     try:
-        if readonly:
-            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
+        real = Path(os.path.realpath(path))
+        if readonly:  # as a URI, so '#', '?' and '%' in names are escaped, not parsed
+            conn = sqlite3.connect(real.as_uri() + "?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
         else:
-            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            conn = sqlite3.connect(str(real), isolation_level=None, check_same_thread=False)
         conn.text_factory = _text
         (app_id,) = conn.execute("PRAGMA application_id").fetchone()
         if not readonly:
@@ -630,6 +672,6 @@ def _read_cost_model(conn: sqlite3.Connection, path: str) -> CostModel:
         raise StoreError(f"store {path} has no cost model")
     try:
         return CostModel.from_json(json.loads(row[0]))
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, AttributeError, LimitError) as exc:
         raise StoreError(f"store {path} has a malformed cost model: {exc}") from None
 

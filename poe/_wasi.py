@@ -30,6 +30,10 @@ WASI_MODULE = "wasi_snapshot_preview1"
 # errno values of WASI preview1
 SUCCESS, E2BIG, EBADF, EEXIST, EFAULT, EINVAL = 0, 1, 8, 20, 21, 28
 EISDIR, ENOENT, ENOSYS, ENOTDIR, EROFS, ESPIPE, ENOTCAPABLE, EILSEQ = 31, 44, 52, 54, 69, 70, 76, 25
+EMFILE, ENAMETOOLONG = 33, 37
+MAX_OPEN_FDS = 1024
+MAX_PATH = 4096
+MAX_IOVECS = 1024
 
 FT_UNKNOWN, FT_CHAR, FT_DIR, FT_FILE = 0, 2, 3, 4
 RIGHT_FD_READ, RIGHT_FD_SEEK, RIGHT_FD_WRITE, RIGHT_FD_TELL = 1 << 1, 1 << 2, 1 << 6, 1 << 5
@@ -135,8 +139,12 @@ class HostStop(Exception):
         self.code = code
 
 
-class _Fault(Exception):
-    """A guest pointer outside its memory: the call answers EFAULT."""
+class _Errno(Exception):
+    """Ends a host call early with an errno (EFAULT for a pointer outside memory, ...)."""
+
+    def __init__(self, errno: int) -> None:
+        super().__init__(errno)
+        self.errno = errno
 
 
 @dataclass
@@ -241,42 +249,52 @@ class WasiHost:
 
     def _wrap(self, name: str, impl: Callable[..., int]) -> Callable[..., int | None]:
         fid = _FUNC_ID[name]
-        nparams = len(WASI_FUNCTIONS[name][0])
-        header = struct.Struct("<QH" + "q" * nparams)
+        kinds = WASI_FUNCTIONS[name][0]
+        # wasmtime-py hands i32 arguments over as signed ints; WASI means them unsigned.
+        unsigned = tuple(0xFFFFFFFF if c == "i" else -1 for c in kinds)
+        header = struct.Struct("<QH" + "q" * len(kinds))
         call_fuel = self.cm.host_call_fuel
         per_fuel = self.cm.host_bytes_per_fuel
         get_fuel = wasmtime.Store.get_fuel
         set_fuel = wasmtime.Store.set_fuel
         memory_export = "__poe_memory"
 
-        def host_call(caller: wasmtime.Caller, *args: int) -> int | None:
+        def host_call(caller: wasmtime.Caller, *raw: int) -> int | None:
             ctx = self.ctx
             assert ctx is not None, "host call outside an invocation"
+            args = tuple(a & m for a, m in zip(raw, unsigned))
             remaining = get_fuel(caller)
             used = ctx.fuel_budget - remaining
             ctx.calls += 1
             ctx.fuel_used = used
+            # Guest memory the call may touch, in bytes, before its charge could not be paid:
+            # host work is bounded by fuel before it is done, not only billed after.
+            allowance = max(remaining - call_fuel, 0) * per_fuel
             mem = caller.get(memory_export)
-            view = _Memory(mem, caller) if mem is not None else _NO_MEMORY
+            view = _Memory(mem, caller, allowance) if mem is not None else _NO_MEMORY
             moved: list[bytes] = []
+            stop: HostStop | None = None
             try:
                 errno = impl(ctx, view, moved, *args)
-            except _Fault:
-                errno = EFAULT
-            except HostStop as stop:
+            except _Errno as exc:
+                errno = exc.errno
+            except HostStop as exc:
+                stop, errno = exc, None
+            cost = call_fuel + (view.traffic + per_fuel - 1) // per_fuel
+            if remaining < cost and (stop is None or stop.kind != "out-of-fuel"):
+                stop = HostStop("out-of-fuel")
+            if stop is not None:
                 ctx.io.update(header.pack(used, fid, *args) + struct.pack("<hI", -1, stop.code))
-                raise
+                if ctx.log is not None:
+                    ctx.log.append((used, name, args, stop.kind, stop.code))
+                set_fuel(caller, 0 if stop.kind == "out-of-fuel" else remaining - cost)
+                raise stop
             nbytes = sum(len(m) for m in moved)
-            cost = call_fuel + (nbytes + per_fuel - 1) // per_fuel
-            entry = header.pack(used, fid, *args) + struct.pack("<hI", errno if errno is not None else -2, nbytes)
-            ctx.io.update(entry)
+            ctx.io.update(header.pack(used, fid, *args) + struct.pack("<hI", errno if errno is not None else -2, nbytes))
             for m in moved:
                 ctx.io.update(m)
             if ctx.log is not None:
                 ctx.log.append((used, name, args, errno, nbytes))
-            if remaining < cost:
-                set_fuel(caller, 0)
-                raise HostStop("out-of-fuel")
             set_fuel(caller, remaining - cost)
             return errno
 
@@ -306,6 +324,8 @@ class WasiHost:
             return None, EBADF
         if d.kind != FT_DIR:
             return None, ENOTDIR
+        if length > MAX_PATH:
+            return None, ENAMETOOLONG
         raw = mem.read(ptr, length)
         try:
             text = raw.decode()
@@ -377,7 +397,7 @@ class WasiHost:
         return SUCCESS
 
     def _random_get(self, ctx, mem, moved, buf, length):
-        mem.check(buf, length)
+        mem.check(buf, length)  # before the work: faults and unaffordable lengths stop here
         data = h.derive(h.CTX_RANDOM, ctx.inv.seed).digest(length=length, seek=ctx.random_pos)
         ctx.random_pos += length
         mem.write(buf, data)
@@ -434,11 +454,12 @@ class WasiHost:
         f = ctx.fds.get(fd)
         if f is None or f.stream not in ("stdout", "stderr"):
             return EBADF
-        data = mem.gather(iovs, iovs_len)
-        sink = ctx.stdout if f.stream == "stdout" else ctx.stderr
         room = ctx.output_limit - len(ctx.stdout) - len(ctx.stderr)
-        if len(data) > room:
-            sink += data[: max(room, 0)]
+        total = mem.iov_total(iovs, iovs_len)
+        data = mem.gather(iovs, iovs_len, min(total, room))
+        sink = ctx.stdout if f.stream == "stdout" else ctx.stderr
+        if total > room:
+            sink += data
             raise HostStop("output-limit")
         sink += data
         moved.append(data)
@@ -559,9 +580,10 @@ class WasiHost:
             return EBADF
         if f.kind != FT_DIR:
             return ENOTDIR
+        mem.in_bounds(buf, buf_len)
         entries = [(".", FT_DIR), ("..", FT_DIR)] + ctx.dirs.get(f.path, [])
         out = bytearray()
-        for i in range(max(cookie, 0), len(entries)):
+        for i in range(cookie & 0xFFFFFFFFFFFFFFFF, len(entries)):
             name, kind = entries[i]
             full = f"{f.path}/{name}".lstrip("/") if name not in (".", "..") else f.path
             raw = name.encode()
@@ -590,8 +612,10 @@ class WasiHost:
             return EISDIR if exists_dir else EROFS
         if oflags & OFLAG_DIRECTORY and not exists_dir:
             return ENOTDIR
+        if len(ctx.fds) >= MAX_OPEN_FDS:
+            return EMFILE
         new_fd = 4
-        while new_fd in ctx.fds:
+        while new_fd in ctx.fds:  # the lowest free descriptor, as POSIX does
             new_fd += 1
         if exists_dir:
             ctx.fds[new_fd] = _Fd(FT_DIR, path=path)
@@ -615,27 +639,37 @@ class WasiHost:
 
 
 class _Memory:
-    """Bounds-checked access to the calling instance's linear memory for one host call."""
+    """Bounds-checked, metered access to the calling instance's memory for one host call."""
 
-    __slots__ = ("base", "size")
+    __slots__ = ("base", "size", "allowance", "traffic")
 
-    def __init__(self, mem: wasmtime.Memory | None, caller: wasmtime.Caller | None) -> None:
-        if mem is None or caller is None:  # a module without memory: every pointer faults
-            self.base, self.size = 0, 0
-        else:
-            self.base = ctypes.addressof(mem.data_ptr(caller).contents)
+    def __init__(self, mem: wasmtime.Memory | None, caller: wasmtime.Caller | None, allowance: int) -> None:
+        self.allowance = allowance
+        self.traffic = 0  # bytes read from or written to guest memory: charged as host work
+        self.base, self.size = 0, 0
+        if mem is not None and caller is not None:  # without a memory every pointer faults
             self.size = mem.data_len(caller)
+            if self.size:
+                self.base = ctypes.addressof(mem.data_ptr(caller).contents)
+
+    def in_bounds(self, ptr: int, n: int) -> None:
+        """A buffer the guest declares must lie inside its memory, even where the host uses less."""
+        if ptr < 0 or n < 0 or ptr + n > self.size:
+            raise _Errno(EFAULT)
 
     def check(self, ptr: int, n: int) -> None:
-        if ptr < 0 or n < 0 or ptr + n > self.size:
-            raise _Fault()
+        self.in_bounds(ptr, n)
+        if self.traffic + n > self.allowance:
+            raise HostStop("out-of-fuel")
 
     def read(self, ptr: int, n: int) -> bytes:
         self.check(ptr, n)
+        self.traffic += n
         return ctypes.string_at(self.base + ptr, n)
 
     def write(self, ptr: int, data: bytes) -> None:
         self.check(ptr, len(data))
+        self.traffic += len(data)
         ctypes.memmove(self.base + ptr, data, len(data))
 
     def write_u32(self, ptr: int, value: int) -> None:
@@ -645,16 +679,22 @@ class _Memory:
         self.write(ptr, struct.pack("<Q", value & 0xFFFFFFFFFFFFFFFF))
 
     def iovecs(self, iovs: int, n: int) -> list[tuple[int, int]]:
-        if n > 1024:
-            raise _Fault()
-        raw = self.read(iovs, 8 * n)
-        return list(struct.iter_unpack("<II", raw))
+        if n > MAX_IOVECS:
+            raise _Errno(EINVAL)
+        return list(struct.iter_unpack("<II", self.read(iovs, 8 * n)))
 
     def iov_total(self, iovs: int, n: int) -> int:
         return sum(length for _, length in self.iovecs(iovs, n))
 
-    def gather(self, iovs: int, n: int) -> bytes:
-        return b"".join(self.read(ptr, length) for ptr, length in self.iovecs(iovs, n))
+    def gather(self, iovs: int, n: int, limit: int) -> bytes:
+        """At most `limit` bytes from the buffers, in order."""
+        parts, left = [], limit
+        for ptr, length in self.iovecs(iovs, n):
+            if left <= 0:
+                break
+            parts.append(self.read(ptr, min(length, left)))
+            left -= len(parts[-1])
+        return b"".join(parts)
 
     def scatter(self, iovs: int, n: int, data: bytes) -> None:
         at = 0
@@ -666,4 +706,4 @@ class _Memory:
             at += len(chunk)
 
 
-_NO_MEMORY = _Memory(None, None)
+_NO_MEMORY = _Memory(None, None, 0)

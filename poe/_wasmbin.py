@@ -52,6 +52,7 @@ from .errors import ModuleError
 
 __all__ = [
     "POE_MEMORY_EXPORT",
+    "POE_GROW_FLAG_EXPORT",
     "FuncType",
     "MemoryLimits",
     "TableType",
@@ -68,6 +69,8 @@ __all__ = [
 #: Export name under which :func:`instrument` makes memory 0 reachable. Reserved: a module that
 #: exports this name for anything other than memory 0 is refused.
 POE_MEMORY_EXPORT = "__poe_memory"
+#: Export name of the global that the memory.grow guard sets when the host's limit refused.
+POE_GROW_FLAG_EXPORT = "__poe_grow_refused"
 
 _MAGIC = b"\x00asm"
 _VERSION = b"\x01\x00\x00\x00"
@@ -225,13 +228,17 @@ class Instrumented:
     ``grow_guard_index`` -- function index of the injected guard, None if the module has no
     ``memory.grow``; ``memory_export`` -- export name under which memory 0 is reachable
     (``"__poe_memory"``), None if the module has no memory; ``memory_imported`` -- True if
-    memory 0 is imported (owned and counted by another module).
+    memory 0 is imported (owned and counted by another module); ``grow_flag_export`` -- name of
+    the exported mutable i32 global the guard sets to 1 just before it traps (None without a
+    guard), so the executor can tell which instance hit the limit even when linked modules'
+    function indices coincide.
     """
 
     wasm: bytes
     grow_guard_index: int | None
     memory_export: str | None
     memory_imported: bool
+    grow_flag_export: str | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -1247,9 +1254,10 @@ def _scan_body(b: bytes, entry: int, start: int, end: int, func_index: int) -> l
     return grows
 
 
-def _guard_body(mem: MemoryLimits) -> tuple[FuncType, bytes]:
+def _guard_body(mem: MemoryLimits, flag_global: int) -> tuple[FuncType, bytes]:
     """The guard function: type and body (locals + code), for memory 0 of type ``mem``."""
     limit = mem.effective_maximum
+    raise_flag = b"\x41\x01\x24" + _leb(flag_global)  # i32.const 1, global.set <flag>
     if not mem.memory64:
         code = bytes(
             [
@@ -1275,6 +1283,9 @@ def _guard_body(mem: MemoryLimits) -> tuple[FuncType, bytes]:
                 0x04, 0x40,  # if
                 0x41, 0x7F, 0x0F,  # i32.const -1, return
                 0x0B,  # end
+            ]
+        ) + raise_flag + bytes(
+            [
                 0x00,  # unreachable: the host's limit refused the grow
                 0x0B,  # end
             ]
@@ -1306,6 +1317,9 @@ def _guard_body(mem: MemoryLimits) -> tuple[FuncType, bytes]:
             0x04, 0x40,  # if
             0x42, 0x7F, 0x0F,  # i64.const -1, return
             0x0B,  # end
+        ]
+    ) + raise_flag + bytes(
+        [
             0x00,  # unreachable
             0x0B,  # end
         ]
@@ -1360,10 +1374,13 @@ def _instrument(b: bytes) -> Instrumented:
     new_type: FuncType | None = None
     guard_type_index = 0
     guard_code = b""
+    flag_global = info.imported_global_count + len(info.globals)
+    if existing_flag := info.export(POE_GROW_FLAG_EXPORT):
+        raise _fail(f"the module exports {POE_GROW_FLAG_EXPORT!r} ({existing_flag.kind}); that export name is reserved by poe")
     if rewrites:
         assert mem0 is not None
         guard_index = info.func_count
-        gtype, guard_code = _guard_body(mem0)
+        gtype, guard_code = _guard_body(mem0, flag_global)
         if gtype in layout.plain_func_types:
             guard_type_index = layout.plain_func_types[gtype]
         else:
@@ -1373,15 +1390,31 @@ def _instrument(b: bytes) -> Instrumented:
 
     out: list[bytes] = [b[:8]]
     sections = layout.sections
-    export_after = -1  # insert a new export section after this section's position
-    if add_export and not any(s.id == 7 for s in sections):
-        for idx, s in enumerate(sections):
-            if s.id != 0 and _SECTION_RANK[s.id] < _SECTION_RANK[7]:
-                export_after = idx
-    export_entry = _leb(len(POE_MEMORY_EXPORT)) + POE_MEMORY_EXPORT.encode() + b"\x02\x00"
+    exports: list[bytes] = []
+    if add_export:
+        exports.append(_leb(len(POE_MEMORY_EXPORT)) + POE_MEMORY_EXPORT.encode() + b"\x02\x00")
+    if rewrites:
+        exports.append(_leb(len(POE_GROW_FLAG_EXPORT)) + POE_GROW_FLAG_EXPORT.encode() + b"\x03" + _leb(flag_global))
+    flag_entry = b"\x7f\x01\x41\x00\x0b"  # (global (mut i32) (i32.const 0))
+
+    def after(sid: int) -> int:
+        """Index of the last present section that must precede a new section `sid` (-1: none)."""
+        pos = -1
+        for idx, sec in enumerate(sections):
+            if sec.id != 0 and _SECTION_RANK[sec.id] < _SECTION_RANK[sid]:
+                pos = idx
+        return pos
+
+    new_sections: dict[int, list[bytes]] = {}  # position -> sections to insert after it
+    if exports and not any(s.id == 7 for s in sections):
+        new_sections.setdefault(after(7), []).append(_section(7, _leb(len(exports)) + b"".join(exports)))
+    if rewrites and not any(s.id == 6 for s in sections):
+        # the global section ranks before exports: insert it first at a shared position
+        new_sections.setdefault(after(6), []).insert(0, _section(6, b"\x01" + flag_entry))
+    out.extend(new_sections.get(-1, []))
 
     for idx, s in enumerate(sections):
-        rest = b[s.body : s.end] if s.id in (1, 3, 7) else b""
+        rest = b[s.body : s.end] if s.id in (1, 3, 6, 7) else b""
         if s.id == 1 and new_type is not None:
             t = bytes([0x60, len(new_type.params)]) + bytes(
                 0x7E if v == "i64" else 0x7F for v in new_type.params
@@ -1392,8 +1425,10 @@ def _instrument(b: bytes) -> Instrumented:
             out.append(_section(1, _leb(s.count + 1) + rest + t))
         elif s.id == 3 and rewrites:
             out.append(_section(3, _leb(s.count + 1) + rest + _leb(guard_type_index)))
-        elif s.id == 7 and add_export:
-            out.append(_section(7, _leb(s.count + 1) + rest + export_entry))
+        elif s.id == 6 and rewrites:
+            out.append(_section(6, _leb(s.count + 1) + rest + flag_entry))
+        elif s.id == 7 and exports:
+            out.append(_section(7, _leb(s.count + len(exports)) + rest + b"".join(exports)))
         elif s.id == 10 and rewrites:
             parts = [_leb(s.count + 1)]
             prev = s.body
@@ -1417,12 +1452,10 @@ def _instrument(b: bytes) -> Instrumented:
             out.append(_section(10, b"".join(parts)))
         else:
             out.append(b[s.start : s.end])
-        if idx == export_after:
-            out.append(_section(7, b"\x01" + export_entry))
-    if add_export and export_after == -1 and not any(s.id == 7 for s in sections):  # pragma: no cover
-        out.append(_section(7, b"\x01" + export_entry))  # unreachable: memory implies a section
+        out.extend(new_sections.get(idx, []))
 
-    return Instrumented(b"".join(out), guard_index, memory_export, memory_imported)
+    flag_export = POE_GROW_FLAG_EXPORT if rewrites else None
+    return Instrumented(b"".join(out), guard_index, memory_export, memory_imported, flag_export)
 
 
 def instrument(wasm: bytes) -> Instrumented:

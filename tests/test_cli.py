@@ -193,3 +193,24 @@ def test_entry_point_runs_as_a_module():
     r = subprocess.run([sys.executable, "-m", "poe", "--help"], capture_output=True, text=True)
     assert r.returncode == 0
     assert all(cmd in r.stdout for cmd in ("run", "inspect", "demo"))
+
+
+def test_arguments_that_are_not_utf8_reach_the_guest_as_bytes(store_path):
+    r = CliRunner().invoke(main, ["run", f"{M}/entropy_clock.wasm", "--arg", "\udcff\udcfe", "--store", store_path, "--json"])
+    assert r.exit_code == 0, r.stderr
+    store = TraceStore.open(store_path)
+    try:
+        _, inv, out = store.segment(0)
+        assert inv.argv[1] == b"\xff\xfe" and b"argv[1]: \xff\xfe" in out.stdout.data
+    finally:
+        store.close()
+
+
+def test_file_name_that_is_not_utf8_is_refused_clearly(store_path):
+    r = _poe("run", f"{M}/wordfreq.wasm", "--file", f"\udcff={M}/data/words.txt", "--store", store_path)
+    assert r.exit_code == 3 and "UTF-8" in r.stderr
+
+
+def test_a_name_cannot_be_both_a_file_and_a_directory(store_path):
+    r = _poe("run", f"{M}/wordfreq.wasm", "--file", f"a={M}/data/words.txt", "--file", f"a/b={M}/data/words.txt", "--store", store_path)
+    assert r.exit_code == 3 and "both a file and the directory" in r.stderr

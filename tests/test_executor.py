@@ -303,3 +303,64 @@ def test_table_grow_past_the_limit_is_ordinary_wasm():
     wasm = _wat('(module (table 1 funcref) (func (export "f") (result i32) (table.grow (ref.null func) (i32.const 2000000))))')
     e = Executor(Service(wasm), SMALL).run(Invocation.build("f"))
     assert e.record.outcome is Outcome.OK and e.output.results[0].python == -1
+
+
+# -- hardening --------------------------------------------------------------------------------
+
+
+def test_fd_write_with_huge_iovecs_reads_no_more_than_the_output_limit():
+    """1024 iovecs each covering 1 MiB ask for 1 GiB of host memory; the host must not gather it."""
+    import tracemalloc
+
+    wasm = _wat(
+        '(module (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))'
+        ' (memory (export "memory") 16)'
+        ' (func (export "_start") (local i32)'
+        '  (loop (i32.store (i32.mul (local.get 0) (i32.const 8)) (i32.const 0))'
+        '        (i32.store (i32.add (i32.mul (local.get 0) (i32.const 8)) (i32.const 4)) (i32.const 1048576))'
+        '        (local.set 0 (i32.add (local.get 0) (i32.const 1)))'
+        '        (br_if 0 (i32.lt_u (local.get 0) (i32.const 1024))))'
+        '  (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1024) (i32.const 9000)))))'
+    )
+    tracemalloc.start()
+    e = Executor(Service(wasm), SMALL).run(Invocation.build())
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert e.record.outcome is Outcome.OUTPUT_LIMIT
+    assert len(e.output.stdout) == SMALL.limits.output_bytes
+    assert peak < 32 * 1024 * 1024
+
+
+def test_plain_trap_in_main_is_not_mistaken_for_a_linked_modules_memory_limit():
+    lib = _wat('(module (memory 1) (func (export "grow") (param i32) (result i32) (memory.grow (local.get 0))))')
+    # lib's guard is function 1; main's function 1 simply traps
+    main = _wat('(module (import "lib" "grow" (func $g (param i32) (result i32))) (func (export "run") unreachable))')
+    e = Executor(Service(main, {"lib": lib}), SMALL).run(Invocation.build("run"))
+    assert (e.record.outcome, e.record.outcome_code) == (Outcome.TRAP, TrapKind.UNREACHABLE)
+
+
+def test_linked_modules_memory_limit_is_still_recognised():
+    lib = _wat('(module (memory 1) (func (export "grow") (param i32) (result i32) (memory.grow (local.get 0))))')
+    main = _wat('(module (import "lib" "grow" (func $g (param i32) (result i32))) (func (export "run") (result i32) (call $g (i32.const 1000))))')
+    e = Executor(Service(main, {"lib": lib}), SMALL).run(Invocation.build("run"))
+    assert e.record.outcome is Outcome.MEMORY_LIMIT
+
+
+def test_monotonic_clock_never_runs_backwards_from_start_function_to_call():
+    wasm = _wat(
+        '(module (import "wasi_snapshot_preview1" "clock_time_get" (func $c (param i32 i64 i32) (result i32)))'
+        ' (memory (export "memory") 1)'
+        ' (func $s (local i32) (drop (call $c (i32.const 1) (i64.const 0) (i32.const 0)))'
+        '  (loop (local.set 0 (i32.add (local.get 0) (i32.const 1))) (br_if 0 (i32.lt_u (local.get 0) (i32.const 100000)))))'
+        ' (start $s)'
+        ' (func (export "later") (result i32) (drop (call $c (i32.const 1) (i64.const 0) (i32.const 8)))'
+        '  (i64.ge_u (i64.load (i32.const 8)) (i64.load (i32.const 0)))))'
+    )
+    e = Executor(Service(wasm), SMALL).run(Invocation.build("later"))
+    assert e.output.results[0].python == 1
+
+
+def test_services_of_more_than_sixteen_modules_are_refused():
+    lib = _wat('(module (func (export "f")))')
+    with pytest.raises(ModuleError, match="at most"):
+        Executor(Service(_wat("(module)"), {f"m{i}": lib for i in range(16)}), SMALL)

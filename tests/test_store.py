@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import sqlite3
@@ -211,3 +212,88 @@ def test_kill_9_mid_run_loses_no_committed_segment_and_never_corrupts(store_path
         assert store.count() == n + 3 and store.check_integrity() == []
     finally:
         store.close()
+
+
+# -- hardening ------------------------------------------------------------------------------------
+
+
+def test_a_full_disk_is_a_store_error_and_releases_the_lock(store_path):
+    _fill(store_path, 2)
+    store = TraceStore.create_or_open(store_path, CM)
+    (pages,) = store._db.execute("PRAGMA page_count").fetchone()
+    store._db.execute(f"PRAGMA max_page_count = {pages + 1}")  # what a full disk looks like to SQLite
+    store.batch_size = 10_000
+    service = Service(module_bytes("funcs.wasm"), name="funcs.wasm")
+    store.register_service(service)
+    ex = Executor(service, CM)
+    big = Invocation.build("noop", argv=["x" * 60_000])  # payloads that cannot fit
+    for _ in range(3):
+        store.append(ex.run(big.with_seed(os.urandom(32)), store.next_index))
+    with pytest.raises(StoreError, match="full|cannot write"):
+        store.close()
+    TraceStore.create_or_open(store_path, CM).close()  # not left locked
+    assert len(_records(store_path)) == 2
+
+
+def _records(path):
+    s = TraceStore.open(path)
+    try:
+        return [r.encode() for r in s.records()]
+    finally:
+        s.close()
+
+
+@pytest.mark.parametrize("name", ["h#1.poe", "q?mode=rw.poe", "pct%41.poe"])
+def test_store_names_with_uri_characters_round_trip(tmp_path, name):
+    path = str(tmp_path / name)
+    written = _fill(path, 3)
+    assert _records(path) == written
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(name)) == []
+
+
+@pytest.mark.parametrize("name", ["", ":memory:", "file:x.poe"])
+def test_names_sqlite_would_not_keep_on_disk_are_refused(name):
+    with pytest.raises(StoreError, match="not a store file name"):
+        TraceStore.create_or_open(name, CM)
+
+
+def test_two_names_of_one_store_share_one_writer_lock(store_path, tmp_path):
+    _fill(store_path, 1)
+    link = tmp_path / "alias.poe"
+    link.symlink_to(store_path)
+    first = TraceStore.create_or_open(store_path, CM)
+    try:
+        with pytest.raises(StoreLockedError):
+            TraceStore.create_or_open(str(link), CM)
+    finally:
+        first.close()
+
+
+def test_a_corrupted_store_file_is_a_store_error_not_a_crash(store_path):
+    _fill(store_path, 300)
+    size = os.path.getsize(store_path)
+    with open(store_path, "r+b") as f:  # scribble over the middle of the database
+        f.seek(size // 2)
+        f.write(random.Random(0).randbytes(min(8192, size // 4)))
+    store = None
+    try:
+        store = TraceStore.open(store_path)
+        list(store.records())
+        problems = store.check_integrity()
+        assert problems  # if it opened at all, the check must see the damage
+    except StoreError:
+        pass
+    finally:
+        if store is not None:
+            store.close()
+
+
+@pytest.mark.parametrize("value", ["[]", '"text"', "{}", '{"format": "poe cost model v1"}'])
+def test_store_with_a_malformed_cost_model_is_a_store_error(store_path, value):
+    _fill(store_path, 1)
+    db = sqlite3.connect(store_path)
+    db.execute("UPDATE meta SET value = ? WHERE key = 'cost_model'", (value,))
+    db.commit()
+    db.close()
+    with pytest.raises(StoreError, match="malformed cost model"):
+        TraceStore.open(store_path)

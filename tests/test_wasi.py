@@ -197,3 +197,47 @@ def test_proc_exit_stops_the_invocation_with_its_code(guest):
     with pytest.raises(HostStop) as e:
         guest.call("proc_exit", 300)
     assert (e.value.kind, e.value.code) == ("exit", 300)
+
+
+# -- hardening: what a hostile guest tries ---------------------------------------------------
+
+
+def test_i32_arguments_above_2_gib_are_unsigned_not_negative(guest):
+    # wasmtime-py passes them as negative ints; the host must see 0xFFFFFF00, i.e. a fault
+    assert guest.call("args_get", -256, -128) == EFAULT
+    assert guest.call("random_get", -16, 8) == EFAULT
+    assert guest.call("fd_readdir", 3, 2048, -1, 0, 100) == EFAULT  # buf_len 4 GiB - 1: outside memory
+
+
+def test_host_work_is_bounded_by_the_fuel_left_before_it_is_done(guest):
+    guest.store.set_fuel(500)  # enough for the call, far too little for 1 MiB of work
+    with pytest.raises(HostStop) as e:
+        guest.call("poll_oneoff", 0, 0, 1300, 100)  # would read 62 KB of subscriptions
+    assert e.value.kind == "out-of-fuel" and guest.store.get_fuel() == 0
+
+
+def test_overlong_paths_are_refused_before_being_read(guest):
+    assert guest.call("path_open", 3, 0, 0, 5000, 0, 0b10, 0, 0, 64) == 37  # ENAMETOOLONG
+
+
+def test_open_file_descriptors_are_capped(guest):
+    from poe._wasi import EMFILE, MAX_OPEN_FDS
+
+    errnos = [guest.open("data.txt")[0] for _ in range(MAX_OPEN_FDS)]
+    assert errnos.count(SUCCESS) == MAX_OPEN_FDS - 4 and errnos[-1] == EMFILE
+
+
+def test_calls_that_end_the_segment_are_charged_too(guest):
+    fuel = guest.store.get_fuel()
+    with pytest.raises(HostStop):
+        guest.call("proc_exit", 0)
+    assert fuel - guest.store.get_fuel() >= CM.host_call_fuel
+
+
+def test_readdir_cookie_beyond_the_end_lists_nothing(guest):
+    errno, fd = guest.open(".", oflags=2)
+    assert guest.call("fd_readdir", fd, 2048, 1024, -1, 100) == SUCCESS and guest.u32(100) == 0
+
+
+def test_too_many_iovecs_is_einval(guest):
+    assert guest.call("fd_write", 1, 0, 5000, 40) == 28  # EINVAL

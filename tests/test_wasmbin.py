@@ -462,8 +462,10 @@ def test_data_count_element_data_and_start_sections_untouched():
     before = dict((sid, p) for sid, p in sections_of(original) if sid != 0)
     after = dict((sid, p) for sid, p in sections_of(result.wasm) if sid != 0)
     assert 12 in before  # data count
-    for sid in (12, 9, 11, 8, 6, 5, 4):
+    for sid in (12, 9, 11, 8, 5, 4):
         assert after[sid] == before[sid], sid
+    # the global section keeps its globals and gains the guard's flag at the end
+    assert after[6][0] == before[6][0] + 1 and after[6][1:].startswith(before[6][1:])
     store, ex = instantiate(result.wasm)
     assert ex["run"](store, 1) == 1 + ord("b")
 
@@ -771,14 +773,28 @@ def test_non_minimal_leb_encodings_are_accepted():
     assert_guard_trap(lambda: ex["g"](store, 1), 1)
 
 
-def test_instrumenting_twice_still_reports_the_host_limit_in_the_outer_guard():
+def test_instrumented_module_cannot_be_instrumented_again_reserved_names():
     once = instrument(wat(GROW_WAT))
-    twice = instrument(once.wasm)
-    assert twice.grow_guard_index == once.grow_guard_index + 1
-    store, ex = instantiate(twice.wasm, limit_pages=2)
-    assert ex["grow"](store, 1) == 1
-    assert ex["grow"](store, 70000) == -1
-    assert_guard_trap(lambda: ex["grow"](store, 1), twice.grow_guard_index)
+    with pytest.raises(ModuleError, match="reserved"):
+        instrument(once.wasm)
+
+
+def test_guard_raises_its_exported_flag_before_trapping():
+    result = instrument(wat(GROW_WAT))
+    assert result.grow_flag_export == "__poe_grow_refused"
+    store, ex = instantiate(result.wasm, limit_pages=2)
+    assert ex["__poe_grow_refused"].value(store) == 0
+    assert ex["grow"](store, 70000) == -1  # the module's own maximum: no flag
+    assert ex["__poe_grow_refused"].value(store) == 0
+    assert_guard_trap(lambda: ex["grow"](store, 5), result.grow_guard_index)
+    assert ex["__poe_grow_refused"].value(store) == 1
+
+
+def test_module_without_a_global_section_gets_one_for_the_flag():
+    result = instrument(wat('(module (memory 1) (func (export "g") (param i32) (result i32) (memory.grow (local.get 0))))'))
+    store, ex = instantiate(result.wasm, limit_pages=1)
+    assert_guard_trap(lambda: ex["g"](store, 1), result.grow_guard_index)
+    assert ex["__poe_grow_refused"].value(store) == 1
 
 
 def test_legacy_exception_handling_opcodes_decode():
