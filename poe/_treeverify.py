@@ -9,7 +9,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from ._treehash import NODE_SIZE, Node, Root, leaf, node
+from ._treehash import _NODE, NODE_SIZE, U128 as _U128, Node, Root, Sums, leaf, node
 from .errors import (
     ConsistencyProofError,
     EncodingError,
@@ -88,36 +88,46 @@ def _check_root(calculated: Node, root: Root, what: str) -> None:
 
 
 def root_from_inclusion(entry: Node, proof: InclusionProof) -> Node:
-    """The root an inclusion proof leads to from `entry` (raises if the path does not fit)."""
+    """The root an inclusion proof leads to from `entry` (raises if the path does not fit).
+
+    Works on raw bytes and ints rather than Node objects: verification is the auditor's hot
+    loop. tests/test_tree.py checks it against the builder on every tree shape it tries.
+    """
     index, size = proof.index, proof.size
     if index >= size:
         raise InclusionProofError(f"leaf index {index} is outside a tree of {size}", expected=f"< {size}", observed=index)
     fn, sn = index, size - 1
-    r = entry
-    try:
-        for p in proof.path:
-            if sn == 0:
-                raise InclusionProofError(
-                    f"inclusion proof is longer than a tree of {size} needs for leaf {index}",
-                    expected="shorter path", observed=len(proof.path),
-                )
-            if fn & 1 or fn == sn:
-                r = node(p, r)
-                if not fn & 1:
-                    while not fn & 1 and fn != 0:
-                        fn >>= 1
-                        sn >>= 1
-            else:
-                r = node(r, p)
-            fn >>= 1
-            sn >>= 1
-    except SumOverflowError as exc:
-        raise InclusionProofError(f"inclusion proof sums overflow: {exc.message}") from None
+    digest = entry.hash
+    fuel, mem, io = entry.sums.fuel, entry.sums.mem, entry.sums.io
+    enc = entry.sums.encode()
+    for p in proof.path:
+        if sn == 0:
+            raise InclusionProofError(
+                f"inclusion proof is longer than a tree of {size} needs for leaf {index}",
+                expected="shorter path", observed=len(proof.path),
+            )
+        ps = p.sums
+        h = _NODE.copy()
+        if fn & 1 or fn == sn:
+            h.update(p.hash + ps.encode() + digest + enc)
+            if not fn & 1:
+                while not fn & 1 and fn != 0:
+                    fn >>= 1
+                    sn >>= 1
+        else:
+            h.update(digest + enc + p.hash + ps.encode())
+        digest = h.digest()
+        fuel, mem, io = fuel + ps.fuel, mem + ps.mem, io + ps.io
+        if fuel >= _U128 or mem >= _U128 or io >= _U128:
+            raise InclusionProofError("inclusion proof sums overflow 2^128")
+        enc = fuel.to_bytes(16, "little") + mem.to_bytes(16, "little") + io.to_bytes(16, "little")
+        fn >>= 1
+        sn >>= 1
     if sn != 0:
         raise InclusionProofError(
             f"inclusion proof is too short for leaf {index} of a tree of {size}", expected="longer path", observed=len(proof.path)
         )
-    return r
+    return Node(digest, Sums(fuel, mem, io))
 
 
 def verify_inclusion(record: bytes, proof: InclusionProof, root: Root) -> None:
