@@ -435,13 +435,24 @@ class TraceStore:
     def inclusion_proof(self, index: int, epoch: int | None = None) -> tuple[bytes, InclusionProof, Root]:
         """Record bytes, inclusion proof and the root it verifies against (a sealed epoch's head)."""
         info = self.sealed_epoch_for(index) if epoch is None else self.epoch_info(epoch)
+        ((raw, proof),) = self.inclusion_proofs([index], info.epoch)
+        assert info.root is not None
+        return raw, proof, info.root
+
+    def inclusion_proofs(self, indices: list[int], epoch: int) -> list[tuple[bytes, InclusionProof]]:
+        """Proofs for many segments against one sealed epoch's head, building the tree once."""
+        info = self.epoch_info(epoch)
         if info.root is None:
             raise StoreError(f"epoch {info.epoch} is not sealed; run `poe seal` first")
-        if index >= info.root.size:
-            raise StoreError(f"segment {index} comes after epoch {info.epoch}, which ends at {info.root.size}")
+        late = [i for i in indices if i >= info.root.size]
+        if late:
+            raise StoreError(f"segment {late[0]} comes after epoch {info.epoch}, which ends at {info.root.size}")
         tree = self.tree(info.root.size)
-        raw = _blob(self._read("SELECT record FROM segments WHERE idx = ?", (index,)).fetchone()[0])
-        return raw, InclusionProof(index, tree.size, tuple(tree.inclusion_path(index))), info.root
+        out = []
+        for index in indices:
+            raw = _blob(self._read("SELECT record FROM segments WHERE idx = ?", (index,)).fetchone()[0])
+            out.append((raw, InclusionProof(index, tree.size, tuple(tree.inclusion_path(index)))))
+        return out
 
     def consistency_proof(self, old_epoch: int, new_epoch: int) -> tuple[Root, Root, ConsistencyProof]:
         old, new = self.epoch_info(old_epoch), self.epoch_info(new_epoch)

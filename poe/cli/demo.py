@@ -19,6 +19,7 @@ from .._executor import Execution, Executor, Service
 from .._invocation import Invocation
 from .._replay import replay
 from .._store import Totals, TraceStore
+from .._treeverify import verify_inclusion
 from ..errors import RecordMismatchError
 from ._options import emit_json, info, json_option
 
@@ -34,9 +35,10 @@ def demo(segments, samples, cheat_rate, seed, keep, as_json):
     """Run the bundled Rust workload for an honest and a cheating provider, then spot-check both.
 
     Each provider executes the same invocations of csv_agg.wasm (a CSV aggregator compiled
-    from Rust) into its own SQLite trace store. The cheating one inflates the fuel of a
-    fraction of its records. The auditor picks segments at random, re-executes each under
-    the recorded cost model and compares the whole record byte for byte.
+    from Rust) into its own SQLite trace store and seals the epoch in a Merkle sum tree. The
+    cheating one inflates the fuel of a fraction of its records before committing them. The
+    auditor picks segments at random, checks each one's inclusion proof against the sealed
+    root, re-executes it under the recorded cost model and compares the whole record.
     """
     workdir = keep or tempfile.mkdtemp(prefix="poe-demo-")
     os.makedirs(workdir, exist_ok=True)
@@ -72,19 +74,27 @@ def _demo(workdir: str, segments: int, samples: int, cheat_rate: float, seed: in
                     store.append(e)
                     totals.add(e.record)
                     bar.update(1)
-        stores[role] = (path, totals, time.perf_counter() - started)
+        sealer = TraceStore.open(path, seal=True)
+        try:
+            sealed = sealer.seal()
+        finally:
+            sealer.close()
+        stores[role] = (path, totals, time.perf_counter() - started, sealed.root)
         say(f"  {role:>8}: fuel {totals.fuel:,}  mem {totals.mem:,}  io {totals.io:,} bytes  ({stores[role][2]:.2f} s)")
+        say(f"            sealed root {sealed.root.hash.hex()[:16]}... over {sealed.root.size} segments")
 
     audit_seed = seed if seed is not None else secrets.randbits(64)
     picks = random.Random(audit_seed).sample(range(segments), min(samples, segments))
     guarantee = 1 - (1 - cheat_rate) ** len(picks) if cheat_rate else 0.0
-    say(f"auditor: re-executes {len(picks)} of {segments} segments per store (seed {audit_seed})")
+    say(f"auditor: checks the inclusion proof of {len(picks)} of {segments} segments per store against the sealed root,")
+    say(f"         then re-executes each and compares the whole record (seed {audit_seed})")
     verdicts = {}
-    for role, (path, totals, provider_seconds) in stores.items():
+    for role, (path, totals, provider_seconds, root) in stores.items():
         store = TraceStore.open(path)
         caught, started = [], time.perf_counter()
         try:
-            for i in picks:
+            for (raw, proof), i in zip(store.inclusion_proofs(picks, epoch=0), picks):
+                verify_inclusion(raw, proof, root)  # the opened record is the committed one
                 record, invocation, _ = store.segment(i)
                 try:
                     replay(record, invocation, store.service(record.module_digest), store.cost_model, executor=executor)
@@ -95,6 +105,7 @@ def _demo(workdir: str, segments: int, samples: int, cheat_rate: float, seed: in
         seconds = time.perf_counter() - started
         verdicts[role] = {
             "verdict": "MISMATCH" if caught else "MATCH",
+            "root": root.to_json(),
             "claimed_fuel": totals.fuel,
             "mismatches": caught,
             "auditor_seconds": round(seconds, 3),

@@ -46,6 +46,8 @@ def inspect_cmd(store_path, index, epoch, check, as_json):
                 info(f"service    : {s['name']} {s['digest']}")
             for e in data["epochs"]:
                 info(f"epoch {e['epoch']:<5}: {e['status']}, {e['segments']:,} segments from index {e['first_index']}")
+                if "root" in e:
+                    info(f"             root {e['root']['hash']} (log of {e['root']['size']:,}; fuel {e['root']['totals']['fuel']:,})")
             info(f"totals ({data['scope']}): fuel {totals.fuel:,}  mem {human(totals.mem)}  io {totals.io:,} bytes")
             info("outcomes   : " + (", ".join(f"{k} x{v}" for k, v in sorted(outcomes.items())) or "none"))
             if problems is not None:
