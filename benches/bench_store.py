@@ -23,7 +23,7 @@ def setup(tmp_path):
     store.close()
 
 
-@pytest.mark.benchmark(group="append")
+@pytest.mark.benchmark(group="store-append")
 def test_append_baseline(measured, setup):
     """Executing the segments without recording them: the floor for the store's cost."""
     ex, _ = setup
@@ -36,7 +36,7 @@ def test_append_baseline(measured, setup):
     measured.pedantic(batch, rounds=5, iterations=1)
 
 
-@pytest.mark.benchmark(group="append")
+@pytest.mark.benchmark(group="store-append")
 def test_append_poe_end_to_end(measured, setup):
     ex, store = setup
     inv = Invocation.build("add", params=[Value.of("i32", 1), Value.of("i32", 2)])

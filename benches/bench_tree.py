@@ -80,7 +80,7 @@ def _range_of(size: int, rng: random.Random) -> CompactRange:
     return CompactRange(size, [_node(rng) for _ in range(bin(size).count("1"))])
 
 
-@pytest.mark.benchmark(group="append")
+@pytest.mark.benchmark(group="tree-append")
 def test_append_baseline(measured):
     """One node hash in raw blake3-py: an append merges once on average."""
     node_input = bytes(160)
@@ -88,7 +88,7 @@ def test_append_baseline(measured):
 
 
 @pytest.mark.parametrize("log_size", [10, 15, 20])
-@pytest.mark.benchmark(group="append")
+@pytest.mark.benchmark(group="tree-append")
 def test_append_poe_to_sealed_tree(measured, log_size):
     rng = random.Random(log_size)
     leaves = [_node(rng) for _ in range(APPENDS)]
