@@ -26,8 +26,8 @@ from ._costmodel import CostModel
 from ._executor import Execution, Service
 from ._invocation import Invocation, Output
 from ._record import Record
-from ._treebuild import CompactRange, Tree
-from ._treehash import Root, Sums, leaf
+from ._treebuild import CompactRange, Tree, perfect_root, tree_of_records
+from ._treehash import Root, Sums
 from ._treeverify import ConsistencyProof, InclusionProof
 from .errors import (
     CostModelMismatchError,
@@ -377,16 +377,8 @@ class TraceStore:
         assert info.end_index is not None
         if frontier.size != info.first_index:
             raise StoreError(f"epoch {target} starts at {info.first_index} but the log before it has {frontier.size} segments")
-        count = 0
-        for idx, raw in self._read(
-            "SELECT idx, record FROM segments WHERE idx >= ? AND idx < ? ORDER BY idx", (info.first_index, info.end_index)
-        ):
-            if idx != info.first_index + count:
-                raise StoreError(f"epoch {target} is missing segment {info.first_index + count}")
-            frontier.append(leaf(_blob(raw)))
-            count += 1
-        if frontier.size != info.end_index:
-            raise StoreError(f"epoch {target} should hold segments {info.first_index}..{info.end_index - 1}, found {count}")
+        records = self._record_bytes(info.first_index, info.end_index)
+        frontier.extend_records(records, perfect_root)
         root = frontier.root
         if info.status == "sealed":
             if info.root != root:
@@ -413,16 +405,20 @@ class TraceStore:
             self._db.execute("UPDATE epochs SET status = 'closed', end_index = ? WHERE epoch = ?", (end, epoch))
             self._db.execute("INSERT INTO epochs(epoch, first_index, status) VALUES (?, ?, 'open')", (epoch + 1, end))
 
+    def _record_bytes(self, first: int, end: int) -> bytes:
+        """The records of segments first..end-1, concatenated; every one must be there."""
+        parts = []
+        for idx, raw in self._read("SELECT idx, record FROM segments WHERE idx >= ? AND idx < ? ORDER BY idx", (first, end)):
+            if idx != first + len(parts):
+                raise StoreError(f"the log is missing segment {first + len(parts)}")
+            parts.append(_blob(raw))
+        if len(parts) != end - first:
+            raise StoreError(f"the log should hold segments {first}..{end - 1}, found {len(parts)}")
+        return b"".join(parts)
+
     def tree(self, size: int) -> Tree:
         """The full tree over the first `size` segments of the log (for proofs)."""
-        leaves = []
-        for idx, raw in self._read("SELECT idx, record FROM segments WHERE idx < ? ORDER BY idx", (size,)):
-            if idx != len(leaves):
-                raise StoreError(f"log is missing segment {len(leaves)}")
-            leaves.append(leaf(_blob(raw)))
-        if len(leaves) != size:
-            raise StoreError(f"log holds {len(leaves)} segments, fewer than {size}")
-        return Tree(leaves)
+        return tree_of_records(self._record_bytes(0, size))
 
     def sealed_epoch_for(self, index: int) -> Epoch:
         row = self._read(

@@ -8,12 +8,12 @@ store seals an epoch without rehashing the epochs before it.
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
-from ._treehash import EMPTY, NODE_SIZE, Node, Root, node
+from ._treehash import EMPTY, LEAF_SIZE, NODE_SIZE, Node, Root, leaf, node
 from .errors import ConsistencyProofError, EncodingError, InclusionProofError
 
-__all__ = ["Tree", "CompactRange", "root_of"]
+__all__ = ["Tree", "CompactRange", "root_of", "perfect_root", "tree_of_records"]
 
 
 def _parent_level(level: Sequence[Node]) -> list[Node]:
@@ -80,6 +80,23 @@ class Tree:
         return self._subproof(m - k, start + k, end, False) + [self.subtree(start, start + k)]
 
 
+def _reference_perfect_root(records: bytes) -> Node:
+    level = [leaf(records[i : i + LEAF_SIZE]) for i in range(0, len(records), LEAF_SIZE)]
+    while len(level) > 1:
+        level = _parent_level(level)
+    return level[0]
+
+
+def perfect_root(records: bytes) -> Node:
+    """Root of a perfect subtree of records: the fastest implementation available."""
+    return _reference_perfect_root(records)
+
+
+def tree_of_records(records: bytes) -> Tree:
+    """Every level of the tree over concatenated records: the fastest implementation available."""
+    return Tree([leaf(records[i : i + LEAF_SIZE]) for i in range(0, len(records), LEAF_SIZE)])
+
+
 def root_of(leaves: Iterable[Node]) -> Root:
     cr = CompactRange()
     for leaf in leaves:
@@ -97,14 +114,36 @@ class CompactRange:
         self.peaks = list(peaks)  # largest subtree first
 
     def append(self, leaf: Node) -> None:
-        self.peaks.append(leaf)
-        self.size += 1
-        # Merge while the two smallest peaks are the same height: one merge per trailing 1 bit.
-        merges = (self.size & -self.size).bit_length() - 1
+        self._push(leaf, 0)
+
+    def _push(self, subtree: Node, height: int) -> None:
+        """Append the root of a perfect subtree of 2^height leaves (size must be aligned to it)."""
+        assert self.size % (1 << height) == 0
+        self.peaks.append(subtree)
+        self.size += 1 << height
+        # Merge while the two smallest peaks have the same height: one merge per carry.
+        merges = (self.size & -self.size).bit_length() - 1 - height
         for _ in range(merges):
             right = self.peaks.pop()
             left = self.peaks.pop()
             self.peaks.append(node(left, right))
+
+    def extend_records(self, records: bytes, perfect_root: Callable[[bytes], Node] | None = None) -> None:
+        """Append many 288-byte records at once.
+
+        The new range splits into maximal aligned perfect subtrees; `perfect_root(chunk)` gives
+        the root of each (a native kernel hashes it in bulk), and only those roots are merged
+        here. Without one, the reference hashes leaf by leaf.
+        """
+        if len(records) % LEAF_SIZE:
+            raise EncodingError(f"records must be a multiple of {LEAF_SIZE} bytes, got {len(records)}")
+        root_of_chunk = perfect_root or _reference_perfect_root
+        n, i = len(records) // LEAF_SIZE, 0
+        while i < n:
+            aligned = self.size & -self.size if self.size else 1 << 63
+            k = 1 << min(aligned.bit_length() - 1, (n - i).bit_length() - 1)
+            self._push(root_of_chunk(records[i * LEAF_SIZE : (i + k) * LEAF_SIZE]), k.bit_length() - 1)
+            i += k
 
     def extend(self, leaves: Iterable[Node]) -> None:
         for leaf in leaves:

@@ -265,3 +265,21 @@ def test_leaf_and_node_hashes_follow_the_spec_byte_layout():
     assert len(material) == 160
     assert node(la, lb).hash == blake3.blake3(material, derive_key_context="poe 2026-11 merkle node v1").digest()
     assert EMPTY.hash == blake3.blake3(b"", derive_key_context="poe 2026-11 merkle empty v1").digest()
+
+
+@pytest.mark.parametrize(("start", "count"), [(0, 0), (0, 1), (0, 64), (5, 1), (5, 27), (13, 100), (64, 65), (1, 255)])
+def test_bulk_extension_by_perfect_subtrees_equals_leaf_by_leaf(start, count):
+    recs = records(start + count, seed=3)
+    one_by_one = CompactRange()
+    one_by_one.extend(leaf(r) for r in recs)
+    bulk = CompactRange()
+    bulk.extend(leaf(r) for r in recs[:start])
+    chunks = []
+    bulk.extend_records(b"".join(recs[start:]), perfect_root=lambda c: chunks.append(len(c) // 288) or Tree([leaf(c[i:i + 288]) for i in range(0, len(c), 288)]).root.node)
+    assert bulk.root == one_by_one.root and bulk.peaks == one_by_one.peaks
+    assert all(k & (k - 1) == 0 for k in chunks) and sum(chunks) == count  # only perfect subtrees asked for
+
+
+def test_bulk_extension_rejects_partial_records():
+    with pytest.raises(EncodingError):
+        CompactRange().extend_records(b"\x00" * 300)
