@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from typing import Callable, Iterable, Sequence
 
-from ._treehash import EMPTY, LEAF_SIZE, NODE_SIZE, Node, Root, leaf, node
+from . import _native
+from ._treehash import EMPTY, LEAF_SIZE, NODE_SIZE, Node, Root, Sums, leaf, node
 from .errors import ConsistencyProofError, EncodingError, InclusionProofError
 
-__all__ = ["Tree", "CompactRange", "root_of", "perfect_root", "tree_of_records"]
+__all__ = ["Tree", "CompactRange", "root_of", "perfect_root", "tree_of_records", "native_note"]
 
 
 def _parent_level(level: Sequence[Node]) -> list[Node]:
@@ -87,13 +88,43 @@ def _reference_perfect_root(records: bytes) -> Node:
     return level[0]
 
 
+class _PackedLevel:
+    """A level as the native kernel returns it (hashes and sums back to back); Node on access."""
+
+    __slots__ = ("hashes", "sums")
+
+    def __init__(self, hashes: bytes, sums: bytes) -> None:
+        self.hashes, self.sums = hashes, sums
+
+    def __len__(self) -> int:
+        return len(self.hashes) // 32
+
+    def __getitem__(self, i: int) -> Node:
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        return Node(self.hashes[32 * i : 32 * i + 32], Sums.decode(self.sums[48 * i : 48 * i + 48]))
+
+
+def native_note() -> str | None:
+    """A one-line note for users when the native kernel is missing, else None."""
+    if _native.AVAILABLE:
+        return None
+    return f"{_native.LOAD_ERROR} Using the pure-Python tree, which is about 70x slower."
+
+
 def perfect_root(records: bytes) -> Node:
-    """Root of a perfect subtree of records: the fastest implementation available."""
+    """Root of a perfect subtree of records: native when built, else the reference."""
+    if _native.AVAILABLE:
+        digest, sums = _native.root(records)
+        return Node(digest, Sums.decode(sums))
     return _reference_perfect_root(records)
 
 
 def tree_of_records(records: bytes) -> Tree:
-    """Every level of the tree over concatenated records: the fastest implementation available."""
+    """Every level of the tree over concatenated records: native when built, else the reference."""
+    if _native.AVAILABLE and records:
+        levels = [_PackedLevel(hs, ss) for hs, ss in _native.tree_levels(records)]
+        return Tree((), levels)  # type: ignore[arg-type]
     return Tree([leaf(records[i : i + LEAF_SIZE]) for i in range(0, len(records), LEAF_SIZE)])
 
 

@@ -283,3 +283,20 @@ def test_bulk_extension_by_perfect_subtrees_equals_leaf_by_leaf(start, count):
 def test_bulk_extension_rejects_partial_records():
     with pytest.raises(EncodingError):
         CompactRange().extend_records(b"\x00" * 300)
+
+
+def test_native_and_reference_paths_give_the_same_roots_and_proofs():
+    from poe import _native
+    from poe._treebuild import _reference_perfect_root, perfect_root, tree_of_records
+
+    if not _native.AVAILABLE:
+        pytest.skip(f"native kernel not built: {_native.LOAD_ERROR}")
+    for n in (1, 2, 3, 64, 100):
+        buf = b"".join(records(n, seed=n))
+        t = tree_of_records(buf)
+        reference = Tree([leaf(buf[i:i + 288]) for i in range(0, len(buf), 288)])
+        assert t.root == reference.root
+        for i in (0, n // 2, n - 1):
+            assert t.inclusion_path(i) == reference.inclusion_path(i)
+        if n & (n - 1) == 0:
+            assert perfect_root(buf) == _reference_perfect_root(buf)

@@ -8,6 +8,7 @@ import click
 
 from .._record import Record
 from .._store import TraceStore
+from .._treebuild import native_note
 from .._treehash import Root
 from .._treeverify import ConsistencyProof, InclusionProof, verify_consistency, verify_inclusion
 from ..errors import EncodingError, InputError
@@ -26,6 +27,9 @@ def prove(store_path, index, old_epoch, epoch, out):
     """Write a proof bundle (JSON): an inclusion proof for a segment, or a consistency proof."""
     if (index is None) == (old_epoch is None):
         raise click.UsageError("give exactly one of --index I or --consistency OLD_EPOCH")
+    note = native_note()
+    if note:
+        info(f"poe: note: {note}")
     store = TraceStore.open(store_path)
     try:
         if index is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from .._store import TraceStore
+from .._treebuild import native_note
 from ._options import emit_json, info, json_option
 
 
@@ -20,6 +21,9 @@ def seal(store_path, epoch, as_json):
     while `poe run` keeps appending: new segments go to the next epoch. Sealing an epoch again
     recomputes it and refuses if the store's segments changed since.
     """
+    note = native_note()
+    if note:
+        info(f"poe: note: {note}")
     store = TraceStore.open(store_path, seal=True)
     try:
         result = store.seal(epoch)
