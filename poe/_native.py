@@ -94,7 +94,7 @@ RESULT_ERRORS: dict[int, str | None] = {
     PROOF_BAD_PATH_LENGTH: "InclusionProofError",
     PROOF_ROOT_HASH_MISMATCH: "RootMismatchError",
     PROOF_ROOT_SUMS_MISMATCH: "RootMismatchError",
-    PROOF_SUM_OVERFLOW: "SumOverflowError",
+    PROOF_SUM_OVERFLOW: "InclusionProofError",  # as the reference: an overflowing proof is an invalid proof
     PROOF_BAD_ARGUMENT: "InputError",
 }
 """Result code -> name of the poe.errors class a caller should raise for it (None: accepted)."""
