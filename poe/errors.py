@@ -31,6 +31,12 @@ __all__ = [
     "RootMismatchError",
     "InclusionProofError",
     "ConsistencyProofError",
+    "SignatureError",
+    "BatchVerificationError",
+    "KeyFormatError",
+    "KeyFileError",
+    "PassphraseError",
+    "ChainError",
     "InternalError",
 ]
 
@@ -181,6 +187,52 @@ class ConsistencyProofError(ProofError):
     """A consistency proof that cannot show the new tree extends the old one."""
 
     code = "merkle.consistency-invalid"
+
+
+class SignatureError(VerificationError):
+    """A signature that does not verify under its key and message, or bytes that are no signature.
+
+    ``expected`` is the identity that should have signed; ``observed`` is the identity the signature
+    recovers to where the scheme allows recovery (secp256k1), else None.
+    """
+
+    code = "attest.bad-signature"
+
+
+class BatchVerificationError(SignatureError):
+    """Some signatures of a batch do not verify; ``bad_indices`` names them (0-based, ascending)."""
+
+    code = "attest.batch-failed"
+
+    def __init__(self, message: str, *, bad_indices: list[int], **details: Any) -> None:
+        bad = sorted(bad_indices)
+        super().__init__(message, bad_indices=bad, **details)
+        self.bad_indices = bad
+
+
+class KeyFormatError(InputError):
+    """A secret or public key that is not a valid key of its scheme (length, encoding, range,
+    subgroup, or the identity point)."""
+
+    code = "attest.bad-key"
+
+
+class KeyFileError(InputError):
+    """A key file that cannot be used: missing, malformed, readable by others, or in the way."""
+
+    code = "attest.key-file"
+
+
+class PassphraseError(KeyFileError):
+    """The passphrase does not open the key file (its authentication tag does not match)."""
+
+    code = "attest.bad-passphrase"
+
+
+class ChainError(VerificationError):
+    """Attested epochs that do not form one history: a gap, a replay, a fork or equivocation."""
+
+    code = "attest.chain-broken"
 
 
 class InternalError(PoEError):
