@@ -324,6 +324,11 @@ class TraceStore:
             raise StoreError(f"store is missing module {digest.hex()}")
         return _blob(row[0])
 
+    def module_digests(self, first: int, end: int) -> set[bytes]:
+        """The module digests named by the records of segments first..end-1."""
+        return {Record.decode(_blob(raw)).module_digest for (raw,) in self._read(
+            "SELECT record FROM segments WHERE idx >= ? AND idx < ?", (first, end))}
+
     def services(self) -> list[tuple[bytes, str]]:
         return [(bytes(d), n) for d, n in self._read("SELECT digest, name FROM services ORDER BY name")]
 

@@ -54,13 +54,21 @@ def main() -> None:
 
 from . import demo as _demo  # noqa: E402
 from . import inspect as _inspect  # noqa: E402
+from . import attest as _attest  # noqa: E402
+from . import keygen as _keygen  # noqa: E402
 from . import prove as _prove  # noqa: E402
+from . import pubkey as _pubkey  # noqa: E402
 from . import run as _run  # noqa: E402
 from . import seal as _seal  # noqa: E402
+from . import verify_attestation as _verify_attestation  # noqa: E402
 
 main.add_command(_run.run)
 main.add_command(_inspect.inspect_cmd)
 main.add_command(_seal.seal)
 main.add_command(_prove.prove)
 main.add_command(_prove.verify_proof)
+main.add_command(_keygen.keygen)
+main.add_command(_pubkey.pubkey)
+main.add_command(_attest.attest)
+main.add_command(_verify_attestation.verify_attestation)
 main.add_command(_demo.demo)

@@ -75,3 +75,29 @@ def human(n: int) -> str:
         if abs(n) >= size:
             return f"{n / size:.2f}{unit}"
     return str(n)
+
+
+def passphrase_option(f: Callable) -> Callable:
+    return click.option(
+        "--passphrase-file", type=click.Path(dir_okay=False), default=None,
+        help="File whose first line is the key's passphrase (else $POE_PASSPHRASE, else a prompt on a terminal).",
+    )(f)
+
+
+def read_passphrase(path: str | None, *, confirm: bool = False, required: bool = True) -> bytes | None:
+    """The passphrase from a file, $POE_PASSPHRASE, or an interactive prompt, in that order."""
+    import os
+    import sys
+
+    if path is not None:
+        text = read_file(path, "passphrase file").decode("utf-8", "surrogateescape").splitlines()
+        if not text or not text[0]:
+            raise InputError(f"passphrase file {path} is empty")
+        return text[0].encode("utf-8", "surrogateescape")
+    if os.environ.get("POE_PASSPHRASE"):
+        return os.environ["POE_PASSPHRASE"].encode()
+    if sys.stdin.isatty():
+        return click.prompt("passphrase", hide_input=True, confirmation_prompt=confirm, err=True).encode()
+    if required:
+        raise InputError("a passphrase is needed: use --passphrase-file or set POE_PASSPHRASE")
+    return None

@@ -1,0 +1,346 @@
+"""Attestations: signed epoch heads, keys at rest, and the lies a verifier must refuse."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import os
+
+import pytest
+from click.testing import CliRunner
+
+from poe import CostModel, Executor, Invocation, Limits, Service, TraceStore, Value
+from poe._attest import EMPTY_ROOT, Envelope, Statement, verify_chain, verify_envelope
+from poe._keys import read_key_file, write_key_file
+from poe._schemes import get_scheme
+from poe._treehash import Root, Sums
+from poe.cli import main
+from poe.errors import (
+    ChainError,
+    CostModelMismatchError,
+    EncodingError,
+    KeyFileError,
+    PassphraseError,
+    PoEError,
+    SignatureError,
+    VerificationError,
+)
+
+from .conftest import module_bytes
+
+CM = CostModel.current(Limits(fuel=10_000_000, memory_pages=64))
+SERVICE = Service(module_bytes("funcs.wasm"), name="funcs.wasm")
+
+
+def _poe(*args):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def _grow(path: str, n: int, start: int = 0) -> None:
+    ex = Executor(SERVICE, CM)
+    with TraceStore.create_or_open(path, CM) as store:
+        store.register_service(SERVICE)
+        for i in range(start, start + n):
+            store.append(ex.run(Invocation.build("fib", params=[Value.of("i32", i % 30)]), store.next_index))
+
+
+@pytest.fixture(params=["bls12-381", "secp256k1"])
+def signed(request, tmp_path):
+    """A store with two attested epochs, for each scheme: (scheme, key path, [envelope paths])."""
+    scheme = get_scheme(request.param)
+    sk = scheme.generate_key(b"poe attestation tests seed 0001" + request.param.encode()[:1])
+    key = tmp_path / "provider.key"
+    write_key_file(str(key), scheme.name, sk, scheme.public_key(sk))
+    store = str(tmp_path / "trace.poe")
+    envs = []
+    for epoch, (n, start) in enumerate(((12, 0), (7, 12))):
+        _grow(store, n, start)
+        out = tmp_path / f"e{epoch}.json"
+        r = _poe("attest", store, "--key", str(key), "--deal", "deal-42", "--out", str(out))
+        assert r.exit_code == 0, r.stderr
+        envs.append(str(out))
+    return scheme, str(key), envs, store
+
+
+def _load(path: str) -> Envelope:
+    with open(path) as f:
+        return Envelope.loads(f.read())
+
+
+def _resign(env: Envelope, key_path: str, **changes) -> Envelope:
+    """A provider lying on purpose: a changed statement, properly signed with its own key."""
+    key = read_key_file(key_path)
+    scheme = get_scheme(key.scheme)
+    st = dataclasses.replace(env.statement, **changes)
+    return dataclasses.replace(env, statement_bytes=st.encode(), signature=scheme.sign(key.secret_key, st.digest))
+
+
+def test_attestations_verify_alone_and_as_a_chain(signed):
+    scheme, _, envs, _ = signed
+    reports = [verify_envelope(_load(p), scheme) for p in envs]
+    assert all(r.reproducible for r in reports)
+    verify_chain([r.statement for r in reports])
+    first, second = (r.statement for r in reports)
+    assert second.previous_root == first.root and first.previous_root == EMPTY_ROOT
+    r = _poe("verify-attestation", *envs, "--pubkey", first.public_key.hex(), "--json")
+    assert r.exit_code == 0, r.stdout
+    assert json.loads(r.stdout)["chain"]["ok"]
+
+
+def test_secp256k1_attestation_recovers_to_the_signers_address(signed):
+    scheme, _, envs, _ = signed
+    if scheme.name != "secp256k1":
+        pytest.skip("ecrecover applies to secp256k1")
+    env = _load(envs[0])
+    assert scheme.recover(env.statement.digest, env.signature) == scheme.identity(env.statement.public_key)
+
+
+def test_tampered_root_is_rejected(signed):
+    scheme, _, envs, _ = signed
+    env = _load(envs[1])
+    st = env.statement
+    forged = dataclasses.replace(st, root=Root(st.root.size, bytes(32), st.root.sums))
+    with pytest.raises(SignatureError):
+        verify_envelope(dataclasses.replace(env, statement_bytes=forged.encode()), scheme)
+
+
+def test_tampered_totals_are_rejected(signed):
+    scheme, _, envs, _ = signed
+    env = _load(envs[1])
+    st = env.statement
+    inflated = Root(st.root.size, st.root.hash, Sums(st.root.sums.fuel * 2, st.root.sums.mem, st.root.sums.io))
+    with pytest.raises(SignatureError):
+        verify_envelope(dataclasses.replace(env, statement_bytes=dataclasses.replace(st, root=inflated).encode()), scheme)
+
+
+def test_signed_inflated_totals_fail_the_consistency_proof(signed):
+    """The provider re-signs a head with inflated totals: the signature holds, the proof does not."""
+    scheme, key, envs, _ = signed
+    env = _load(envs[1])
+    st = env.statement
+    inflated = Root(st.root.size, st.root.hash, Sums(st.root.sums.fuel + 1000, st.root.sums.mem, st.root.sums.io))
+    with pytest.raises(VerificationError):
+        verify_envelope(_resign(env, key, root=inflated), scheme)
+
+
+def test_signature_by_another_key_is_rejected(signed):
+    scheme, _, envs, _ = signed
+    env = _load(envs[0])
+    other = scheme.generate_key(b"an entirely different key seed 000")
+    st = dataclasses.replace(env.statement, public_key=scheme.public_key(other))
+    with pytest.raises(SignatureError):
+        verify_envelope(dataclasses.replace(env, statement_bytes=st.encode()), scheme)
+
+
+def test_valid_attestation_from_an_untrusted_key_is_rejected(signed):
+    scheme, _, envs, _ = signed
+    stranger = scheme.public_key(scheme.generate_key(b"a stranger whose key we do not trust"))
+    with pytest.raises(VerificationError, match="did not trust"):
+        verify_envelope(_load(envs[0]), scheme, trusted_keys=[stranger])
+
+
+def test_cost_model_swapped_in_the_envelope_is_rejected(signed):
+    scheme, _, envs, _ = signed
+    env = _load(envs[0])
+    other = CostModel.current(Limits(fuel=10_000_001, memory_pages=64)).to_json()
+    with pytest.raises(VerificationError, match="signed digest"):
+        verify_envelope(dataclasses.replace(env, cost_model=other), scheme)
+
+
+def test_cost_model_this_machine_cannot_reproduce_is_reported_or_refused(signed):
+    scheme, key, envs, _ = signed
+    env = _load(envs[0])
+    foreign = dict(env.cost_model, wasmtime="45.0.0")
+    forged = _resign(dataclasses.replace(env, cost_model=foreign), key, cost_model_digest=CostModel.from_json(foreign).digest)
+    report = verify_envelope(forged, scheme)
+    assert not report.reproducible and "45.0.0" in report.note
+    with pytest.raises(CostModelMismatchError):
+        verify_envelope(forged, scheme, require_reproducible=True)
+
+
+def test_consistency_proof_swapped_or_missing_is_rejected(signed):
+    scheme, _, envs, _ = signed
+    env = _load(envs[1])
+    proof = bytearray(env.consistency_proof)
+    proof[-1] ^= 1
+    with pytest.raises(VerificationError):
+        verify_envelope(dataclasses.replace(env, consistency_proof=bytes(proof)), scheme)
+    with pytest.raises(VerificationError):
+        verify_envelope(dataclasses.replace(env, consistency_proof=None), scheme)
+
+
+def test_replay_of_an_old_epoch_is_rejected(signed):
+    _, _, envs, _ = signed
+    first, second = (_load(p).statement for p in envs)
+    with pytest.raises(ChainError, match="replay|older"):
+        verify_chain([first], previous=second)
+    with pytest.raises(ChainError, match="replay"):
+        verify_chain([second], previous=second)
+    r = _poe("verify-attestation", envs[0], "--previous", envs[1])
+    assert r.exit_code == 1 and "attest.chain-broken" in r.stderr
+
+
+def test_broken_chain_is_rejected(signed):
+    scheme, key, envs, _ = signed
+    first, second = _load(envs[0]), _load(envs[1])
+    rewritten_history = dataclasses.replace(first.statement, root=Root(first.statement.root.size, b"\x01" * 32, first.statement.root.sums))
+    with pytest.raises(ChainError, match="does not continue"):
+        verify_chain([rewritten_history, second.statement])
+
+
+def test_equivocation_two_heads_for_one_epoch_is_rejected(signed):
+    _, _, envs, _ = signed
+    st = _load(envs[1]).statement
+    twin = dataclasses.replace(st, root=Root(st.root.size, b"\x02" * 32, st.root.sums))
+    with pytest.raises(ChainError, match="equivocation"):
+        verify_chain([st, twin])
+
+
+def test_gap_in_the_chain_is_rejected(signed):
+    _, _, envs, _ = signed
+    first, second = (_load(p).statement for p in envs)
+    with pytest.raises(ChainError, match="missing"):
+        verify_chain([first, dataclasses.replace(second, epoch=2)])
+
+
+def test_non_canonical_statement_encoding_is_rejected(signed):
+    _, _, envs, _ = signed
+    raw = _load(envs[0]).statement_bytes
+    for bad in (raw + b"\x00", raw[:-1], bytes([2]) + raw[1:], raw[:1] + bytes([9]) + raw[2:]):
+        with pytest.raises(EncodingError):
+            Statement.decode(bad)
+
+
+def test_infinity_public_key_is_rejected(signed):
+    scheme, _, envs, _ = signed
+    if scheme.name != "bls12-381":
+        pytest.skip("the point at infinity is a BLS key encoding")
+    env = _load(envs[0])
+    st = dataclasses.replace(env.statement, public_key=bytes([0xC0]) + bytes(47))
+    with pytest.raises(PoEError) as e:
+        verify_envelope(dataclasses.replace(env, statement_bytes=st.encode()), scheme)
+    assert e.value.code in ("attest.bad-key", "attest.bad-signature")
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda d: "garbage",
+        lambda d: json.dumps(d)[:40],
+        lambda d: json.dumps({**d, "extra": 1}),
+        lambda d: json.dumps({**d, "signatures": d["signatures"] * 2}),
+        lambda d: json.dumps({**d, "payloadType": "application/json"}),
+        lambda d: json.dumps({**d, "payload": "not base64!"}),
+        lambda d: json.dumps({**d, "cost_model": "x"}),
+        lambda d: json.dumps({**d, "consistency_proof": "zz"}),
+        lambda d: " " * (1 << 20) + json.dumps(d),
+    ],
+    ids=["garbage", "truncated", "extra-field", "two-signatures", "payload-type", "payload-b64", "cost-model", "proof-hex", "oversized"],
+)
+def test_malformed_envelopes_are_clear_errors_with_exit_3(signed, tmp_path, mutate):
+    _, _, envs, _ = signed
+    with open(envs[0]) as f:
+        d = json.load(f)
+    bad = tmp_path / "bad.json"
+    bad.write_text(mutate(d))
+    r = _poe("verify-attestation", str(bad))
+    assert r.exit_code == 3, r.stderr
+    assert "FAIL" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_batch_names_the_file_with_the_bad_signature(signed, tmp_path):
+    scheme, _, envs, _ = signed
+    env = _load(envs[1])
+    sig = bytearray(scheme.sign(scheme.generate_key(b"someone else signs this statement x"), env.statement.digest))
+    bad = tmp_path / "bad.json"
+    bad.write_text(dataclasses.replace(env, signature=bytes(sig)).dumps())
+    r = _poe("verify-attestation", envs[0], str(bad), "--json")
+    assert r.exit_code == 1
+    files = json.loads(r.stdout)["files"]
+    assert files[envs[0]]["ok"] and not files[str(bad)]["ok"]
+    assert files[str(bad)]["error"]["code"].startswith("attest.")
+
+
+# -- keys at rest -------------------------------------------------------------------------
+
+
+def test_key_file_is_private_and_never_overwritten(tmp_path):
+    out = tmp_path / "k.key"
+    r = _poe("keygen", "--scheme", "secp256k1", "--out", str(out))
+    assert r.exit_code == 0 and (os.stat(out).st_mode & 0o777) == 0o600
+    before = out.read_bytes()
+    r = _poe("keygen", "--scheme", "bls", "--out", str(out))
+    assert r.exit_code == 3 and "never overwrites" in r.stderr and out.read_bytes() == before
+
+
+def test_key_file_readable_by_others_is_refused_and_nothing_is_signed(signed, tmp_path):
+    _, key, _, store = signed
+    os.chmod(key, 0o644)
+    r = _poe("attest", store, "--key", key, "--deal", "d", "--out", str(tmp_path / "x.json"))
+    assert r.exit_code == 3 and "chmod 600" in r.stderr and not (tmp_path / "x.json").exists()
+
+
+def test_encrypted_key_round_trips_and_a_wrong_passphrase_signs_nothing(tmp_path):
+    good, bad = tmp_path / "good.txt", tmp_path / "bad.txt"
+    good.write_text("correct horse battery staple\n")
+    bad.write_text("Tr0ub4dor&3\n")
+    key = tmp_path / "enc.key"
+    assert _poe("keygen", "--scheme", "bls", "--out", str(key), "--encrypt", "--passphrase-file", str(good)).exit_code == 0
+    assert "secret_key" not in key.read_text()
+    unlocked = read_key_file(str(key), b"correct horse battery staple")
+    assert get_scheme("bls12-381").public_key(unlocked.secret_key) == unlocked.public_key
+    with pytest.raises(PassphraseError):
+        read_key_file(str(key), b"Tr0ub4dor&3")
+    store = str(tmp_path / "s.poe")
+    _grow(store, 3)
+    r = _poe("attest", store, "--key", str(key), "--deal", "d", "--passphrase-file", str(bad), "--out", str(tmp_path / "a.json"))
+    assert r.exit_code == 3 and "attest.bad-passphrase" in r.stderr and not (tmp_path / "a.json").exists()
+    r = _poe("pubkey", str(key), "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["public_key"] == unlocked.public_key.hex()
+
+
+def test_altered_encrypted_key_file_is_refused(tmp_path):
+    s = get_scheme("secp256k1")
+    sk = s.generate_key(b"a seed for the altered key file test")
+    key = tmp_path / "k.key"
+    write_key_file(str(key), s.name, sk, s.public_key(sk), b"pw")
+    doc = json.loads(key.read_text())
+    doc["encrypted"]["ciphertext"] = ("00" if doc["encrypted"]["ciphertext"][:2] != "00" else "01") + doc["encrypted"]["ciphertext"][2:]
+    os.chmod(key, 0o600)
+    key.write_text(json.dumps(doc))
+    with pytest.raises(PassphraseError):
+        read_key_file(str(key), b"pw")
+
+
+def test_key_whose_public_half_was_swapped_signs_nothing(signed, tmp_path):
+    scheme, key, _, store = signed
+    doc = json.loads(open(key).read())
+    doc["public_key"] = scheme.public_key(scheme.generate_key(b"the public key an attacker wants used")).hex()
+    forged = tmp_path / "forged.key"
+    fd = os.open(forged, os.O_WRONLY | os.O_CREAT, 0o600)
+    os.write(fd, json.dumps(doc).encode())
+    os.close(fd)
+    r = _poe("attest", store, "--key", str(forged), "--deal", "d", "--out", str(tmp_path / "x.json"))
+    assert r.exit_code == 3 and "does not match" in r.stderr and not (tmp_path / "x.json").exists()
+
+
+@pytest.mark.parametrize("content", ["", "{}", '{"format": "poe key v1"}', "not json", '{"format": "poe key v1", "scheme": "bls12-381", "public_key": "00", "secret_key": "zz"}'])
+def test_garbage_key_files_are_clear_errors(tmp_path, content):
+    key = tmp_path / "g.key"
+    fd = os.open(key, os.O_WRONLY | os.O_CREAT, 0o600)
+    os.write(fd, content.encode())
+    os.close(fd)
+    with pytest.raises(KeyFileError):
+        read_key_file(str(key))
+
+
+def test_unknown_scheme_is_a_usage_error(tmp_path):
+    assert _poe("keygen", "--scheme", "rsa", "--out", str(tmp_path / "k")).exit_code == 2
+
+
+def test_envelope_round_trips_through_json(signed):
+    _, _, envs, _ = signed
+    env = _load(envs[1])
+    assert Envelope.loads(env.dumps()) == env
+    assert base64.b64decode(json.loads(env.dumps())["payload"]) == env.statement_bytes
