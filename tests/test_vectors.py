@@ -85,9 +85,31 @@ def test_merkle_root_and_leaf_vectors_are_reproduced_by_the_reference():
             assert Tree([leaf(r) for r in records]).root == Root.from_json(vector["root"]), name
 
 
-@pytest.mark.parametrize("kind", ["records", "invocation", "execution", "merkle"])
+def test_attestation_vectors_verify_to_their_expected_result():
+    cases = _load("attestation")
+    assert {v["expect"] for _, v in cases} >= {"ok", "attest.bad-signature", "attest.chain-broken", "attest.bad-key", "encoding.malformed"}
+    for name, vector in cases:
+        assert gen.check_attestation(vector) == vector["expect"], f"attestation/{name}: {vector['desc']}"
+
+
+def test_attestation_vectors_pin_statement_bytes_and_deterministic_keys():
+    from poe._schemes import get_scheme
+
+    for name, vector in _load("attestation"):
+        if name.endswith("_epoch0"):
+            env = vector["envelopes"][0]
+            scheme = get_scheme(("bls12-381" if name.startswith("bls") else "secp256k1"))
+            pk = scheme.public_key(scheme.generate_key(vector["secret_key_seed"].encode()))
+            from poe._attest import Statement
+
+            st = Statement.decode(bytes.fromhex(vector["statement"]))
+            assert st.public_key == pk and st.digest.hex() == vector["statement_digest"]
+            assert env["signatures"][0]["keyid"] == scheme.identity(pk)
+
+
+@pytest.mark.parametrize("kind", ["records", "invocation", "execution", "merkle", "attestation"])
 def test_generator_reproduces_the_committed_vectors(kind):
-    generated = getattr(gen, {"records": "record_vectors", "invocation": "invocation_vectors", "execution": "execution_vectors", "merkle": "merkle_vectors"}[kind])()
+    generated = getattr(gen, {"records": "record_vectors", "invocation": "invocation_vectors", "execution": "execution_vectors", "merkle": "merkle_vectors", "attestation": "attestation_vectors"}[kind])()
     if kind == "execution":
         any_vector = next(iter(generated.values()))
         if any_vector["cost_model"]["target"] != json.loads((VECTORS / "execution" / "funcs_add.json").read_text())["cost_model"]["target"]:

@@ -5,6 +5,9 @@ Kinds written:
   execution/   module + invocation under a pinned cost model -> the exact record bytes
   records/     record encodings: canonical ones, and named mutations that must be refused
   invocation/  canonical invocation encodings with their input digest, and named mutations
+  attestation/ signed statements and envelopes for both schemes (deterministic keys), and named
+               mutations: tampered root or totals, wrong key, replay, broken chain, non-canonical
+               encoding, infinity public key, malformed envelope
   merkle/      sum-tree roots for sizes 0..20 and large sizes, inclusion and consistency proofs,
                and named mutations of them (bit flip, wrong index, truncation, garbage, swapped
                roots, sums off by one, sums that overflow)
@@ -268,8 +271,97 @@ def check_merkle(vector: dict) -> str:
     return "ok"
 
 
+ATTEST_SEEDS = {"bls12-381": b"poe attestation vector key, bls12-381 v1", "secp256k1": b"poe attestation vector key, secp256k1 v1"}
+
+
+def attestation_vectors() -> dict[str, dict]:
+    import dataclasses
+
+    from poe._attest import EMPTY_ROOT, Envelope, Statement, consistency_digest
+    from poe._schemes import get_scheme
+    from poe._treebuild import Tree
+    from poe._treehash import Root, Sums, leaf
+
+    records = [synthetic_record(i) for i in range(20)]
+    heads = {n: Tree([leaf(r) for r in records[:n]]).root for n in (12, 20)}
+    proof = _consistency_proof(records, 12, 20)
+    cm = CostModel.current(LIMITS)
+    out: dict[str, dict] = {}
+
+    def envelope(scheme, sk, st: Statement, cons: bytes | None) -> Envelope:
+        pop = scheme.pop_prove(sk) if scheme.name == "bls12-381" else None
+        return Envelope(st.encode(), scheme.sign(sk, st.digest), scheme.identity(st.public_key), cm.to_json(), cons, pop)
+
+    def case(desc: str, envs: list[Envelope], expect: str, **extra) -> dict:
+        d = {"desc": desc, "envelopes": [e if isinstance(e, dict) else e.to_json() for e in envs], "expect": expect}
+        d.update(extra)
+        return d
+
+    for name, seed in ATTEST_SEEDS.items():
+        scheme = get_scheme(name)
+        sk = scheme.generate_key(seed)
+        pk = scheme.public_key(sk)
+        tag = "bls" if name == "bls12-381" else "secp256k1"
+        st0 = Statement(name, cm.digest, b"\x11" * 32, pk, "deal-vectors", 0, 0, 12, heads[12], EMPTY_ROOT, consistency_digest(None), 1_764_000_000)
+        st1 = Statement(name, cm.digest, b"\x11" * 32, pk, "deal-vectors", 1, 12, 20, heads[20], heads[12], consistency_digest(proof), 1_764_003_600)
+        e0, e1 = envelope(scheme, sk, st0, None), envelope(scheme, sk, st1, proof)
+        out[f"{tag}_epoch0"] = case(f"{name}: epoch 0 over 12 synthetic records", [e0], "ok", secret_key_seed=seed.decode(), statement=e0.statement_bytes.hex(), statement_digest=st0.digest.hex())
+        out[f"{tag}_chain"] = case(f"{name}: epochs 0 and 1, chained by a consistency proof", [e0, e1], "ok")
+        forged_root = dataclasses.replace(st1, root=Root(20, bytes(32), heads[20].sums))
+        out[f"{tag}_tampered_root"] = case("root hash replaced after signing", [dataclasses.replace(e1, statement_bytes=forged_root.encode())], "attest.bad-signature")
+        inflated = Root(20, heads[20].hash, Sums(heads[20].sums.fuel + 1, heads[20].sums.mem, heads[20].sums.io))
+        out[f"{tag}_tampered_totals"] = case("fuel total raised by one after signing", [dataclasses.replace(e1, statement_bytes=dataclasses.replace(st1, root=inflated).encode())], "attest.bad-signature")
+        out[f"{tag}_signed_inflated_totals"] = case("provider signs a head with inflated totals: the consistency proof fails", [envelope(scheme, sk, dataclasses.replace(st1, root=inflated), proof)], "merkle.root-mismatch")
+        other = scheme.public_key(scheme.generate_key(b"poe attestation vector: another key v1"))
+        out[f"{tag}_wrong_key"] = case("statement names another key than the one that signed", [dataclasses.replace(e0, statement_bytes=dataclasses.replace(st0, public_key=other).encode())], "attest.bad-signature")
+        out[f"{tag}_replay_old_epoch"] = case("epoch 0 presented after epoch 1 was accepted", [e0], "attest.chain-broken", previous=e1.to_json())
+        broken = envelope(scheme, sk, dataclasses.replace(st1, previous_root=Root(12, b"\x07" * 32, heads[12].sums)), proof)
+        out[f"{tag}_broken_chain"] = case("epoch 1 claims a previous head epoch 0 never had", [e0, broken], "merkle.root-mismatch")
+        trailing = dataclasses.replace(e0, statement_bytes=e0.statement_bytes + b"\x00")
+        out[f"{tag}_non_canonical"] = case("statement with a trailing byte", [trailing], "encoding.malformed")
+    bls = get_scheme("bls12-381")
+    e = Envelope.loads(json.dumps(out["bls_epoch0"]["envelopes"][0]))
+    st = Statement.decode(e.statement_bytes)
+    inf = dataclasses.replace(st, public_key=bytes([0xC0]) + bytes(47))
+    out["bls_infinity_pubkey"] = case("the point at infinity as public key", [dataclasses.replace(e, statement_bytes=inf.encode(), key_id="0x" + inf.public_key.hex())], "attest.bad-key")
+    bad = out["bls_epoch0"]["envelopes"][0]
+    out["malformed_envelope_two_signatures"] = case("two signatures in one envelope", [dict(bad, signatures=bad["signatures"] * 2)], "encoding.malformed")
+    out["malformed_envelope_payload_type"] = case("another payload type", [dict(bad, payloadType="application/json")], "encoding.malformed")
+    return out
+
+
+def _consistency_proof(records: list[bytes], m: int, n: int) -> bytes:
+    from poe._treebuild import Tree
+    from poe._treehash import leaf
+    from poe._treeverify import ConsistencyProof
+
+    return ConsistencyProof(m, n, tuple(Tree([leaf(r) for r in records[:n]]).consistency_path(m))).encode()
+
+
+def check_attestation(vector: dict) -> str:
+    """What verifying an attestation/ vector gives: "ok" or an error code."""
+    from poe._attest import Envelope, verify_chain, verify_envelope
+    from poe._schemes import get_scheme
+
+    try:
+        envs = [Envelope.loads(json.dumps(e)) for e in vector["envelopes"]]
+        statements = [verify_envelope(e, get_scheme(e.statement.scheme)).statement for e in envs]
+        previous = None
+        if "previous" in vector:
+            p = Envelope.loads(json.dumps(vector["previous"]))
+            previous = verify_envelope(p, get_scheme(p.statement.scheme)).statement
+        if len(statements) > 1 or previous is not None:
+            verify_chain(statements, previous)
+    except PoEError as exc:
+        return exc.code
+    return "ok"
+
+
 def all_vectors() -> dict[str, dict[str, dict]]:
-    return {"execution": execution_vectors(), "records": record_vectors(), "invocation": invocation_vectors(), "merkle": merkle_vectors()}
+    return {
+        "execution": execution_vectors(), "records": record_vectors(), "invocation": invocation_vectors(),
+        "merkle": merkle_vectors(), "attestation": attestation_vectors(),
+    }
 
 
 def render(vector: dict) -> str:
@@ -308,8 +400,8 @@ def main() -> None:
             if old.stem not in cases:
                 old.unlink()
         for name, vector in cases.items():
-            if kind in ("records", "invocation") or "kind" in vector:
-                got = check_merkle(vector) if kind == "merkle" else check_decodes(kind, vector)
+            if kind in ("records", "invocation", "attestation") or "kind" in vector:
+                got = {"merkle": check_merkle, "attestation": check_attestation}.get(kind, lambda v: check_decodes(kind, v))(vector)
                 if got != vector["expect"]:
                     raise SystemExit(f"{kind}/{name}: expected {vector['expect']}, decoding gives {got}")
             (folder / f"{name}.json").write_text(render(vector))
