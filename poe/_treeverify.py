@@ -186,3 +186,26 @@ def verify_consistency(old: Root, new: Root, proof: ConsistencyProof) -> None:
         raise ConsistencyProofError("consistency proof is too short", expected="longer path", observed=len(proof.path))
     _check_root(fr, old, "consistency proof (old root)")
     _check_root(sr, new, "consistency proof (new root)")
+
+
+def left_sums(proof: InclusionProof) -> Sums:
+    """Sums of every leaf before `proof.index`: the left siblings along the path.
+
+    Their sums are committed in the nodes the proof climbs through, so once the proof verifies,
+    this is the leaf's true offset in every metered quantity; a weighted sample checks that its
+    target falls inside [offset, offset + leaf) without trusting the provider's descent.
+    """
+    fn, sn = proof.index, proof.size - 1
+    fuel = mem = io = 0
+    for p in proof.path:
+        if sn == 0:
+            raise InclusionProofError("inclusion proof is longer than its tree needs")
+        if fn & 1 or fn == sn:  # the verifier computes Node(p, r): p is the left sibling
+            fuel, mem, io = fuel + p.sums.fuel, mem + p.sums.mem, io + p.sums.io
+            if not fn & 1:
+                while not fn & 1 and fn != 0:
+                    fn >>= 1
+                    sn >>= 1
+        fn >>= 1
+        sn >>= 1
+    return Sums(fuel, mem, io)

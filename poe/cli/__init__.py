@@ -55,11 +55,17 @@ def main() -> None:
 from . import demo as _demo  # noqa: E402
 from . import inspect as _inspect  # noqa: E402
 from . import attest as _attest  # noqa: E402
+from . import audit as _audit  # noqa: E402
+from . import challenge as _challenge  # noqa: E402
+from . import check_fraud_proof as _check_fraud_proof  # noqa: E402
+from . import claim as _claim  # noqa: E402
 from . import keygen as _keygen  # noqa: E402
 from . import prove as _prove  # noqa: E402
 from . import pubkey as _pubkey  # noqa: E402
+from . import respond as _respond  # noqa: E402
 from . import run as _run  # noqa: E402
 from . import seal as _seal  # noqa: E402
+from . import settle as _settle  # noqa: E402
 from . import verify_attestation as _verify_attestation  # noqa: E402
 
 main.add_command(_run.run)
@@ -71,4 +77,10 @@ main.add_command(_keygen.keygen)
 main.add_command(_pubkey.pubkey)
 main.add_command(_attest.attest)
 main.add_command(_verify_attestation.verify_attestation)
+main.add_command(_claim.claim)
+main.add_command(_challenge.challenge)
+main.add_command(_respond.respond)
+main.add_command(_audit.audit_cmd)
+main.add_command(_check_fraud_proof.check_fraud_proof_cmd)
+main.add_command(_settle.settle_cmd)
 main.add_command(_demo.demo)

@@ -101,3 +101,30 @@ def read_passphrase(path: str | None, *, confirm: bool = False, required: bool =
     if required:
         raise InputError("a passphrase is needed: use --passphrase-file or set POE_PASSPHRASE")
     return None
+
+
+def load_json(path: str, what: str):
+    """A JSON document from a file ('-' for stdin), or a clear EncodingError."""
+    import json
+
+    from ..errors import EncodingError
+
+    try:
+        return json.loads(read_file(path, what))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise EncodingError(f"{path} is not valid JSON ({exc})") from None
+
+
+def write_output(path: str | None, text: str, what: str) -> None:
+    """Write to a new file (never over an existing one), or to stdout without a path."""
+    if path is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        with open(path, "x") as f:
+            f.write(text)
+    except FileExistsError:
+        raise InputError(f"{path} already exists; not overwriting the {what}") from None
+    except OSError as exc:
+        raise InputError(f"cannot write {path}: {exc.strerror}") from None
+    info(f"poe: wrote {what} to {path}")

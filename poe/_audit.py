@@ -1,0 +1,258 @@
+"""Responding to a challenge, auditing the openings, fraud proofs and settlement (spec §12).
+
+The auditor's checks are pure functions of the claim, the challenge, the openings and the
+module bytes; the only work outside them is re-executing sampled segments, which goes through
+`reexecute` (a plain function of picklable arguments) so it can fan out over processes here,
+or over any distributed engine that can map a function over tasks.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._attest import verify_envelope
+from ._billing import Challenge, Claim, Deal, landing_offset
+from ._costmodel import CostModel
+from ._executor import Executor, Service
+from ._invocation import Invocation
+from ._record import Record
+from ._replay import record_diff
+from ._schemes import get_scheme
+from ._treebuild import Tree
+from ._treehash import leaf
+from ._treeverify import InclusionProof, verify_inclusion
+from .errors import CostModelMismatchError, EncodingError, PoEError, SignatureError, VerificationError
+
+__all__ = ["Opening", "find_weighted_leaf", "open_targets", "audit", "Verdict", "check_fraud_proof", "settle", "reexecute"]
+
+
+@dataclass(frozen=True)
+class Opening:
+    """What a provider shows for one sample: the record, its proof, and its inputs."""
+
+    target: str  # "w<j>" for weighted target j, "u<j>" for uniform target j
+    index: int
+    record: bytes
+    proof: bytes
+    invocation: bytes
+    payloads: dict[str, str]  # hex digest -> hex bytes
+
+    def to_json(self) -> dict[str, Any]:
+        return {"target": self.target, "index": self.index, "record": self.record.hex(), "proof": self.proof.hex(),
+                "invocation": self.invocation.hex(), "payloads": self.payloads}
+
+    @classmethod
+    def from_json(cls, d: Any) -> Opening:
+        try:
+            return cls(str(d["target"]), int(d["index"]), bytes.fromhex(d["record"]), bytes.fromhex(d["proof"]),
+                       bytes.fromhex(d["invocation"]), {str(k): str(v) for k, v in d["payloads"].items()})
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise EncodingError(f"malformed opening: {type(exc).__name__}: {exc}") from None
+
+    def decode_invocation(self) -> Invocation:
+        blobs = {bytes.fromhex(k): bytes.fromhex(v) for k, v in self.payloads.items()}
+        return Invocation.decode(self.invocation, blobs.__getitem__)
+
+
+def find_weighted_leaf(tree: Tree, deal: Deal, position: int) -> int:
+    """The leaf whose priced interval holds `position` (absolute, from the start of the log)."""
+    start, end = 0, tree.size
+    while end - start > 1:
+        k = 1 << ((end - start - 1).bit_length() - 1)
+        left = deal.weight(tree.subtree(start, start + k).sums)
+        if position < left:
+            end = start + k
+        else:
+            position -= left
+            start += k
+    return start
+
+
+def open_targets(store: Any, claim: Claim, challenge: Challenge) -> list[Opening]:
+    """The provider's side: open every target of a challenge from its trace store."""
+    st = claim.statement
+    tree = store.tree(st.root.size)
+    if tree.root != st.root:
+        raise VerificationError("the store's log does not produce the attested root", expected=st.root.to_json(), observed=tree.root.to_json())
+    base = claim.deal.weight(st.previous_root.sums)
+    picks = [(f"w{j}", find_weighted_leaf(tree, claim.deal, base + r)) for j, r in enumerate(challenge.weighted)]
+    picks += [(f"u{j}", i) for j, i in enumerate(challenge.uniform)]
+    out = []
+    for target, index in picks:
+        record, inv, _ = store.segment(index)
+        out.append(Opening(
+            target, index, record.encode(), InclusionProof(index, tree.size, tuple(tree.inclusion_path(index))).encode(),
+            inv.encoded, {p.digest.hex(): p.data.hex() for p in inv.blobs()},
+        ))
+    return out
+
+
+def reexecute(task: tuple[bytes, dict[str, bytes], dict, bytes, dict[str, str], int]) -> bytes:
+    """Run one sampled segment: (main, links, cost model json, invocation, payloads, index) -> record bytes."""
+    main, links, cm_json, invocation, payloads, index = task
+    blobs = {bytes.fromhex(k): bytes.fromhex(v) for k, v in payloads.items()}
+    inv = Invocation.decode(invocation, blobs.__getitem__)
+    return Executor(Service(main, links), CostModel.from_json(cm_json)).run(inv, index).record_bytes
+
+
+@dataclass
+class Verdict:
+    verdict: str  # ACCEPT, REJECT or REFUSED
+    claim: Claim
+    reason: str
+    statement: str | None = None
+    problems: list[str] = field(default_factory=list)
+    fraud_proof: dict[str, Any] | None = None
+    checked: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        st = self.claim.statement
+        return {
+            "format": "poe verdict v1",
+            "verdict": self.verdict,
+            "reason": self.reason,
+            "guarantee": self.statement,
+            "claim_id": self.claim.claim_id.hex(),
+            "deal_id": self.claim.deal.deal_id,
+            "provider": self.claim.deal.provider_key.hex(),
+            "epoch": st.epoch,
+            "claimed_amount": self.claim.amount,
+            "checked": self.checked,
+            "problems": self.problems,
+            "fraud_proof": self.fraud_proof,
+        }
+
+
+def audit(claim: Claim, challenge: Challenge, openings: list[Opening], service: Service, *, jobs: int = 1) -> Verdict:
+    """Settle one claim: ACCEPT with the challenge's guarantee, REJECT with reasons, or REFUSED."""
+    deal, st, env = claim.deal, claim.statement, claim.envelope
+
+    def refuse(reason: str) -> Verdict:
+        return Verdict("REFUSED", claim, reason)
+
+    def reject(reason: str, **kw: Any) -> Verdict:
+        return Verdict("REJECT", claim, reason, **kw)
+
+    if (st.deal_id, st.scheme, st.public_key) != (deal.deal_id, deal.scheme, deal.provider_key):
+        return reject("the attestation is not for this deal or is signed by another provider")
+    if st.module_digest != deal.module_digest or st.cost_model_digest != deal.cost_model_digest:
+        return reject("the attestation names another module or cost model than the deal")
+    try:
+        report = verify_envelope(env, get_scheme(st.scheme), trusted_keys=[deal.provider_key], require_reproducible=True)
+    except CostModelMismatchError as exc:
+        return refuse(f"cannot reproduce the claimed cost model here: {exc.message}")
+    except (SignatureError, VerificationError, EncodingError) as exc:
+        return reject(f"the attestation does not verify: [{exc.code}] {exc.message}")
+    if service.digest != deal.module_digest:
+        return refuse("the module given to the auditor is not the deal's module")
+    expected = deal.amount(st.totals)
+    if claim.amount != expected:
+        return reject(f"claimed amount {claim.amount} is not price x totals + subscription = {expected}")
+    if challenge.claim_id != claim.claim_id or challenge.root != st.root:
+        raise EncodingError("the challenge is for another claim")
+    challenge.matches(claim)
+    by_target = {o.target: o for o in openings}
+    wanted = [f"w{j}" for j in range(len(challenge.weighted))] + [f"u{j}" for j in range(len(challenge.uniform))]
+    missing = [t for t in wanted if t not in by_target]
+    if missing:
+        return refuse(f"{len(missing)} of {len(wanted)} openings are missing (first: {missing[0]})")
+    base = deal.weight(st.previous_root.sums)
+    problems: list[str] = []
+    tasks, task_openings = [], []
+    for target in wanted:
+        o = by_target[target]
+        try:
+            proof = InclusionProof.decode(o.proof)
+            verify_inclusion(o.record, proof, st.root)
+            if not st.first_index <= proof.index < st.end_index or proof.index != o.index:
+                raise VerificationError(f"leaf {proof.index} is outside the claimed epoch", expected=[st.first_index, st.end_index], observed=proof.index)
+            record = Record.decode(o.record)
+            if target[0] == "w":
+                r = challenge.weighted[int(target[1:])]
+                lo, hi = landing_offset(deal, st.previous_root.sums, proof, leaf(o.record).sums)
+                if not lo <= r < hi:
+                    raise VerificationError(f"opening for weighted target {target} covers [{lo}, {hi}), not {r}", expected=r, observed=[lo, hi])
+            elif proof.index != challenge.uniform[int(target[1:])]:
+                raise VerificationError(f"opening for {target} is leaf {proof.index}, not {challenge.uniform[int(target[1:])]}")
+            if record.index != proof.index:
+                raise VerificationError(f"record says index {record.index} but sits at leaf {proof.index}", expected=proof.index, observed=record.index)
+            if record.module_digest != deal.module_digest or record.cost_model_digest != deal.cost_model_digest:
+                raise VerificationError(f"record {record.index} was made with another module or cost model")
+            inv = o.decode_invocation()
+            if inv.digest != record.input_digest:
+                raise VerificationError(f"record {record.index}: the opened invocation is not the committed input")
+        except PoEError as exc:
+            problems.append(f"{target}: [{exc.code}] {exc.message}")
+            continue
+        tasks.append((service.main, service.links, report.cost_model.to_json(), o.invocation, o.payloads, o.index))
+        task_openings.append((o, record))
+    results = _map(reexecute, tasks, jobs)
+    fraud = None
+    for (o, committed), observed in zip(task_openings, results):
+        if observed != o.record:
+            diff = record_diff(committed, Record.decode(observed))
+            problems.append(f"{o.target}: re-execution of segment {o.index} disagrees on {', '.join(diff)}")
+            if fraud is None:
+                fraud = {
+                    "format": "poe fraud proof v1", "kind": "re-execution",
+                    "claim": claim.to_json(), "opening": o.to_json(), "observed_record": observed.hex(),
+                    "differences": {k: [a, b] for k, (a, b) in diff.items()},
+                }
+    checked = {"weighted": len(challenge.weighted), "uniform": len(challenge.uniform), "re_executed": len(tasks)}
+    if problems:
+        return reject(f"{len(problems)} of {len(wanted)} samples fail", problems=problems, fraud_proof=fraud, checked=checked)
+    return Verdict("ACCEPT", claim, "every sample verifies and re-executes to the committed record", challenge.guarantee(), checked=checked)
+
+
+def _map(fn: Any, tasks: list, jobs: int) -> list:
+    if jobs <= 1 or len(tasks) < 2:
+        return [fn(t) for t in tasks]
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        return list(pool.map(fn, tasks, chunksize=max(1, len(tasks) // (4 * jobs))))
+
+
+def check_fraud_proof(proof: dict[str, Any], service: Service) -> dict[str, Any]:
+    """Re-check a fraud proof with one re-execution. Returns what was proven; raises if nothing."""
+    if not isinstance(proof, dict) or proof.get("format") != "poe fraud proof v1" or proof.get("kind") != "re-execution":
+        raise EncodingError("not a poe fraud proof v1 document")
+    claim = Claim.from_json(proof["claim"])
+    st = claim.statement
+    verify_envelope(claim.envelope, get_scheme(st.scheme), trusted_keys=[claim.deal.provider_key], require_reproducible=True)
+    o = Opening.from_json(proof["opening"])
+    verify_inclusion(o.record, InclusionProof.decode(o.proof), st.root)
+    committed = Record.decode(o.record)
+    if service.digest != committed.module_digest:
+        raise VerificationError("the module given is not the one the committed record names", expected=committed.module_digest.hex(), observed=service.digest.hex())
+    if o.decode_invocation().digest != committed.input_digest:
+        raise VerificationError("the opened invocation is not the committed input")
+    observed = reexecute((service.main, service.links, claim.envelope.cost_model, o.invocation, o.payloads, o.index))
+    if observed == o.record:
+        raise VerificationError("re-execution reproduces the committed record: no fraud here", expected="a different record", observed=observed.hex())
+    diff = record_diff(committed, Record.decode(observed))
+    return {"proven": True, "provider": claim.deal.provider_key.hex(), "deal_id": claim.deal.deal_id, "epoch": st.epoch,
+            "segment": o.index, "differences": {k: [a, b] for k, (a, b) in diff.items()}}
+
+
+def settle(verdicts: list[dict[str, Any]], deal: Deal) -> dict[str, Any]:
+    """Integer payouts per provider and epoch: accepted pays the claim, rejected the penalty."""
+    rows, total = [], 0
+    for v in verdicts:
+        if not isinstance(v, dict) or v.get("format") != "poe verdict v1" or v.get("deal_id") != deal.deal_id:
+            raise EncodingError("a verdict file is malformed or for another deal")
+        claimed = int(v["claimed_amount"])
+        if v["verdict"] == "ACCEPT":
+            pay, status = claimed, "paid"
+        elif v["verdict"] == "REJECT":
+            pay = 0 if deal.penalty["kind"] == "forfeit" else -int(deal.penalty["amount"])
+            status = "penalised"
+        elif v["verdict"] == "REFUSED":
+            pay, status = 0, "withheld pending a re-audit"
+        else:
+            raise EncodingError(f"unknown verdict {v['verdict']!r}")
+        rows.append({"provider": v["provider"], "epoch": v["epoch"], "claim_id": v["claim_id"], "verdict": v["verdict"],
+                     "claimed": claimed, "payout": pay, "status": status})
+        total += pay
+    return {"format": "poe payouts v1", "deal_id": deal.deal_id, "payouts": rows, "total": total}
+

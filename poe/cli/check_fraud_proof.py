@@ -1,0 +1,30 @@
+"""`poe check-fraud-proof`: re-check a fraud proof with one re-execution."""
+
+from __future__ import annotations
+
+import click
+
+from .._audit import check_fraud_proof
+from .._executor import Service
+from ._options import emit_json, info, json_option, load_json, read_file
+
+
+@click.command("check-fraud-proof")
+@click.argument("proof_path", metavar="FILE", type=click.Path(dir_okay=False))
+@click.option("--module", "module_path", required=True, type=click.Path(dir_okay=False), help="The module the committed record names.")
+@json_option
+def check_fraud_proof_cmd(proof_path, module_path, as_json):
+    """Exit 0 if the fraud is proven (the signed, committed record does not re-execute), else 1.
+
+    FILE is a fraud proof, or a verdict that contains one.
+    """
+    doc = load_json(proof_path, "fraud proof")
+    if isinstance(doc, dict) and doc.get("format") == "poe verdict v1":
+        doc = doc.get("fraud_proof")
+    result = check_fraud_proof(doc, Service(read_file(module_path, "module")))
+    if as_json:
+        emit_json(result)
+    else:
+        info(f"FRAUD PROVEN: segment {result['segment']} of epoch {result['epoch']} (deal {result['deal_id']!r}) does not re-execute to its signed record")
+        for k, (a, b) in result["differences"].items():
+            info(f"  {k}: committed {a}, re-executed {b}")

@@ -1,0 +1,35 @@
+"""`poe respond`: open a challenge's targets from the provider's store."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from .._audit import open_targets
+from .._billing import Challenge, Claim
+from .._store import TraceStore
+from ..errors import InputError
+from ._options import info, load_json, write_output
+
+
+@click.command("respond")
+@click.argument("store_path", metavar="STORE", type=click.Path(dir_okay=True))
+@click.argument("claim_path", metavar="CLAIM", type=click.Path(dir_okay=False))
+@click.argument("challenge_path", metavar="CHALLENGE", type=click.Path(dir_okay=False))
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the openings here (default: stdout).")
+def respond(store_path, claim_path, challenge_path, out):
+    """For every target: the record, its inclusion proof and everything needed to re-execute it."""
+    c = Claim.from_json(load_json(claim_path, "claim"))
+    ch = Challenge.from_json(load_json(challenge_path, "challenge"))
+    if ch.claim_id != c.claim_id:
+        raise InputError("the challenge is for another claim")
+    ch.matches(c)
+    store = TraceStore.open(store_path)
+    try:
+        openings = open_targets(store, c, ch)
+    finally:
+        store.close()
+    doc = {"format": "poe openings v1", "claim_id": c.claim_id.hex(), "seed": ch.seed.hex(), "openings": [o.to_json() for o in openings]}
+    write_output(out, json.dumps(doc) + "\n", "openings")
+    info(f"poe: opened {len(openings)} targets ({len({o.index for o in openings})} distinct segments)")
