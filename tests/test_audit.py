@@ -1,0 +1,272 @@
+"""Claims, challenges and audits: an honest provider is paid, every lie is caught or refused."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from fractions import Fraction
+
+import pytest
+from click.testing import CliRunner
+
+from poe import CostModel, Execution, Executor, Invocation, Limits, Service, TraceStore
+from poe._attest import EMPTY_ROOT, Envelope, Statement, consistency_digest
+from poe._audit import audit, check_fraud_proof, open_targets, settle
+from poe._billing import Challenge, Claim, Deal, samples_needed
+from poe._schemes import get_scheme
+from poe.cli import main
+from poe.errors import EncodingError, InputError, VerificationError
+
+from .conftest import data_bytes, module_bytes
+
+CM = CostModel.current(Limits(fuel=50_000_000, memory_pages=64))
+SERVICE = Service(module_bytes("csv_agg.wasm"), name="csv_agg.wasm")
+SCHEME = get_scheme("secp256k1")
+SK = SCHEME.generate_key(b"poe audit tests: provider key seed 01")
+PK = SCHEME.public_key(SK)
+BEACON = bytes(range(32))
+
+
+@pytest.fixture(scope="module")
+def executions() -> list[Execution]:
+    """One honest history of 120 segments, executed once for every test here."""
+    ex = Executor(SERVICE, CM)
+    rows = data_bytes("sales_small.csv").splitlines(keepends=True)
+    return [ex.run(Invocation.build(argv=["csv_agg"], stdin=b"".join(rows[: 2 + i % 20]), seed=i.to_bytes(32, "little")), i) for i in range(120)]
+
+
+def _deal(**kw) -> Deal:
+    d = {"format": "poe deal v1", "deal_id": "deal-audit", "provider": {"scheme": SCHEME.name, "public_key": PK.hex()},
+         "module_digest": SERVICE.digest.hex(), "cost_model_digest": CM.digest.hex(),
+         "prices": {"fuel": 2, "mem": 1, "io": 5}, "subscription": 700, "penalty": {"kind": "slash", "amount": 9000}}
+    d.update(kw)
+    return Deal.from_json(d)
+
+
+def provide(path: str, executions: list[Execution], lie=None) -> tuple[Claim, TraceStore]:
+    """A provider: appends the executions (after `lie` rewrites them), seals, attests, claims."""
+    with TraceStore.create_or_open(path, CM) as store:
+        store.register_service(SERVICE)
+        for e in executions:
+            store.append(lie(e) if lie else e)
+    store = TraceStore.open(path, seal=True)
+    sealed = store.seal()
+    st = Statement(SCHEME.name, CM.digest, SERVICE.digest, PK, "deal-audit", sealed.epoch, sealed.first_index, sealed.end_index,
+                   sealed.root, EMPTY_ROOT, consistency_digest(None), 1_764_000_000)
+    env = Envelope(st.encode(), SCHEME.sign(SK, st.digest), SCHEME.identity(PK), CM.to_json(), None)
+    deal = _deal()
+    return Claim(deal, env, deal.amount(st.totals)), store
+
+
+def run_audit(claim: Claim, store: TraceStore, *, epsilon="1/20", uniform=8, tamper=None):
+    ch = Challenge.draw(claim, BEACON, Fraction(epsilon), Fraction("1/1000"), uniform)
+    openings = open_targets(store, claim, ch)
+    if tamper:
+        openings = tamper(openings)
+    return audit(claim, ch, openings, SERVICE), ch
+
+
+def test_honest_provider_is_accepted_with_the_stated_guarantee(tmp_path, executions):
+    claim, store = provide(str(tmp_path / "p.poe"), executions)
+    verdict, ch = run_audit(claim, store)
+    assert verdict.verdict == "ACCEPT", verdict.problems
+    assert len(ch.weighted) == samples_needed(Fraction(1, 20), Fraction(1, 1000)) == 135
+    assert "below 5.0000%" in verdict.statement and "99.9000%" in verdict.statement
+
+
+def test_samples_needed_is_the_least_k_with_the_bound():
+    for eps, delta in ((Fraction(1, 100), Fraction(1, 1000)), (Fraction(1, 2), Fraction(1, 2)), (Fraction(1, 3), Fraction(1, 10**6))):
+        k = samples_needed(eps, delta)
+        assert (1 - eps) ** k <= delta < (1 - eps) ** (k - 1)
+
+
+def test_inflated_fuel_on_some_segments_is_caught_with_a_fraud_proof(tmp_path, executions):
+    def lie(e):
+        if e.record.index % 4 == 1:
+            return Execution(dataclasses.replace(e.record, fuel=e.record.fuel * 3), e.invocation, e.output)
+        return e
+
+    claim, store = provide(str(tmp_path / "c.poe"), executions, lie)
+    verdict, _ = run_audit(claim, store)
+    assert verdict.verdict == "REJECT" and verdict.fraud_proof
+    proven = check_fraud_proof(json.loads(json.dumps(verdict.fraud_proof)), SERVICE)
+    assert set(proven["differences"]) == {"fuel", "mem"}
+
+
+def test_fake_outputs_from_skipped_execution_are_caught_by_uniform_samples(tmp_path, executions):
+    def lie(e):
+        return Execution(dataclasses.replace(e.record, output_digest=b"\x00" * 32), e.invocation, e.output)
+
+    claim, store = provide(str(tmp_path / "c.poe"), executions, lie)
+    verdict, _ = run_audit(claim, store, epsilon="1/2", uniform=4)
+    assert verdict.verdict == "REJECT"
+    assert any("output_digest" in p for p in verdict.problems)
+
+
+def test_inflated_totals_with_honest_leaves_are_rejected(tmp_path, executions):
+    claim, store = provide(str(tmp_path / "p.poe"), executions)
+    st = claim.statement
+    from poe._treehash import Root, Sums
+
+    inflated = Root(st.root.size, st.root.hash, Sums(st.root.sums.fuel * 2, st.root.sums.mem, st.root.sums.io))
+    forged = dataclasses.replace(st, root=inflated)
+    env = Envelope(forged.encode(), SCHEME.sign(SK, forged.digest), SCHEME.identity(PK), CM.to_json(), None)
+    lying = Claim(claim.deal, env, claim.deal.amount(forged.totals))
+    ch = Challenge.draw(lying, BEACON, Fraction(1, 20), Fraction(1, 1000), 4)
+    openings = open_targets_lenient(store, claim, ch, lying)
+    verdict = audit(lying, ch, openings, SERVICE)
+    assert verdict.verdict == "REJECT"
+
+
+def open_targets_lenient(store, honest_claim, ch, lying_claim):
+    """The liar answers the challenge as well as it can: from its real tree."""
+    real = Challenge(ch.claim_id, honest_claim.statement.root, ch.beacon, ch.epsilon, ch.delta,
+                     tuple(r % max(1, honest_claim.deal.weight(honest_claim.statement.totals)) for r in ch.weighted), ch.uniform)
+    return open_targets(store, honest_claim, real)
+
+
+def test_amount_that_is_not_price_times_totals_is_rejected(tmp_path, executions):
+    claim, store = provide(str(tmp_path / "p.poe"), executions)
+    greedy = Claim(claim.deal, claim.envelope, claim.amount + 1)
+    ch = Challenge.draw(greedy, BEACON, Fraction(1, 20), Fraction(1, 1000), 0)
+    verdict = audit(greedy, ch, [], SERVICE)
+    assert verdict.verdict == "REJECT" and "price x totals" in verdict.reason
+
+
+def test_records_from_another_cost_model_are_rejected(tmp_path, executions):
+    other = CostModel.current(Limits(fuel=50_000_001, memory_pages=64))
+    claim, store = provide(str(tmp_path / "c.poe"), executions)
+    # the store refuses another cost model's segments, so the liar swaps records in its openings
+    verdict, _ = run_audit(claim, store, tamper=lambda ops: [dataclasses.replace(o, record=lie_record(o.record, other.digest)) for o in ops])
+    assert verdict.verdict == "REJECT"
+
+
+def lie_record(raw: bytes, cm_digest: bytes) -> bytes:
+    from poe import Record
+
+    return dataclasses.replace(Record.decode(raw), cost_model_digest=cm_digest).encode()
+
+
+def test_opening_that_does_not_answer_its_target_is_rejected(tmp_path, executions):
+    claim, store = provide(str(tmp_path / "p.poe"), executions)
+
+    def swap(ops):
+        w = [o for o in ops if o.target.startswith("w")]
+        far = next(o for o in w if o.index != w[0].index)
+        return [dataclasses.replace(w[0], index=far.index, record=far.record, proof=far.proof, invocation=far.invocation, payloads=far.payloads)] + ops[1:]
+
+    verdict, _ = run_audit(claim, store, tamper=swap)
+    assert verdict.verdict == "REJECT" and any("covers" in p for p in verdict.problems)
+
+
+def test_reordered_segments_are_rejected(tmp_path, executions):
+    swapped = list(executions)
+    swapped[10], swapped[11] = swapped[11], swapped[10]
+    claim, store = provide_raw(str(tmp_path / "c.poe"), swapped)
+    verdict, _ = run_audit(claim, store, epsilon="1/2", uniform=120)
+    assert verdict.verdict == "REJECT" and any("index" in p for p in verdict.problems)
+
+
+def provide_raw(path, executions):
+    """Like provide(), but commits the records in the order given, whatever their index fields."""
+    import sqlite3
+
+    _, store = provide(path, [dataclasses.replace(e, record=dataclasses.replace(e.record, index=i)) for i, e in enumerate(executions)])
+    store.close()
+    db = sqlite3.connect(path)
+    for i, e in enumerate(executions):
+        db.execute("UPDATE segments SET record = ? WHERE idx = ?", (e.record.encode(), i))
+    db.execute("UPDATE epochs SET status = 'closed', root = NULL, frontier = NULL WHERE epoch = 0")
+    db.commit()
+    db.close()
+    store = TraceStore.open(path, seal=True)
+    sealed = store.seal(0)
+    st = Statement(SCHEME.name, CM.digest, SERVICE.digest, PK, "deal-audit", 0, 0, sealed.end_index, sealed.root, EMPTY_ROOT, consistency_digest(None), 1)
+    env = Envelope(st.encode(), SCHEME.sign(SK, st.digest), SCHEME.identity(PK), CM.to_json(), None)
+    deal = _deal()
+    return Claim(deal, env, deal.amount(st.totals)), store
+
+
+def test_missing_openings_or_another_module_are_a_refusal_not_a_reject(tmp_path, executions):
+    claim, store = provide(str(tmp_path / "p.poe"), executions)
+    ch = Challenge.draw(claim, BEACON, Fraction(1, 20), Fraction(1, 1000), 2)
+    openings = open_targets(store, claim, ch)
+    assert audit(claim, ch, openings[:-1], SERVICE).verdict == "REFUSED"
+    assert audit(claim, ch, openings, Service(module_bytes("funcs.wasm"))).verdict == "REFUSED"
+
+
+def test_unreproducible_cost_model_is_a_refusal(tmp_path, executions):
+    claim, store = provide(str(tmp_path / "p.poe"), executions)
+    foreign = dict(CM.to_json(), wasmtime="45.0.0")
+    fcm = CostModel.from_json(foreign)
+    st = dataclasses.replace(claim.statement, cost_model_digest=fcm.digest)
+    env = Envelope(st.encode(), SCHEME.sign(SK, st.digest), SCHEME.identity(PK), foreign, None)
+    deal = dataclasses.replace(claim.deal, cost_model_digest=fcm.digest)
+    c = Claim(deal, env, deal.amount(st.totals))
+    ch = Challenge.draw(c, BEACON, Fraction(1, 20), Fraction(1, 1000), 0)
+    assert audit(c, ch, [], SERVICE).verdict == "REFUSED"
+
+
+def test_tampered_challenge_or_one_for_another_claim_is_refused_as_input(tmp_path, executions):
+    claim, store = provide(str(tmp_path / "p.poe"), executions)
+    ch = Challenge.draw(claim, BEACON, Fraction(1, 20), Fraction(1, 1000), 2)
+    easier = dataclasses.replace(ch, weighted=ch.weighted[:-1])
+    with pytest.raises(EncodingError):
+        audit(claim, easier, open_targets(store, claim, ch), SERVICE)
+    with pytest.raises(EncodingError):
+        audit(claim, dataclasses.replace(ch, claim_id=b"\x00" * 32), [], SERVICE)
+
+
+def test_challenge_seed_depends_on_the_beacon_not_only_the_root(tmp_path, executions):
+    claim, _ = provide(str(tmp_path / "p.poe"), executions)
+    a = Challenge.draw(claim, BEACON, Fraction(1, 20), Fraction(1, 1000), 3)
+    b = Challenge.draw(claim, bytes(32), Fraction(1, 20), Fraction(1, 1000), 3)
+    assert a.seed != b.seed and a.weighted != b.weighted
+    with pytest.raises(InputError):
+        Challenge.draw(claim, b"short", Fraction(1, 20), Fraction(1, 1000), 3)
+
+
+@pytest.mark.parametrize("prices", [{"fuel": -1}, {"fuel": 1.5}, {"fuel": True}, {"gas": 1}, {}])
+def test_deals_with_negative_non_integer_or_no_prices_are_refused(prices):
+    with pytest.raises(InputError):
+        _deal(prices=prices, subscription=0)
+
+
+def test_fraud_proof_of_an_honest_record_is_not_proven(tmp_path, executions):
+    claim, store = provide(str(tmp_path / "p.poe"), executions)
+    ch = Challenge.draw(claim, BEACON, Fraction(1, 20), Fraction(1, 1000), 1)
+    o = open_targets(store, claim, ch)[0]
+    fake = {"format": "poe fraud proof v1", "kind": "re-execution", "claim": claim.to_json(), "opening": o.to_json(), "observed_record": ""}
+    with pytest.raises(VerificationError, match="no fraud"):
+        check_fraud_proof(fake, SERVICE)
+
+
+def test_settlement_pays_accepted_penalises_rejected_and_withholds_refused(tmp_path, executions):
+    deal = _deal()
+    base = {"format": "poe verdict v1", "deal_id": deal.deal_id, "provider": PK.hex(), "epoch": 0, "claim_id": "00"}
+    result = settle([dict(base, verdict="ACCEPT", claimed_amount=1000), dict(base, verdict="REJECT", claimed_amount=5000, epoch=1),
+                     dict(base, verdict="REFUSED", claimed_amount=7, epoch=2)], deal)
+    assert [r["payout"] for r in result["payouts"]] == [1000, -9000, 0] and result["total"] == -8000
+    with pytest.raises(EncodingError):
+        settle([dict(base, verdict="MAYBE", claimed_amount=1)], deal)
+
+
+def test_cli_loop_accepts_the_honest_and_rejects_the_cheat(tmp_path, executions):
+    claim, store = provide(str(tmp_path / "p.poe"), executions)
+    store.close()
+    (tmp_path / "claim.json").write_text(json.dumps(claim.to_json()))
+    (tmp_path / "deal.json").write_text(json.dumps(claim.deal.to_json()))
+    (tmp_path / "m.wasm").write_bytes(SERVICE.main)
+    run = lambda *a: CliRunner().invoke(main, list(a), catch_exceptions=False)  # noqa: E731
+    assert run("challenge", str(tmp_path / "claim.json"), "--beacon", BEACON.hex(), "--epsilon", "0.05", "--out", str(tmp_path / "ch.json")).exit_code == 0
+    assert run("respond", str(tmp_path / "p.poe"), str(tmp_path / "claim.json"), str(tmp_path / "ch.json"), "--out", str(tmp_path / "o.json")).exit_code == 0
+    r = run("audit", str(tmp_path / "claim.json"), str(tmp_path / "ch.json"), str(tmp_path / "o.json"), "--module", str(tmp_path / "m.wasm"), "--jobs", "2", "--out", str(tmp_path / "v.json"))
+    assert r.exit_code == 0, r.stderr
+    r = run("settle", str(tmp_path / "v.json"), "--deal", str(tmp_path / "deal.json"))
+    assert r.exit_code == 0 and json.loads(r.stdout)["total"] == claim.amount
+    for bad in ("garbage", "{}", json.dumps({"format": "poe openings v1", "openings": [{"target": "w0"}]})):
+        (tmp_path / "bad.json").write_text(bad)
+        r = run("audit", str(tmp_path / "claim.json"), str(tmp_path / "ch.json"), str(tmp_path / "bad.json"), "--module", str(tmp_path / "m.wasm"))
+        assert r.exit_code == 3 and "Traceback" not in r.stderr
+    assert os.path.exists(tmp_path / "v.json")
