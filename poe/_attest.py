@@ -14,6 +14,7 @@ import base64
 import binascii
 import json
 import struct
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +49,16 @@ _RANGE = struct.Struct("<QQQ")
 
 def consistency_digest(proof: bytes | None) -> bytes:
     return h.digest(CTX_CONSISTENCY, proof) if proof is not None else h.ZERO_DIGEST
+
+
+def check_deal_id(deal_id: str) -> None:
+    """1..256 bytes of UTF-8 with no control, format or separator characters (no bidi tricks)."""
+    try:
+        size = len(deal_id.encode())
+    except UnicodeEncodeError:
+        raise EncodingError("deal id must be valid UTF-8") from None
+    if not 0 < size <= MAX_DEAL_ID or any(unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp") for c in deal_id):
+        raise EncodingError(f"deal id must be 1..{MAX_DEAL_ID} bytes of printable UTF-8 (no control or format characters)")
 
 
 @dataclass(frozen=True)
@@ -88,8 +99,7 @@ class Statement:
             raise EncodingError(f"unknown signature scheme {self.scheme!r}")
         if len(self.public_key) != PUBLIC_KEY_SIZES[self.scheme]:
             raise EncodingError(f"a {self.scheme} public key is {PUBLIC_KEY_SIZES[self.scheme]} bytes, got {len(self.public_key)}")
-        if not 0 < len(self.deal_id.encode()) <= MAX_DEAL_ID or any(ord(c) < 32 for c in self.deal_id):
-            raise EncodingError(f"deal id must be 1..{MAX_DEAL_ID} bytes of printable UTF-8")
+        check_deal_id(self.deal_id)
         if len(self.cost_model_digest) != 32 or len(self.module_digest) != 32 or len(self.consistency_digest) != 32:
             raise EncodingError("digests are 32 bytes")
         if not self.first_index <= self.end_index:
@@ -99,6 +109,9 @@ class Statement:
                 f"leaf range {self.first_index}..{self.end_index} does not match the heads "
                 f"(previous {self.previous_root.size}, this {self.root.size})"
             )
+        for head in (self.root, self.previous_root):
+            if head.size == 0 and head != EMPTY_ROOT:
+                raise EncodingError("a head of size 0 must be the empty tree (its hash and zero totals)")
         if self.epoch == 0 and self.previous_root != EMPTY_ROOT:
             raise EncodingError("epoch 0 must follow the empty tree")
         first_epoch_or_empty = self.previous_root.size == 0
@@ -192,10 +205,10 @@ class Envelope:
             raise EncodingError(f"attestation envelope is larger than {MAX_ENVELOPE} bytes")
         try:
             d = json.loads(text)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise EncodingError(f"attestation envelope is not JSON ({exc})") from None
         allowed = {"payloadType", "payload", "signatures", "cost_model", "consistency_proof", "proof_of_possession"}
-        if not isinstance(d, dict) or set(d) - allowed or not {"payloadType", "payload", "signatures", "cost_model"} <= set(d):
+        if not isinstance(d, dict) or set(d) - allowed or not {"payloadType", "payload", "signatures", "cost_model", "consistency_proof"} <= set(d):
             raise EncodingError("attestation envelope must have exactly: payloadType, payload, signatures, cost_model, consistency_proof[, proof_of_possession]")
         if d["payloadType"] != PAYLOAD_TYPE:
             raise EncodingError(f"payload type {d['payloadType']!r} is not {PAYLOAD_TYPE}")
@@ -242,6 +255,12 @@ def verify_envelope(
         )
     if not signature_checked:  # a batch check over many envelopes may have done it already
         scheme.verify(st.public_key, st.digest, env.signature)
+    if st.scheme == "bls12-381":
+        if env.proof_of_possession is None:
+            raise EncodingError("a BLS attestation carries the key's proof of possession")
+        scheme.pop_verify(st.public_key, env.proof_of_possession)  # so the key can be aggregated safely
+    elif env.proof_of_possession is not None:
+        raise EncodingError("only BLS attestations carry a proof of possession")
     if env.key_id != scheme.identity(st.public_key):
         raise EncodingError("envelope keyid does not name the statement's key", expected=scheme.identity(st.public_key), observed=env.key_id)
     try:
@@ -271,6 +290,13 @@ def verify_chain(statements: list[Statement], previous: Statement | None = None)
     Two different heads for one epoch is equivocation; a gap, a head that does not continue
     the previous one, or an epoch at or before `previous` (a replay) is refused.
     """
+    if previous is not None:
+        for st in statements:
+            if (st.public_key, st.deal_id) != (previous.public_key, previous.deal_id):
+                raise ChainError(
+                    "an attestation is for another key or deal than the one it must continue",
+                    expected=[previous.public_key.hex(), previous.deal_id], observed=[st.public_key.hex(), st.deal_id],
+                )
     by_key: dict[tuple[bytes, str], list[Statement]] = {}
     for st in statements:
         by_key.setdefault((st.public_key, st.deal_id), []).append(st)
@@ -286,5 +312,7 @@ def verify_chain(statements: list[Statement], previous: Statement | None = None)
                 raise ChainError(f"deal {deal!r}: epoch {b.epoch} is older than epoch {a.epoch} already accepted (a replay)", expected=a.epoch + 1, observed=b.epoch)
             if b.epoch != a.epoch + 1:
                 raise ChainError(f"deal {deal!r}: epoch {b.epoch} follows epoch {a.epoch}; the epochs between are missing", expected=a.epoch + 1, observed=b.epoch)
+            if (b.cost_model_digest, b.module_digest, b.scheme) != (a.cost_model_digest, a.module_digest, a.scheme):
+                raise ChainError(f"deal {deal!r}: epoch {b.epoch} switches cost model, module or scheme mid-chain")
             if b.previous_root != a.root:
                 raise ChainError(f"deal {deal!r}: epoch {b.epoch} does not continue epoch {a.epoch}'s head", expected=a.root.to_json(), observed=b.previous_root.to_json())

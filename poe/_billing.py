@@ -86,7 +86,7 @@ class Deal:
     def load_text(cls, text: bytes, name: str) -> Deal:
         try:
             doc = tomllib.loads(text.decode()) if name.endswith(".toml") else json.loads(text)
-        except (ValueError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError, tomllib.TOMLDecodeError) as exc:
             raise InputError(f"{name} is not valid {'TOML' if name.endswith('.toml') else 'JSON'}: {exc}") from None
         return cls.from_json(doc)
 

@@ -1,4 +1,4 @@
-"""Key files: a provider's signing key at rest (docs/spec.md §11.3).
+"""Key files: a provider's signing key at rest (docs/spec.md §11.4).
 
 A key file is JSON, written with mode 0600 and never over an existing file; a key file that
 others can read is refused, as ssh refuses one. With a passphrase the secret is encrypted:
@@ -10,6 +10,7 @@ is signed.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import hmac
 import json
@@ -40,7 +41,10 @@ class KeyFile:
 def _kdf(passphrase: bytes, salt: bytes, n: int, r: int, p: int) -> tuple[bytes, bytes]:
     if not (1 << 10 <= n <= 1 << 20 and n & (n - 1) == 0 and 1 <= r <= 32 and 1 <= p <= 16):
         raise KeyFileError("key file asks for scrypt parameters outside the accepted range")
-    stretched = hashlib.scrypt(passphrase, salt=salt, n=n, r=r, p=p, maxmem=256 * 1024 * 1024, dklen=64)
+    try:
+        stretched = hashlib.scrypt(passphrase, salt=salt, n=n, r=r, p=p, maxmem=256 * 1024 * 1024, dklen=64)
+    except (ValueError, MemoryError) as exc:
+        raise KeyFileError(f"key file's scrypt parameters cannot be used here ({exc})") from None
     return stretched[:32], stretched[32:]
 
 
@@ -71,28 +75,37 @@ def write_key_file(path: str, scheme: str, secret_key: bytes, public_key: bytes,
     except OSError as exc:
         raise KeyFileError(f"cannot create key file {path}: {exc.strerror}") from None
     try:
-        os.write(fd, data)
+        view = memoryview(data)
+        while view:  # os.write may write less than asked (a full disk, a file-size limit)
+            view = view[os.write(fd, view):]
         os.fsync(fd)
-    finally:
+    except OSError as exc:
         os.close(fd)
+        os.unlink(path)
+        raise KeyFileError(f"cannot write key file {path}: {exc.strerror}; nothing was kept") from None
+    os.close(fd)
 
 
 def read_key_file(path: str, passphrase: bytes | None = None, *, unlock: bool = True) -> KeyFile:
     """Read a key file; with `unlock`, decrypt its secret (a passphrase is needed if encrypted)."""
     try:
-        st = os.stat(path)
-        if not stat.S_ISREG(st.st_mode):
-            raise KeyFileError(f"{path} is not a regular file")
-        if st.st_mode & 0o077:
-            raise KeyFileError(
-                f"{path} is readable by others (mode {stat.S_IMODE(st.st_mode):04o}); run `chmod 600 {path}` first"
-            )
-        with open(path, "rb") as f:
-            raw = f.read(65536)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        try:
+            st = os.fstat(fd)  # of the file opened, so it cannot be swapped after the check
+            if not stat.S_ISREG(st.st_mode):
+                raise KeyFileError(f"{path} is not a regular file")
+            if st.st_mode & 0o077:
+                raise KeyFileError(
+                    f"{path} is readable by others (mode {stat.S_IMODE(st.st_mode):04o}); run `chmod 600 {path}` first"
+                )
+            raw = os.read(fd, 65536)
+        finally:
+            os.close(fd)
     except FileNotFoundError:
         raise KeyFileError(f"no key file at {path}") from None
     except OSError as exc:
-        raise KeyFileError(f"cannot read key file {path}: {exc.strerror}") from None
+        reason = "it is a symbolic link" if exc.errno == errno.ELOOP else exc.strerror
+        raise KeyFileError(f"cannot read key file {path}: {reason}") from None
     try:
         doc = json.loads(raw)
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:

@@ -73,7 +73,14 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from py_ecc.bls import G2ProofOfPossession as _PoP
+import sys as _sys
+
+_RECURSION_LIMIT = _sys.getrecursionlimit()
+from py_ecc.bls import G2ProofOfPossession as _PoP  # noqa: E402
+
+# py_ecc raises the interpreter's recursion limit to 100000 on import; nothing poe calls needs
+# that, and with it a deeply nested JSON document overflows the C stack instead of raising.
+_sys.setrecursionlimit(_RECURSION_LIMIT)
 from py_ecc.bls.g2_primitives import G2_to_signature, pubkey_to_G1, signature_to_G2, subgroup_check
 from py_ecc.bls.hash_to_curve import hash_to_G2
 from py_ecc.optimized_bls12_381 import (

@@ -9,7 +9,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from ._treehash import _NODE, NODE_SIZE, U128 as _U128, Node, Root, Sums, leaf, node
+from ._treehash import _NODE, EMPTY, NODE_SIZE, U128 as _U128, Node, Root, Sums, leaf, node
 from .errors import (
     ConsistencyProofError,
     EncodingError,
@@ -155,6 +155,8 @@ def verify_consistency(old: Root, new: Root, proof: ConsistencyProof) -> None:
     if m == 0:
         if path:
             raise ConsistencyProofError("a proof from the empty tree must be empty", expected=0, observed=len(path))
+        if old.hash != EMPTY.hash or old.sums != EMPTY.sums:
+            raise RootMismatchError("a head of size 0 must be the empty tree", expected=Root(0, EMPTY.hash, EMPTY.sums).to_json(), calculated=old.to_json())
         return  # every tree extends the empty one
     if m & (m - 1) == 0:
         path.insert(0, old.node)

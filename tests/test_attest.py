@@ -344,3 +344,118 @@ def test_envelope_round_trips_through_json(signed):
     env = _load(envs[1])
     assert Envelope.loads(env.dumps()) == env
     assert base64.b64decode(json.loads(env.dumps())["payload"]) == env.statement_bytes
+
+
+# -- hardening after review -------------------------------------------------------------------
+
+
+def test_empty_epoch_carrying_invented_totals_is_rejected(signed):
+    """A head of size 0 that is not the empty tree would bill anything with nothing to audit."""
+    scheme, key, envs, _ = signed
+    env = _load(envs[0])
+    fake_empty = Root(0, b"\x05" * 32, Sums(10**30, 10**30, 10**30))
+    with pytest.raises(EncodingError, match="size 0"):
+        dataclasses.replace(env.statement, first_index=0, end_index=0, root=fake_empty).encode()
+
+
+def test_previous_attestation_binds_key_and_deal(signed):
+    scheme, key, envs, _ = signed
+    first, second = (_load(p).statement for p in envs)
+    lookalike = dataclasses.replace(second, deal_id="deal-42\u00ad", epoch=2)  # soft hyphen: invisible
+    with pytest.raises(EncodingError):
+        lookalike.encode()
+    other_key = dataclasses.replace(second, public_key=scheme.public_key(scheme.generate_key(b"a different provider's key seed 1")), epoch=2)
+    with pytest.raises(ChainError, match="another key or deal"):
+        verify_chain([other_key], previous=second)
+
+
+def test_chain_cannot_switch_cost_model_midway(signed):
+    _, _, envs, _ = signed
+    first, second = (_load(p).statement for p in envs)
+    with pytest.raises(ChainError, match="switches"):
+        verify_chain([first, dataclasses.replace(second, cost_model_digest=b"\x09" * 32)])
+
+
+def test_bls_envelope_must_carry_a_valid_proof_of_possession(signed):
+    scheme, _, envs, _ = signed
+    env = _load(envs[0])
+    if scheme.name != "bls12-381":
+        with pytest.raises(EncodingError, match="only BLS"):
+            verify_envelope(dataclasses.replace(env, proof_of_possession=b"\x00" * 96), scheme)
+        return
+    with pytest.raises(EncodingError, match="proof of possession"):
+        verify_envelope(dataclasses.replace(env, proof_of_possession=None), scheme)
+    with pytest.raises(PoEError):
+        verify_envelope(dataclasses.replace(env, proof_of_possession=env.signature), scheme)
+
+
+def test_deeply_nested_json_is_an_error_not_a_crash(tmp_path):
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 200_000)
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "poe", "verify-attestation", str(deep)], capture_output=True, text=True)
+    assert r.returncode == 3 and "Traceback" not in r.stderr
+
+
+def test_failed_attest_seals_nothing(signed, tmp_path):
+    _, key, envs, store = signed
+    _grow(store, 3, 100)
+    before = TraceStore.open(store).epochs()
+    r = _poe("attest", store, "--key", key, "--deal", "bad\u202edeal", "--out", str(tmp_path / "x.json"))
+    assert r.exit_code == 3
+    r = _poe("attest", store, "--key", key, "--deal", "deal-42", "--out", envs[0])  # exists already
+    assert r.exit_code == 3
+    assert TraceStore.open(store).epochs() == before
+
+
+def test_short_write_of_a_key_file_keeps_nothing(tmp_path):
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (120, 120))
+
+    out = tmp_path / "k.key"
+    r = subprocess.run([sys.executable, "-m", "poe", "keygen", "--scheme", "bls", "--out", str(out)], preexec_fn=limit, capture_output=True, text=True)
+    assert r.returncode == 3 and "nothing was kept" in r.stderr and not out.exists()
+
+
+def test_passphrase_bytes_from_the_environment_need_not_be_utf8(tmp_path):
+    import subprocess
+    import sys
+
+    key = tmp_path / "k.key"
+    env = {**os.environ, "POE_PASSPHRASE": "caf\udce9"}
+    env_b = {k.encode(): v.encode("utf-8", "surrogateescape") for k, v in env.items()}
+    r = subprocess.run([sys.executable, "-m", "poe", "keygen", "--scheme", "secp256k1", "--out", str(key), "--encrypt"], env=env_b, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert read_key_file(str(key), b"caf\xe9").secret_key is not None
+
+
+def test_key_file_with_unusable_scrypt_parameters_is_a_key_file_error(tmp_path):
+    s = get_scheme("secp256k1")
+    sk = s.generate_key(b"seed for the scrypt parameter test!!")
+    key = tmp_path / "k.key"
+    write_key_file(str(key), s.name, sk, s.public_key(sk), b"pw")
+    doc = json.loads(key.read_text())
+    doc["encrypted"]["n"] = 1 << 20
+    key.write_text(json.dumps(doc))
+    with pytest.raises(KeyFileError):
+        read_key_file(str(key), b"pw")
+
+
+def test_pubkey_pop_refuses_a_mismatched_key_file(signed, tmp_path):
+    scheme, key, _, _ = signed
+    doc = json.loads(open(key).read())
+    doc["public_key"] = scheme.public_key(scheme.generate_key(b"the public key an attacker wants used")).hex()
+    forged = tmp_path / "forged.key"
+    fd = os.open(forged, os.O_WRONLY | os.O_CREAT, 0o600)
+    os.write(fd, json.dumps(doc).encode())
+    os.close(fd)
+    r = _poe("pubkey", str(forged), "--pop")
+    assert r.exit_code == 3

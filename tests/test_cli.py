@@ -180,13 +180,16 @@ def test_usage_errors_exit_2():
     assert _poe("frobnicate").exit_code == 2
 
 
-def test_demo_tells_the_honest_provider_from_the_cheat(tmp_path):
-    r = _poe("demo", "--segments", "30", "--samples", "30", "--cheat-rate", "0.5", "--seed", "7", "--json", "--keep", str(tmp_path))
+def test_demo_runs_the_whole_loop_and_settles_honest_and_cheat(tmp_path):
+    r = _poe("demo", "--segments", "40", "--epsilon", "0.2", "--cheat-rate", "0.5", "--seed", "7", "--json", "--keep", str(tmp_path))
     assert r.exit_code == 0, r.stderr
     data = json.loads(r.stdout)
-    assert data["providers"]["honest"]["verdict"] == "MATCH"
-    assert data["providers"]["cheating"]["verdict"] == "MISMATCH"
-    assert all(m["fields"] == ["fuel", "mem"] for m in data["providers"]["cheating"]["mismatches"])
+    honest, cheat = data["providers"]["honest"], data["providers"]["cheating"]
+    assert honest["verdict"] == "ACCEPT" and cheat["verdict"] == "REJECT"
+    assert "fraud_proof_segment" in cheat
+    payouts = {row["verdict"]: row["payout"] for row in data["payouts"]["payouts"]}
+    assert payouts["ACCEPT"] == honest["claimed"] and payouts["REJECT"] < 0
+    assert (tmp_path / "cheating-verdict.json").exists()
 
 
 def test_entry_point_runs_as_a_module():

@@ -94,8 +94,8 @@ def read_passphrase(path: str | None, *, confirm: bool = False, required: bool =
         if not text or not text[0]:
             raise InputError(f"passphrase file {path} is empty")
         return text[0].encode("utf-8", "surrogateescape")
-    if os.environ.get("POE_PASSPHRASE"):
-        return os.environ["POE_PASSPHRASE"].encode()
+    if os.environb.get(b"POE_PASSPHRASE"):
+        return os.environb[b"POE_PASSPHRASE"]
     if sys.stdin.isatty():
         return click.prompt("passphrase", hide_input=True, confirmation_prompt=confirm, err=True).encode()
     if required:
@@ -111,7 +111,7 @@ def load_json(path: str, what: str):
 
     try:
         return json.loads(read_file(path, what))
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise EncodingError(f"{path} is not valid JSON ({exc})") from None
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import click
 
-from .._attest import EMPTY_ROOT, Envelope, Statement, consistency_digest
+from .._attest import EMPTY_ROOT, Envelope, Statement, check_deal_id, consistency_digest
 from .._keys import read_key_file
 from .._schemes import get_scheme
 from .._store import TraceStore
@@ -34,6 +35,38 @@ def attest(store_path, key_file, deal_id, epoch, out, passphrase_file):
     scheme = get_scheme(key.scheme)
     if scheme.public_key(key.secret_key) != key.public_key:
         raise KeyFileError(f"{key_file}: the secret key does not match the public key stored beside it; nothing was signed")
+    check_deal_id(deal_id)  # everything that can fail on input fails before the epoch is sealed
+    out_file = _reserve(out)
+    try:
+        text = _attest(store_path, key, scheme, deal_id, epoch)
+    except BaseException:
+        if out_file is not None:
+            out_file.close()
+            os.unlink(out)
+        raise
+    if out_file is None:
+        click.echo(text, nl=False)
+        return
+    with out_file:
+        out_file.write(text)
+    st = Envelope.loads(text).statement
+    t = st.totals
+    info(f"poe: attested epoch {st.epoch} (segments {st.first_index}..{st.end_index - 1}) of deal {deal_id!r} to {out}")
+    info(f"  root {st.root.hash.hex()}; epoch fuel {t.fuel:,} mem {t.mem:,} io {t.io:,}; signed by {scheme.identity(key.public_key)}")
+
+
+def _reserve(out: str | None):
+    if out is None:
+        return None
+    try:
+        return open(out, "x")
+    except FileExistsError:
+        raise InputError(f"{out} already exists; not overwriting an attestation") from None
+    except OSError as exc:
+        raise InputError(f"cannot write {out}: {exc.strerror}") from None
+
+
+def _attest(store_path: str, key, scheme, deal_id: str, epoch: int | None) -> str:
     store = TraceStore.open(store_path, seal=True)
     try:
         sealed = store.seal(epoch)
@@ -64,17 +97,4 @@ def attest(store_path, key_file, deal_id, epoch, out, passphrase_file):
         statement.encode(), scheme.sign(key.secret_key, statement.digest), scheme.identity(key.public_key),
         cost_model.to_json(), proof, scheme.pop_prove(key.secret_key) if scheme.name == "bls12-381" else None,
     )
-    text = envelope.dumps()
-    if out:
-        try:
-            with open(out, "x") as f:
-                f.write(text)
-        except FileExistsError:
-            raise InputError(f"{out} already exists; not overwriting an attestation") from None
-        except OSError as exc:
-            raise InputError(f"cannot write {out}: {exc.strerror}") from None
-        t = statement.totals
-        info(f"poe: attested epoch {statement.epoch} (segments {statement.first_index}..{statement.end_index - 1}) of deal {deal_id!r} to {out}")
-        info(f"  root {statement.root.hash.hex()}; epoch fuel {t.fuel:,} mem {t.mem:,} io {t.io:,}; signed by {scheme.identity(key.public_key)}")
-    else:
-        click.echo(text, nl=False)
+    return envelope.dumps()

@@ -1,4 +1,4 @@
-"""`poe demo`: an honest and a cheating provider, and a spot check that tells them apart."""
+"""`poe demo`: the whole loop for an honest and a cheating provider, side by side."""
 
 from __future__ import annotations
 
@@ -10,40 +10,45 @@ import shutil
 import sys
 import tempfile
 import time
+from fractions import Fraction
 
 import click
 
+from .._attest import EMPTY_ROOT, Envelope, Statement, consistency_digest
+from .._audit import audit, check_fraud_proof, open_targets, settle
+from .._billing import Challenge, Claim, Deal
 from .._costmodel import CostModel
 from .._demo import demo_csv, demo_module
 from .._executor import Execution, Executor, Service
 from .._invocation import Invocation
-from .._replay import replay
-from .._store import Totals, TraceStore
-from .._treeverify import verify_inclusion
-from ..errors import RecordMismatchError
+from .._schemes import get_scheme
+from .._store import TraceStore
 from ._options import emit_json, info, json_option
+
+DEAL_ID = "demo-deal"
 
 
 @click.command("demo")
 @click.option("--segments", type=click.IntRange(10, 1_000_000), default=400, show_default=True, help="Segments each provider runs.")
-@click.option("--samples", type=click.IntRange(1, 10_000), default=30, show_default=True, help="Segments the auditor re-executes per provider.")
-@click.option("--cheat-rate", type=click.FloatRange(0.0, 1.0), default=0.10, show_default=True, help="Fraction of segments whose fuel the cheating provider inflates.")
-@click.option("--seed", type=int, default=None, help="Auditor's sampling seed (default: fresh randomness each run).")
-@click.option("--keep", type=click.Path(file_okay=False), default=None, help="Keep the two stores in this directory instead of a temporary one.")
+@click.option("--epsilon", default="0.01", show_default=True, help="Overbilling fraction the audit must detect.")
+@click.option("--delta", default="0.001", show_default=True, help="Allowed probability of missing it.")
+@click.option("--cheat-rate", type=click.FloatRange(0.0, 1.0), default=0.10, show_default=True, help="Fraction of segments whose fuel the cheat triples.")
+@click.option("--seed", type=int, default=None, help="Beacon seed for the auditor (default: fresh randomness each run).")
+@click.option("--keep", type=click.Path(file_okay=False), default=None, help="Keep stores, claims, verdicts and payouts in this directory.")
 @json_option
-def demo(segments, samples, cheat_rate, seed, keep, as_json):
-    """Run the bundled Rust workload for an honest and a cheating provider, then spot-check both.
+def demo(segments, epsilon, delta, cheat_rate, seed, keep, as_json):
+    """Run → seal → attest → claim → challenge → respond → audit → settle, twice.
 
-    Each provider executes the same invocations of csv_agg.wasm (a CSV aggregator compiled
-    from Rust) into its own SQLite trace store and seals the epoch in a Merkle sum tree. The
-    cheating one inflates the fuel of a fraction of its records before committing them. The
-    auditor picks segments at random, checks each one's inclusion proof against the sealed
-    root, re-executes it under the recorded cost model and compares the whole record.
+    Two providers run the same invocations of csv_agg.wasm (a CSV aggregator compiled from
+    Rust) into their own SQLite stores. The cheating one triples the fuel of some of its
+    records before committing them. Each seals its epoch, signs it (secp256k1) and claims
+    payment under the same deal; the auditor challenges each claim with an unpredictable
+    beacon, checks the openings and re-executes them, and settles.
     """
     workdir = keep or tempfile.mkdtemp(prefix="poe-demo-")
     os.makedirs(workdir, exist_ok=True)
     try:
-        result = _demo(workdir, segments, samples, cheat_rate, seed, as_json)
+        result = _demo(workdir, segments, Fraction(epsilon), Fraction(delta), cheat_rate, seed, as_json, keep is not None)
     finally:
         if keep is None:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -51,81 +56,93 @@ def demo(segments, samples, cheat_rate, seed, keep, as_json):
         emit_json(result)
 
 
-def _demo(workdir: str, segments: int, samples: int, cheat_rate: float, seed: int | None, as_json: bool) -> dict:
+def _demo(workdir, segments, epsilon, delta, cheat_rate, seed, quiet, keep) -> dict:
+    say = (lambda *_: None) if quiet else info
     cm = CostModel.current()
     service = Service(demo_module(), name="csv_agg.wasm")
     executor = Executor(service, cm)
-    inputs = [Invocation.build(argv=["csv_agg"], stdin=demo_csv(i, 20 + (i * 37) % 480)) for i in range(segments)]
-    say = (lambda *_: None) if as_json else info
-    say(f"poe demo: {segments} segments of csv_agg.wasm (Rust, wasm32-wasi) per provider, cost model {cm.name}")
+    scheme = get_scheme("secp256k1")
+    say(f"poe demo: {segments} segments of csv_agg.wasm (Rust, wasm32-wasi) per provider")
+    say(f"          cost model {cm.name}")
 
-    stores = {}
+    started = time.perf_counter()
+    inputs = [Invocation.build(argv=["csv_agg"], stdin=demo_csv(i, 20 + (i * 37) % 480), seed=i.to_bytes(32, "little")) for i in range(segments)]
+    with _progress(segments, "executing", quiet) as bar:
+        honest_runs = []
+        for i, inv in enumerate(inputs):
+            honest_runs.append(executor.run(inv, i))
+            bar.update(1)
+    execute_seconds = time.perf_counter() - started
+
+    rng = random.Random(f"cheat-{segments}")
+    cheated = set()
+    providers = {}
     for role in ("honest", "cheating"):
+        sk = scheme.generate_key()
+        pk = scheme.public_key(sk)
+        deal = Deal.from_json({
+            "format": "poe deal v1", "deal_id": DEAL_ID, "provider": {"scheme": scheme.name, "public_key": pk.hex()},
+            "module_digest": service.digest.hex(), "cost_model_digest": cm.digest.hex(),
+            "prices": {"fuel": 1, "mem": 0, "io": 10}, "subscription": 100_000, "penalty": {"kind": "slash", "amount": 5_000_000},
+        })
         path = os.path.join(workdir, f"{role}.poe")
-        rng = random.Random(f"cheat-{segments}")
-        totals, started = Totals(), time.perf_counter()
         with TraceStore.create_or_open(path, cm) as store:
             store.register_service(service)
-            with _progress(segments, f"{role:>8} provider", as_json) as bar:
-                for inv in inputs:
-                    e = executor.run(inv, store.next_index)
-                    if role == "cheating" and rng.random() < cheat_rate:
-                        e = Execution(dataclasses.replace(e.record, fuel=e.record.fuel * 6 // 5), e.invocation, e.output)
-                    store.append(e)
-                    totals.add(e.record)
-                    bar.update(1)
-        sealer = TraceStore.open(path, seal=True)
-        try:
-            sealed = sealer.seal()
-        finally:
-            sealer.close()
-        stores[role] = (path, totals, time.perf_counter() - started, sealed.root)
-        say(f"  {role:>8}: fuel {totals.fuel:,}  mem {totals.mem:,}  io {totals.io:,} bytes  ({stores[role][2]:.2f} s)")
-        say(f"            sealed root {sealed.root.hash.hex()[:16]}... over {sealed.root.size} segments")
+            for e in honest_runs:
+                if role == "cheating" and rng.random() < cheat_rate:
+                    cheated.add(e.record.index)
+                    e = Execution(dataclasses.replace(e.record, fuel=e.record.fuel * 3), e.invocation, e.output)
+                store.append(e)
+        store = TraceStore.open(path, seal=True)
+        sealed = store.seal()
+        st = Statement(scheme.name, cm.digest, service.digest, pk, DEAL_ID, sealed.epoch, sealed.first_index, sealed.end_index,
+                       sealed.root, EMPTY_ROOT, consistency_digest(None), int(time.time()))
+        envelope = Envelope(st.encode(), scheme.sign(sk, st.digest), scheme.identity(pk), cm.to_json(), None)
+        claim = Claim(deal, envelope, deal.amount(st.totals))
+        providers[role] = (store, claim)
+        say(f"  {role:>8} provider {scheme.identity(pk)}: sealed {sealed.root.size} segments, "
+            f"root {sealed.root.hash.hex()[:16]}..., claims {claim.amount:,} units")
 
-    audit_seed = seed if seed is not None else secrets.randbits(64)
-    picks = random.Random(audit_seed).sample(range(segments), min(samples, segments))
-    guarantee = 1 - (1 - cheat_rate) ** len(picks) if cheat_rate else 0.0
-    say(f"auditor: checks the inclusion proof of {len(picks)} of {segments} segments per store against the sealed root,")
-    say(f"         then re-executes each and compares the whole record (seed {audit_seed})")
-    verdicts = {}
-    for role, (path, totals, provider_seconds, root) in stores.items():
-        store = TraceStore.open(path)
-        caught, started = [], time.perf_counter()
-        try:
-            for (raw, proof), i in zip(store.inclusion_proofs(picks, epoch=0), picks):
-                verify_inclusion(raw, proof, root)  # the opened record is the committed one
-                record, invocation, _ = store.segment(i)
-                try:
-                    replay(record, invocation, store.service(record.module_digest), store.cost_model, executor=executor)
-                except RecordMismatchError as exc:
-                    caught.append({"index": i, "fields": exc.details.get("fields"), "claimed_fuel": record.fuel})
-        finally:
-            store.close()
-        seconds = time.perf_counter() - started
-        verdicts[role] = {
-            "verdict": "MISMATCH" if caught else "MATCH",
-            "root": root.to_json(),
-            "claimed_fuel": totals.fuel,
-            "mismatches": caught,
-            "auditor_seconds": round(seconds, 3),
-            "provider_seconds": round(provider_seconds, 3),
+    beacon = (random.Random(seed).randbytes(32) if seed is not None else secrets.token_bytes(32))
+    say(f"auditor: beacon {beacon.hex()[:16]}... (unpredictable to the providers when they signed)")
+    verdicts, summary = [], {}
+    for role, (store, claim) in providers.items():
+        t0 = time.perf_counter()
+        challenge = Challenge.draw(claim, beacon, epsilon, delta, 16)
+        openings = open_targets(store, claim, challenge)
+        respond_seconds = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        verdict = audit(claim, challenge, openings, service, jobs=os.cpu_count() or 1)
+        audit_seconds = time.perf_counter() - t1
+        store.close()
+        v = verdict.to_json()
+        verdicts.append(v)
+        summary[role] = {
+            "verdict": verdict.verdict, "reason": verdict.reason, "claimed": claim.amount,
+            "samples": len(challenge.weighted) + len(challenge.uniform), "re_executed": verdict.checked.get("re_executed", 0),
+            "audit_seconds": round(audit_seconds, 3), "respond_seconds": round(respond_seconds, 3),
         }
-        if caught:
-            first = caught[0]
-            say(f"  {role:>8}: MISMATCH in {len(caught)} sampled segment(s); first: segment {first['index']} claims fuel {first['claimed_fuel']:,}, re-execution disagrees on {', '.join(first['fields'])}")
-        else:
-            say(f"  {role:>8}: all {len(picks)} sampled records match byte for byte ({seconds:.2f} s vs {provider_seconds:.2f} s to run everything)")
-    say(f"a provider that inflates {cheat_rate:.0%} of its segments is caught by {len(picks)} uniform samples with probability {guarantee:.4f}")
-    return {
-        "segments": segments,
-        "samples": picks,
-        "audit_seed": audit_seed,
-        "cheat_rate": cheat_rate,
-        "catch_probability": guarantee,
-        "cost_model": cm.name,
-        "providers": verdicts,
-    }
+        say(f"  {role:>8}: {verdict.verdict} after {summary[role]['samples']} samples "
+            f"({summary[role]['re_executed']} segments re-executed in {audit_seconds:.2f} s)")
+        if verdict.fraud_proof:
+            proven = check_fraud_proof(verdict.fraud_proof, service)
+            diffs = ", ".join(f"{k} {a:,} vs {b:,}" for k, (a, b) in proven["differences"].items() if isinstance(a, int))
+            say(f"            fraud proof re-checked independently: segment {proven['segment']} ({diffs})")
+            summary[role]["fraud_proof_segment"] = proven["segment"]
+        if keep:
+            import json
+
+            with open(os.path.join(workdir, f"{role}-verdict.json"), "w") as f:
+                json.dump(v, f, indent=2)
+    payouts = settle(verdicts, dataclasses.replace(providers["honest"][1].deal))
+    say(f"guarantee: {challenge.guarantee()}")
+    say("settlement:")
+    for row, role in zip(payouts["payouts"], providers):
+        say(f"  {role:>8}: claimed {row['claimed']:,} -> payout {row['payout']:,} ({row['status']})")
+    say(f"the cheat tripled the fuel of {len(cheated)} of {segments} segments; executing everything took "
+        f"{execute_seconds:.2f} s, each audit {summary['honest']['audit_seconds']:.2f} s")
+    return {"segments": segments, "epsilon": str(epsilon), "delta": str(delta), "beacon": beacon.hex(), "cheated_segments": len(cheated),
+            "guarantee": challenge.guarantee(), "providers": summary, "payouts": payouts, "execute_seconds": round(execute_seconds, 3)}
 
 
 class _progress:

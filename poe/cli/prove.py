@@ -106,5 +106,5 @@ def verify_proof(bundle_path, root_path, old_root_path, as_json):
 def _load_json(path: str, what: str):
     try:
         return json.loads(read_file(path, what))
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise EncodingError(f"{path} is not valid JSON ({exc})") from None

@@ -27,6 +27,8 @@ def pubkey(key_file, pop, passphrase_file, as_json):
         if s.name != "bls12-381":
             raise KeyFileError("a proof of possession exists only for BLS keys")
         unlocked = read_key_file(key_file, read_passphrase(passphrase_file) if key.encrypted else None)
+        if s.public_key(unlocked.secret_key) != key.public_key:
+            raise KeyFileError(f"{key_file}: the secret key does not match the public key stored beside it")
         result["proof_of_possession"] = base64.b64encode(s.pop_prove(unlocked.secret_key)).decode()
     if as_json:
         emit_json(result)

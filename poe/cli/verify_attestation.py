@@ -55,12 +55,12 @@ def verify_attestation(files, pubkeys, previous, require_reproducible, as_json):
         st = env.statement
         try:
             report = verify_envelope(env, get_scheme(st.scheme), trusted_keys=trusted, require_reproducible=require_reproducible, signature_checked=path in batch_checked)
+            results[path] = {"ok": True, "statement": st.to_json(), "signer": get_scheme(st.scheme).identity(st.public_key),
+                             "cost_model_reproducible": report.reproducible, "note": report.note}
         except PoEError as exc:
             results[path] = {"ok": False, "error": exc.to_json()}
             continue
         statements.append(st)
-        results[path] = {"ok": True, "statement": st.to_json(), "signer": get_scheme(st.scheme).identity(st.public_key),
-                         "cost_model_reproducible": report.reproducible, "note": report.note}
     chain_error = None
     prior = None
     if previous is not None:
