@@ -107,9 +107,16 @@ def test_attestation_vectors_pin_statement_bytes_and_deterministic_keys():
             assert env["signatures"][0]["keyid"] == scheme.identity(pk)
 
 
-@pytest.mark.parametrize("kind", ["records", "invocation", "execution", "merkle", "attestation"])
+def test_audit_vectors_give_their_expected_verdicts():
+    cases = _load("audit")
+    assert {v["expect"] for _, v in cases} >= {"ACCEPT", "REJECT", "REFUSED", "proven", "encoding.malformed"}
+    for name, vector in cases:
+        assert gen.check_audit(vector) == vector["expect"], f"audit/{name}: {vector['desc']}"
+
+
+@pytest.mark.parametrize("kind", ["records", "invocation", "execution", "merkle", "attestation", "audit"])
 def test_generator_reproduces_the_committed_vectors(kind):
-    generated = getattr(gen, {"records": "record_vectors", "invocation": "invocation_vectors", "execution": "execution_vectors", "merkle": "merkle_vectors", "attestation": "attestation_vectors"}[kind])()
+    generated = getattr(gen, {"records": "record_vectors", "invocation": "invocation_vectors", "execution": "execution_vectors", "merkle": "merkle_vectors", "attestation": "attestation_vectors", "audit": "audit_vectors"}[kind])()
     if kind == "execution":
         any_vector = next(iter(generated.values()))
         if any_vector["cost_model"]["target"] != json.loads((VECTORS / "execution" / "funcs_add.json").read_text())["cost_model"]["target"]:

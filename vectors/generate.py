@@ -8,6 +8,9 @@ Kinds written:
   attestation/ signed statements and envelopes for both schemes (deterministic keys), and named
                mutations: tampered root or totals, wrong key, replay, broken chain, non-canonical
                encoding, infinity public key, malformed envelope
+  audit/       claims, challenges, openings, verdicts and fraud proofs of a small honest and a
+               small cheating provider, and named mutations (wrong amount, missing opening,
+               unanswered target, tampered challenge)
   merkle/      sum-tree roots for sizes 0..20 and large sizes, inclusion and consistency proofs,
                and named mutations of them (bit flip, wrong index, truncation, garbage, swapped
                roots, sums off by one, sums that overflow)
@@ -357,10 +360,93 @@ def check_attestation(vector: dict) -> str:
     return "ok"
 
 
+def audit_vectors() -> dict[str, dict]:
+    import dataclasses
+    import tempfile
+    from fractions import Fraction
+
+    from poe import Execution, TraceStore
+    from poe._attest import EMPTY_ROOT, Envelope, Statement, consistency_digest
+    from poe._audit import audit, open_targets
+    from poe._billing import Challenge, Claim, Deal
+    from poe._schemes import get_scheme
+
+    cm = CostModel.current(LIMITS)
+    service = build_service("csv_agg.wasm", {})
+    ex = Executor(service, cm)
+    scheme = get_scheme("secp256k1")
+    sk = scheme.generate_key(b"poe audit vector provider key, secp256k1 v1")
+    pk = scheme.public_key(sk)
+    rows = (MODULES / "data" / "sales_small.csv").read_bytes().splitlines(keepends=True)
+    runs = [ex.run(Invocation.build(argv=["csv_agg"], stdin=b"".join(rows[: 2 + i % 18]), seed=i.to_bytes(32, "little")), i) for i in range(24)]
+    deal = Deal.from_json({"format": "poe deal v1", "deal_id": "deal-audit-vectors", "provider": {"scheme": scheme.name, "public_key": pk.hex()},
+                           "module_digest": service.digest.hex(), "cost_model_digest": cm.digest.hex(),
+                           "prices": {"fuel": 1, "mem": 0, "io": 7}, "subscription": 250, "penalty": {"kind": "slash", "amount": 1000}})
+    beacon = bytes(range(200, 232))
+
+    def provider(lie) -> tuple[Claim, Challenge, list]:
+        with tempfile.TemporaryDirectory() as d:
+            path = f"{d}/p.poe"
+            with TraceStore.create_or_open(path, cm) as store:
+                store.register_service(service)
+                for e in runs:
+                    store.append(lie(e))
+            store = TraceStore.open(path, seal=True)
+            sealed = store.seal()
+            st = Statement(scheme.name, cm.digest, service.digest, pk, deal.deal_id, 0, 0, 24, sealed.root, EMPTY_ROOT, consistency_digest(None), 1_764_000_000)
+            claim = Claim(deal, Envelope(st.encode(), scheme.sign(sk, st.digest), scheme.identity(pk), cm.to_json(), None), deal.amount(st.totals))
+            challenge = Challenge.draw(claim, beacon, Fraction(1, 4), Fraction(1, 1000), 3)
+            openings = open_targets(store, claim, challenge)
+            store.close()
+        return claim, challenge, openings
+
+    def case(desc, claim, challenge, openings, expect):
+        return {"desc": desc, "module": "csv_agg.wasm", "claim": claim.to_json(), "challenge": challenge.to_json(),
+                "openings": [o.to_json() for o in openings], "expect": expect}
+
+    honest = provider(lambda e: e)
+    cheat = provider(lambda e: Execution(dataclasses.replace(e.record, fuel=e.record.fuel * 2), e.invocation, e.output) if e.record.index % 3 == 0 else e)
+    out = {
+        "honest_accept": case("honest provider, 24 segments, epsilon 1/4: every sample verifies", *honest, "ACCEPT"),
+        "inflated_fuel_reject": case("fuel doubled on every third segment before committing", *cheat, "REJECT"),
+    }
+    verdict = audit(*cheat, service)
+    out["fraud_proof"] = {"desc": "the cheat's fraud proof: re-checkable with one re-execution", "module": "csv_agg.wasm",
+                          "fraud_proof": verdict.fraud_proof, "expect": "proven"}
+    claim, challenge, openings = honest
+    out["wrong_amount"] = case("claimed amount one unit above price x totals + subscription",
+                               Claim(claim.deal, claim.envelope, claim.amount + 1), challenge, openings, "REJECT")
+    out["missing_opening"] = case("one target left unopened", claim, challenge, openings[:-1], "REFUSED")
+    w = [o for o in openings if o.target.startswith("w")]
+    far = next(o for o in w if o.index != w[0].index)
+    swapped = [dataclasses.replace(far, target=w[0].target)] + [o for o in openings if o.target != w[0].target]
+    out["unanswered_target"] = case("weighted target w0 answered with another leaf", claim, challenge, swapped, "REJECT")
+    out["tampered_challenge"] = case("one weighted target dropped from the challenge", claim,
+                                     dataclasses.replace(challenge, weighted=challenge.weighted[:-1]), openings, "encoding.malformed")
+    return out
+
+
+def check_audit(vector: dict) -> str:
+    """What auditing an audit/ vector gives: the verdict, "proven", or an error code."""
+    from poe._audit import Opening, audit, check_fraud_proof
+    from poe._billing import Challenge, Claim
+
+    service = build_service(vector["module"], {})
+    try:
+        if "fraud_proof" in vector:
+            check_fraud_proof(vector["fraud_proof"], service)
+            return "proven"
+        claim = Claim.from_json(vector["claim"])
+        challenge = Challenge.from_json(vector["challenge"])
+        return audit(claim, challenge, [Opening.from_json(o) for o in vector["openings"]], service).verdict
+    except PoEError as exc:
+        return exc.code
+
+
 def all_vectors() -> dict[str, dict[str, dict]]:
     return {
         "execution": execution_vectors(), "records": record_vectors(), "invocation": invocation_vectors(),
-        "merkle": merkle_vectors(), "attestation": attestation_vectors(),
+        "merkle": merkle_vectors(), "attestation": attestation_vectors(), "audit": audit_vectors(),
     }
 
 
@@ -400,8 +486,8 @@ def main() -> None:
             if old.stem not in cases:
                 old.unlink()
         for name, vector in cases.items():
-            if kind in ("records", "invocation", "attestation") or "kind" in vector:
-                got = {"merkle": check_merkle, "attestation": check_attestation}.get(kind, lambda v: check_decodes(kind, v))(vector)
+            if kind in ("records", "invocation", "attestation", "audit") or "kind" in vector:
+                got = {"merkle": check_merkle, "attestation": check_attestation, "audit": check_audit}.get(kind, lambda v: check_decodes(kind, v))(vector)
                 if got != vector["expect"]:
                     raise SystemExit(f"{kind}/{name}: expected {vector['expect']}, decoding gives {got}")
             (folder / f"{name}.json").write_text(render(vector))
