@@ -8,6 +8,7 @@ or over any distributed engine that can map a function over tasks.
 
 from __future__ import annotations
 
+import json
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -89,12 +90,22 @@ def open_targets(store: Any, claim: Claim, challenge: Challenge) -> list[Opening
     return out
 
 
-def reexecute(task: tuple[bytes, dict[str, bytes], dict, bytes, dict[str, str], int]) -> bytes:
-    """Run one sampled segment: (main, links, cost model json, invocation, payloads, index) -> record bytes."""
-    main, links, cm_json, invocation, payloads, index = task
+_EXECUTORS: dict[tuple[bytes, bytes], Executor] = {}
+
+
+def reexecute(task: tuple[bytes, dict[str, bytes], bytes, bytes, dict[str, str], int]) -> bytes:
+    """Run one sampled segment: (main, links, cost model canonical JSON bytes, invocation,
+    payloads, index) -> record bytes. Plain picklable values: any engine can map it."""
+    main, links, cm_bytes, invocation, payloads, index = task
     blobs = {bytes.fromhex(k): bytes.fromhex(v) for k, v in payloads.items()}
     inv = Invocation.decode(invocation, blobs.__getitem__)
-    return Executor(Service(main, links), CostModel.from_json(cm_json)).run(inv, index).record_bytes
+    service = Service(main, links)
+    # One executor per service and cost model in each process: setting up the WASI host and the
+    # instance template costs more than a small segment.
+    key = (service.digest, cm_bytes)
+    if key not in _EXECUTORS:
+        _EXECUTORS[key] = Executor(service, CostModel.from_json(json.loads(cm_bytes)))
+    return _EXECUTORS[key].run(inv, index).record_bytes
 
 
 @dataclass
@@ -158,7 +169,7 @@ def audit(claim: Claim, challenge: Challenge, openings: list[Opening], service: 
     missing = [t for t in wanted if t not in by_target]
     if missing:
         return refuse(f"{len(missing)} of {len(wanted)} openings are missing (first: {missing[0]})")
-    base = deal.weight(st.previous_root.sums)
+    cm_bytes = report.cost_model.canonical_bytes
     problems: list[str] = []
     tasks, task_openings = [], []
     for target in wanted:
@@ -186,7 +197,7 @@ def audit(claim: Claim, challenge: Challenge, openings: list[Opening], service: 
         except PoEError as exc:
             problems.append(f"{target}: [{exc.code}] {exc.message}")
             continue
-        tasks.append((service.main, service.links, report.cost_model.to_json(), o.invocation, o.payloads, o.index))
+        tasks.append((service.main, service.links, cm_bytes, o.invocation, o.payloads, o.index))
         task_openings.append((o, record))
     # Several targets often land on one segment: re-execute each segment once.
     unique = {t[-1]: t for t in tasks}
@@ -230,7 +241,7 @@ def check_fraud_proof(proof: dict[str, Any], service: Service) -> dict[str, Any]
         raise VerificationError("the module given is not the one the committed record names", expected=committed.module_digest.hex(), observed=service.digest.hex())
     if o.decode_invocation().digest != committed.input_digest:
         raise VerificationError("the opened invocation is not the committed input")
-    observed = reexecute((service.main, service.links, claim.envelope.cost_model, o.invocation, o.payloads, o.index))
+    observed = reexecute((service.main, service.links, CostModel.from_json(claim.envelope.cost_model).canonical_bytes, o.invocation, o.payloads, o.index))
     if observed == o.record:
         raise VerificationError("re-execution reproduces the committed record: no fraud here", expected="a different record", observed=observed.hex())
     diff = record_diff(committed, Record.decode(observed))
