@@ -29,7 +29,7 @@ DEAL_ID = "demo-deal"
 
 
 @click.command("demo")
-@click.option("--segments", type=click.IntRange(10, 1_000_000), default=400, show_default=True, help="Segments each provider runs.")
+@click.option("--segments", type=click.IntRange(10, 1_000_000), default=1000, show_default=True, help="Segments each provider runs.")
 @click.option("--epsilon", default="0.01", show_default=True, help="Overbilling fraction the audit must detect.")
 @click.option("--delta", default="0.001", show_default=True, help="Allowed probability of missing it.")
 @click.option("--cheat-rate", type=click.FloatRange(0.0, 1.0), default=0.10, show_default=True, help="Fraction of segments whose fuel the cheat triples.")
