@@ -313,15 +313,21 @@ def test_altered_encrypted_key_file_is_refused(tmp_path):
         read_key_file(str(key), b"pw")
 
 
-def test_key_whose_public_half_was_swapped_signs_nothing(signed, tmp_path):
-    scheme, key, _, store = signed
+def _forge_public_half(scheme, key: str, tmp_path) -> str:
+    """A copy of the key file whose stored public key belongs to someone else."""
     doc = json.loads(open(key).read())
     doc["public_key"] = scheme.public_key(scheme.generate_key(b"the public key an attacker wants used")).hex()
     forged = tmp_path / "forged.key"
     fd = os.open(forged, os.O_WRONLY | os.O_CREAT, 0o600)
     os.write(fd, json.dumps(doc).encode())
     os.close(fd)
-    r = _poe("attest", store, "--key", str(forged), "--deal", "d", "--out", str(tmp_path / "x.json"))
+    return str(forged)
+
+
+def test_key_whose_public_half_was_swapped_signs_nothing(signed, tmp_path):
+    scheme, key, _, store = signed
+    forged = _forge_public_half(scheme, key, tmp_path)
+    r = _poe("attest", store, "--key", forged, "--deal", "d", "--out", str(tmp_path / "x.json"))
     assert r.exit_code == 3 and "does not match" in r.stderr and not (tmp_path / "x.json").exists()
 
 
@@ -451,11 +457,5 @@ def test_key_file_with_unusable_scrypt_parameters_is_a_key_file_error(tmp_path):
 
 def test_pubkey_pop_refuses_a_mismatched_key_file(signed, tmp_path):
     scheme, key, _, _ = signed
-    doc = json.loads(open(key).read())
-    doc["public_key"] = scheme.public_key(scheme.generate_key(b"the public key an attacker wants used")).hex()
-    forged = tmp_path / "forged.key"
-    fd = os.open(forged, os.O_WRONLY | os.O_CREAT, 0o600)
-    os.write(fd, json.dumps(doc).encode())
-    os.close(fd)
-    r = _poe("pubkey", str(forged), "--pop")
+    r = _poe("pubkey", _forge_public_half(scheme, key, tmp_path), "--pop")
     assert r.exit_code == 3
