@@ -168,7 +168,10 @@ def audit(claim: Claim, challenge: Challenge, openings: list[Opening], service: 
     wanted = [f"w{j}" for j in range(len(challenge.weighted))] + [f"u{j}" for j in range(len(challenge.uniform))]
     missing = [t for t in wanted if t not in by_target]
     if missing:
-        return refuse(f"{len(missing)} of {len(wanted)} openings are missing (first: {missing[0]})")
+        return refuse(
+            f"{len(missing)} of {len(wanted)} openings are missing (first: {missing[0]}); "
+            "a re-audit must use this same challenge, so withholding openings never buys a fresh draw"
+        )
     cm_bytes = report.cost_model.canonical_bytes
     problems: list[str] = []
     tasks, task_openings = [], []
@@ -235,8 +238,16 @@ def check_fraud_proof(proof: dict[str, Any], service: Service) -> dict[str, Any]
     st = claim.statement
     verify_envelope(claim.envelope, get_scheme(st.scheme), trusted_keys=[claim.deal.provider_key], require_reproducible=True)
     o = Opening.from_json(proof["opening"])
-    verify_inclusion(o.record, InclusionProof.decode(o.proof), st.root)
+    inclusion = InclusionProof.decode(o.proof)
+    verify_inclusion(o.record, inclusion, st.root)
     committed = Record.decode(o.record)
+    # The position is the proof's, never the opening's say-so: re-executing a leaf at another
+    # index would "prove" fraud against an honest record.
+    if not (o.index == inclusion.index == committed.index) or not st.first_index <= inclusion.index < st.end_index:
+        raise VerificationError(
+            "the opening's index, its proof's leaf and its record's index disagree, or the leaf is outside the epoch",
+            expected=inclusion.index, observed=[o.index, committed.index],
+        )
     if service.digest != committed.module_digest:
         raise VerificationError("the module given is not the one the committed record names", expected=committed.module_digest.hex(), observed=service.digest.hex())
     if o.decode_invocation().digest != committed.input_digest:
@@ -252,9 +263,16 @@ def check_fraud_proof(proof: dict[str, Any], service: Service) -> dict[str, Any]
 def settle(verdicts: list[dict[str, Any]], deal: Deal) -> dict[str, Any]:
     """Integer payouts per provider and epoch: accepted pays the claim, rejected the penalty."""
     rows, total = [], 0
+    seen: dict[tuple[str, int], str] = {}
     for v in verdicts:
         if not isinstance(v, dict) or v.get("format") != "poe verdict v1" or v.get("deal_id") != deal.deal_id:
             raise EncodingError("a verdict file is malformed or for another deal")
+        key = (str(v.get("provider")), int(v.get("epoch", -1)))
+        if key in seen:
+            # Two verdicts for one provider's epoch: a replayed claim, or one audited twice.
+            raise EncodingError(f"two verdicts for provider {key[0][:16]}... epoch {key[1]}; settle each epoch once",
+                                expected="one verdict per epoch", observed=[seen[key], v.get("claim_id")])
+        seen[key] = str(v.get("claim_id"))
         claimed = int(v["claimed_amount"])
         if v["verdict"] == "ACCEPT":
             pay, status = claimed, "paid"

@@ -270,3 +270,20 @@ def test_cli_loop_accepts_the_honest_and_rejects_the_cheat(tmp_path, executions)
         r = run("audit", str(tmp_path / "claim.json"), str(tmp_path / "ch.json"), str(tmp_path / "bad.json"), "--module", str(tmp_path / "m.wasm"))
         assert r.exit_code == 3 and "Traceback" not in r.stderr
     assert os.path.exists(tmp_path / "v.json")
+
+
+def test_fraud_proof_cannot_frame_an_honest_record_by_moving_its_index(tmp_path, executions):
+    claim, store = provide(str(tmp_path / "p.poe"), executions)
+    ch = Challenge.draw(claim, BEACON, Fraction(1, 20), Fraction(1, 1000), 1)
+    o = open_targets(store, claim, ch)[0]
+    moved = dataclasses.replace(o, index=o.index + 1)
+    frame = {"format": "poe fraud proof v1", "kind": "re-execution", "claim": claim.to_json(), "opening": moved.to_json(), "observed_record": ""}
+    with pytest.raises(VerificationError, match="disagree"):
+        check_fraud_proof(frame, SERVICE)
+
+
+def test_settling_the_same_epoch_twice_is_refused():
+    deal = _deal()
+    v = {"format": "poe verdict v1", "deal_id": deal.deal_id, "provider": PK.hex(), "epoch": 3, "verdict": "ACCEPT", "claimed_amount": 10}
+    with pytest.raises(EncodingError, match="settle each epoch once"):
+        settle([dict(v, claim_id="aa"), dict(v, claim_id="bb")], deal)
