@@ -144,8 +144,12 @@ class Claim:
         if not isinstance(d, dict) or d.get("format") != "poe claim v1" or not {"deal", "attestation", "amount"} <= set(d):
             raise EncodingError("not a poe claim v1 document")
         claim = cls(Deal.from_json(d["deal"]), Envelope.loads(json.dumps(d["attestation"])), _int(d["amount"], "claimed amount", 1 << 256))
-        if d.get("claim_id") not in (None, claim.claim_id.hex()):
-            raise EncodingError("claim id does not match the deal and the attestation")
+        if set(d) - {"format", "claim_id", "amount", "breakdown", "deal", "attestation"}:
+            raise EncodingError("claim has unknown fields")
+        derived = claim.to_json()
+        for key in ("claim_id", "breakdown"):  # derived fields must say what they derive from
+            if key in d and d[key] != derived[key]:
+                raise EncodingError(f"claim field {key!r} does not follow from the deal and the attestation")
         return claim
 
 
@@ -230,13 +234,16 @@ class Challenge:
         try:
             if not isinstance(d, dict) or d.get("format") != "poe challenge v1":
                 raise EncodingError("not a poe challenge v1 document")
-            return cls(
+            ch = cls(
                 bytes.fromhex(d["claim_id"]), Root.from_json(d["root"]), bytes.fromhex(d["beacon"]),
                 Fraction(d["epsilon"]), Fraction(d["delta"]),
                 tuple(int(r) for r in d["weighted"]), tuple(int(i) for i in d["uniform"]),
             )
-        except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
+        except (KeyError, TypeError, ValueError, ZeroDivisionError, AttributeError) as exc:
             raise EncodingError(f"malformed challenge: {type(exc).__name__}: {exc}") from None
+        if set(d) - set(ch.to_json()) or any(d[key] != ch.to_json()[key] for key in ("seed", "k", "guarantee") if key in d):
+            raise EncodingError("challenge fields do not follow from its claim id, root, beacon, epsilon and delta")
+        return ch
 
     def matches(self, claim: Claim) -> None:
         """The challenge must be exactly what the claim and the beacon determine."""

@@ -287,3 +287,63 @@ def test_settling_the_same_epoch_twice_is_refused():
     v = {"format": "poe verdict v1", "deal_id": deal.deal_id, "provider": PK.hex(), "epoch": 3, "verdict": "ACCEPT", "claimed_amount": 10}
     with pytest.raises(EncodingError, match="settle each epoch once"):
         settle([dict(v, claim_id="aa"), dict(v, claim_id="bb")], deal)
+
+
+def _leaves(doc, path=()):
+    """Every scalar in a JSON document, with its path."""
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            yield from _leaves(v, path + (k,))
+    elif isinstance(doc, list):
+        for i, v in enumerate(doc):
+            yield from _leaves(v, path + (i,))
+    else:
+        yield path, doc
+
+
+def _mutated(value):
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value + 1
+    if isinstance(value, str):
+        if value and all(c in "0123456789abcdef" for c in value):
+            return ("1" if value[0] != "1" else "2") + value[1:]  # a hex digest or payload, one nibble off
+        return value + "x"
+    return "x"
+
+
+def test_tampering_with_any_field_never_yields_accept_or_a_traceback():
+    """Every scalar of the claim, the challenge and the first openings, changed one at a time."""
+    import copy
+    import importlib.util
+
+    from poe._audit import Opening
+    from poe.errors import PoEError
+
+    from .conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("poe_vector_generator", ROOT / "vectors" / "generate.py")
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    vector = json.loads((ROOT / "vectors" / "audit" / "honest_accept.json").read_text())
+    assert gen.check_audit(vector) == "ACCEPT"
+    targets = [("claim", p) for p, _ in _leaves(vector["claim"])] + [("challenge", p) for p, _ in _leaves(vector["challenge"])]
+    targets += [("openings", p) for p, _ in _leaves(vector["openings"][:2])]
+    assert len(targets) > 100
+    survived = []
+    for part, path in targets:
+        v = copy.deepcopy(vector)
+        node = v[part]
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = _mutated(node[path[-1]])
+        try:
+            claim = Claim.from_json(v["claim"])
+            challenge = Challenge.from_json(v["challenge"])
+            verdict = audit(claim, challenge, [Opening.from_json(o) for o in v["openings"]], SERVICE).verdict
+        except PoEError:
+            continue
+        if verdict == "ACCEPT":
+            survived.append((part, path))
+    assert survived == []

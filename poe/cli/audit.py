@@ -34,6 +34,8 @@ def audit_cmd(claim_path, challenge_path, openings_path, module_path, links, job
     doc = load_json(openings_path, "openings")
     if not isinstance(doc, dict) or doc.get("format") != "poe openings v1" or not isinstance(doc.get("openings"), list):
         raise EncodingError(f"{openings_path} is not a poe openings v1 document")
+    if doc.get("claim_id") != claim.claim_id.hex() or doc.get("seed") != challenge.seed.hex():
+        raise EncodingError("the openings answer another claim or another challenge")
     openings = [Opening.from_json(o) for o in doc["openings"]]
     link_wasm = {}
     for spec in links:
