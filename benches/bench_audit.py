@@ -64,7 +64,7 @@ def test_audit_poe(measured, n, tmp_path_factory):
 
     def auditor():
         challenge = Challenge.draw(claim, BEACON, Fraction(1, 100), Fraction(1, 1000), 16)
-        verdict = audit(claim, challenge, openings, SERVICE, jobs=1)
+        verdict = audit(claim, challenge, openings, SERVICE, deal=claim.deal, jobs=1)
         assert verdict.verdict == "ACCEPT"
         return verdict
 

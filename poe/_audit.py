@@ -9,6 +9,7 @@ or over any distributed engine that can map a function over tasks.
 from __future__ import annotations
 
 import json
+import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,8 +48,13 @@ class Opening:
     @classmethod
     def from_json(cls, d: Any) -> Opening:
         try:
+            payloads = {str(k): str(v) for k, v in d["payloads"].items()}
+            for k, v in payloads.items():  # hex, so decoding later cannot fail
+                if len(bytes.fromhex(k)) != 32:
+                    raise ValueError("a payload digest is 32 bytes")
+                bytes.fromhex(v)
             return cls(str(d["target"]), int(d["index"]), bytes.fromhex(d["record"]), bytes.fromhex(d["proof"]),
-                       bytes.fromhex(d["invocation"]), {str(k): str(v) for k, v in d["payloads"].items()})
+                       bytes.fromhex(d["invocation"]), payloads)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise EncodingError(f"malformed opening: {type(exc).__name__}: {exc}") from None
 
@@ -113,6 +119,7 @@ class Verdict:
     verdict: str  # ACCEPT, REJECT or REFUSED
     claim: Claim
     reason: str
+    refused_by: str | None = None  # "auditor" (cannot audit) or "provider" (did not open samples)
     statement: str | None = None
     problems: list[str] = field(default_factory=list)
     fraud_proof: dict[str, Any] | None = None
@@ -127,6 +134,8 @@ class Verdict:
             "guarantee": self.statement,
             "claim_id": self.claim.claim_id.hex(),
             "deal_id": self.claim.deal.deal_id,
+            "deal_digest": self.claim.deal.digest.hex(),
+            "refused_by": self.refused_by,
             "provider": self.claim.deal.provider_key.hex(),
             "epoch": st.epoch,
             "claimed_amount": self.claim.amount,
@@ -136,16 +145,24 @@ class Verdict:
         }
 
 
-def audit(claim: Claim, challenge: Challenge, openings: list[Opening], service: Service, *, jobs: int = 1) -> Verdict:
-    """Settle one claim: ACCEPT with the challenge's guarantee, REJECT with reasons, or REFUSED."""
-    deal, st, env = claim.deal, claim.statement, claim.envelope
+def audit(claim: Claim, challenge: Challenge, openings: list[Opening], service: Service, *,
+          deal: Deal, jobs: int = 1, final: bool = False) -> Verdict:
+    """Settle one claim: ACCEPT with the challenge's guarantee, REJECT with reasons, or REFUSED.
 
-    def refuse(reason: str) -> Verdict:
-        return Verdict("REFUSED", claim, reason)
+    `deal` is the deal the auditor agreed to, never the one the claim carries: a provider must
+    not choose its own prices. With `final` (the deal's response deadline has passed), samples
+    the provider did not open are a REJECT rather than a refusal.
+    """
+    st, env = claim.statement, claim.envelope
+
+    def refuse(reason: str, by: str = "auditor") -> Verdict:
+        return Verdict("REFUSED", claim, reason, refused_by=by)
 
     def reject(reason: str, **kw: Any) -> Verdict:
         return Verdict("REJECT", claim, reason, **kw)
 
+    if claim.deal.digest != deal.digest:
+        return reject("the claim carries other deal terms than the deal the auditor agreed to")
     if (st.deal_id, st.scheme, st.public_key) != (deal.deal_id, deal.scheme, deal.provider_key):
         return reject("the attestation is not for this deal or is signed by another provider")
     if st.module_digest != deal.module_digest or st.cost_model_digest != deal.cost_model_digest:
@@ -168,10 +185,10 @@ def audit(claim: Claim, challenge: Challenge, openings: list[Opening], service: 
     wanted = [f"w{j}" for j in range(len(challenge.weighted))] + [f"u{j}" for j in range(len(challenge.uniform))]
     missing = [t for t in wanted if t not in by_target]
     if missing:
-        return refuse(
-            f"{len(missing)} of {len(wanted)} openings are missing (first: {missing[0]}); "
-            "a re-audit must use this same challenge, so withholding openings never buys a fresh draw"
-        )
+        text = f"{len(missing)} of {len(wanted)} challenged samples were not opened (first: {missing[0]})"
+        if final:
+            return reject(text + " by the deadline")
+        return refuse(text + "; a re-audit must use this same challenge, and after the deadline this is a REJECT", by="provider")
     cm_bytes = report.cost_model.canonical_bytes
     problems: list[str] = []
     tasks, task_openings = [], []
@@ -197,7 +214,9 @@ def audit(claim: Claim, challenge: Challenge, openings: list[Opening], service: 
             inv = o.decode_invocation()
             if inv.digest != record.input_digest:
                 raise VerificationError(f"record {record.index}: the opened invocation is not the committed input")
-        except PoEError as exc:
+        except (PoEError, ValueError, IndexError) as exc:  # whatever a provider sends, a failed sample
+            if not isinstance(exc, PoEError):
+                exc = EncodingError(f"malformed opening: {exc}")
             problems.append(f"{target}: [{exc.code}] {exc.message}")
             continue
         tasks.append((service.main, service.links, cm_bytes, o.invocation, o.payloads, o.index))
@@ -220,22 +239,26 @@ def audit(claim: Claim, challenge: Challenge, openings: list[Opening], service: 
     checked = {"weighted": len(challenge.weighted), "uniform": len(challenge.uniform), "re_executed": len(unique)}
     if problems:
         return reject(f"{len(problems)} of {len(wanted)} samples fail", problems=problems, fraud_proof=fraud, checked=checked)
-    return Verdict("ACCEPT", claim, "every sample verifies and re-executes to the committed record", challenge.guarantee(), checked=checked)
+    return Verdict("ACCEPT", claim, "every sample verifies and re-executes to the committed record", statement=challenge.guarantee(), checked=checked)
 
 
 def _map(fn: Any, tasks: list, jobs: int) -> list:
     if jobs <= 1 or len(tasks) < 2:
         return [fn(t) for t in tasks]
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
+    # spawn, not fork: this process may already hold a wasmtime engine, which must not be forked
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         return list(pool.map(fn, tasks, chunksize=max(1, len(tasks) // (4 * jobs))))
 
 
 def check_fraud_proof(proof: dict[str, Any], service: Service) -> dict[str, Any]:
     """Re-check a fraud proof with one re-execution. Returns what was proven; raises if nothing."""
-    if not isinstance(proof, dict) or proof.get("format") != "poe fraud proof v1" or proof.get("kind") != "re-execution":
+    if not isinstance(proof, dict) or proof.get("format") != "poe fraud proof v1" or proof.get("kind") != "re-execution" \
+            or not {"claim", "opening"} <= set(proof):
         raise EncodingError("not a poe fraud proof v1 document")
     claim = Claim.from_json(proof["claim"])
     st = claim.statement
+    if (claim.deal.deal_id, claim.deal.provider_key) != (st.deal_id, st.public_key):
+        raise VerificationError("the fraud proof's deal is not the one the provider signed for")
     verify_envelope(claim.envelope, get_scheme(st.scheme), trusted_keys=[claim.deal.provider_key], require_reproducible=True)
     o = Opening.from_json(proof["opening"])
     inclusion = InclusionProof.decode(o.proof)
@@ -256,7 +279,7 @@ def check_fraud_proof(proof: dict[str, Any], service: Service) -> dict[str, Any]
     if observed == o.record:
         raise VerificationError("re-execution reproduces the committed record: no fraud here", expected="a different record", observed=observed.hex())
     diff = record_diff(committed, Record.decode(observed))
-    return {"proven": True, "provider": claim.deal.provider_key.hex(), "deal_id": claim.deal.deal_id, "epoch": st.epoch,
+    return {"proven": True, "provider": st.public_key.hex(), "deal_id": st.deal_id, "epoch": st.epoch,
             "segment": o.index, "differences": {k: [a, b] for k, (a, b) in diff.items()}}
 
 
@@ -267,22 +290,28 @@ def settle(verdicts: list[dict[str, Any]], deal: Deal) -> dict[str, Any]:
     for v in verdicts:
         if not isinstance(v, dict) or v.get("format") != "poe verdict v1" or v.get("deal_id") != deal.deal_id:
             raise EncodingError("a verdict file is malformed or for another deal")
-        key = (str(v.get("provider")), int(v.get("epoch", -1)))
+        if v.get("deal_digest") != deal.digest.hex():
+            raise EncodingError("a verdict was reached under other deal terms than this deal's")
+        epoch, claimed = v.get("epoch"), v.get("claimed_amount")
+        if not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in (epoch, claimed)):
+            raise EncodingError("a verdict's epoch and claimed amount must be non-negative integers")
+        key = (str(v.get("provider")), epoch)
         if key in seen:
             # Two verdicts for one provider's epoch: a replayed claim, or one audited twice.
             raise EncodingError(f"two verdicts for provider {key[0][:16]}... epoch {key[1]}; settle each epoch once",
                                 expected="one verdict per epoch", observed=[seen[key], v.get("claim_id")])
         seen[key] = str(v.get("claim_id"))
-        claimed = int(v["claimed_amount"])
-        if v["verdict"] == "ACCEPT":
+        if v.get("verdict") == "ACCEPT":
             pay, status = claimed, "paid"
-        elif v["verdict"] == "REJECT":
+        elif v.get("verdict") == "REJECT":
             pay = 0 if deal.penalty["kind"] == "forfeit" else -int(deal.penalty["amount"])
             status = "penalised"
-        elif v["verdict"] == "REFUSED":
-            pay, status = 0, "withheld pending a re-audit"
+        elif v.get("verdict") == "REFUSED":
+            pay = 0
+            status = ("withheld: the provider must open the same challenge's samples" if v.get("refused_by") == "provider"
+                      else "withheld pending a re-audit")
         else:
-            raise EncodingError(f"unknown verdict {v['verdict']!r}")
+            raise EncodingError(f"unknown verdict {v.get('verdict')!r}")
         rows.append({"provider": v["provider"], "epoch": v["epoch"], "claim_id": v["claim_id"], "verdict": v["verdict"],
                      "claimed": claimed, "payout": pay, "status": status})
         total += pay

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import struct
 import tomllib
 from dataclasses import dataclass
 from fractions import Fraction
@@ -153,10 +154,18 @@ class Claim:
         return claim
 
 
+MIN_EPSILON = Fraction(1, 10**6)
+MIN_DELTA = Fraction(1, 2**64)
+MAX_SAMPLES = 1_000_000
+
+
 def samples_needed(epsilon: Fraction, delta: Fraction) -> int:
     """The least k with (1 - epsilon)^k <= delta, computed exactly."""
-    if not (0 < epsilon < 1 and 0 < delta < 1):
-        raise InputError("epsilon and delta must lie strictly between 0 and 1")
+    if not (MIN_EPSILON <= epsilon < 1 and MIN_DELTA <= delta < 1):
+        raise InputError(f"epsilon must lie in [{MIN_EPSILON}, 1) and delta in [2^-64, 1)")
+    estimate = math.log(float(delta)) / math.log1p(-float(epsilon))
+    if estimate > MAX_SAMPLES:
+        raise InputError(f"those epsilon and delta need about {estimate:,.0f} samples; at most {MAX_SAMPLES:,} are drawn")
     k = max(1, math.ceil(math.log(float(delta)) / math.log1p(-float(epsilon))) - 2)
     while (1 - epsilon) ** k > delta:
         k += 1
@@ -185,14 +194,19 @@ class Challenge:
     weighted: tuple[int, ...]  # points in [0, epoch weight)
     uniform: tuple[int, ...]  # leaf indices in [first, end)
 
+    deal_digest: bytes = b""
+    epoch: int = 0
+
     @staticmethod
-    def seed_of(root: Root, claim_id: bytes, beacon: bytes) -> bytes:
-        # Never the root alone: a provider could grind roots until the samples miss its lies.
-        return h.digest(CTX_CHALLENGE, root.encode() + claim_id + beacon)
+    def seed_of(root: Root, deal_digest: bytes, epoch: int, beacon: bytes) -> bytes:
+        # Never the root alone (a provider could grind roots), and nothing the provider can vary
+        # after the beacon: not the claim id, whose statement carries an unchecked issue time
+        # that a provider could re-sign until the samples missed its lies.
+        return h.digest(CTX_CHALLENGE, root.encode() + deal_digest + struct.pack("<Q", epoch) + beacon)
 
     @property
     def seed(self) -> bytes:
-        return self.seed_of(self.root, self.claim_id, self.beacon)
+        return self.seed_of(self.root, self.deal_digest, self.epoch, self.beacon)
 
     @classmethod
     def draw(cls, claim: Claim, beacon: bytes, epsilon: Fraction, delta: Fraction, uniform: int) -> Challenge:
@@ -201,14 +215,14 @@ class Challenge:
         if not 0 <= uniform <= 100_000:
             raise InputError("uniform samples must be 0..100000")
         st = claim.statement
-        seed = cls.seed_of(st.root, claim.claim_id, beacon)
+        seed = cls.seed_of(st.root, claim.deal.digest, st.epoch, beacon)
         weight = claim.deal.weight(st.totals)
         k = samples_needed(epsilon, delta) if weight else 0
         counter = [0]
         weighted = tuple(_draw_below(weight, counter, seed) for _ in range(k))
         span = st.end_index - st.first_index
         uniform_idx = tuple(st.first_index + _draw_below(span, counter, seed) for _ in range(uniform if span else 0))
-        return cls(claim.claim_id, st.root, beacon, epsilon, delta, weighted, uniform_idx)
+        return cls(claim.claim_id, st.root, beacon, epsilon, delta, weighted, uniform_idx, claim.deal.digest, st.epoch)
 
     def guarantee(self) -> str:
         return (f"overbilling of the metered amount is below {float(self.epsilon):.4%} with probability at least "
@@ -218,6 +232,8 @@ class Challenge:
         return {
             "format": "poe challenge v1",
             "claim_id": self.claim_id.hex(),
+            "deal_digest": self.deal_digest.hex(),
+            "epoch": self.epoch,
             "root": self.root.to_json(),
             "beacon": self.beacon.hex(),
             "seed": self.seed.hex(),
@@ -238,6 +254,7 @@ class Challenge:
                 bytes.fromhex(d["claim_id"]), Root.from_json(d["root"]), bytes.fromhex(d["beacon"]),
                 Fraction(d["epsilon"]), Fraction(d["delta"]),
                 tuple(int(r) for r in d["weighted"]), tuple(int(i) for i in d["uniform"]),
+                bytes.fromhex(d["deal_digest"]), int(d["epoch"]),
             )
         except (KeyError, TypeError, ValueError, ZeroDivisionError, AttributeError) as exc:
             raise EncodingError(f"malformed challenge: {type(exc).__name__}: {exc}") from None
@@ -247,6 +264,9 @@ class Challenge:
 
     def matches(self, claim: Claim) -> None:
         """The challenge must be exactly what the claim and the beacon determine."""
+        samples_needed(self.epsilon, self.delta)  # bounds first: a hostile file must not stall us
+        if len(self.weighted) > MAX_SAMPLES or len(self.uniform) > 100_000:
+            raise EncodingError("challenge has more samples than poe ever draws")
         expected = Challenge.draw(claim, self.beacon, self.epsilon, self.delta, len(self.uniform))
         if expected != self:
             raise EncodingError("challenge does not follow from the claim and its beacon (tampered, or for another claim)")

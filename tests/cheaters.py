@@ -334,7 +334,7 @@ def classify(v: Any) -> tuple[str, ...]:
     if v.verdict == "ACCEPT":
         return ()
     if v.verdict == "REFUSED":
-        return ("REFUSED: missing openings" if "openings are missing" in v.reason else f"REFUSED: {v.reason}",)
+        return ("REFUSED: missing openings" if "were not opened" in v.reason else f"REFUSED: {v.reason}",)
     if not v.problems:
         return (f"claim: {v.reason}",)
     out = set()
@@ -371,7 +371,7 @@ def run_trial(task: tuple[Provider, bytes, Fraction, Fraction, int]) -> Trial:
     if store is None:
         store = _STORES[p.path] = TraceStore.open(p.path)
     ch = Challenge.draw(p.claim, b, epsilon, delta, uniform)
-    v = audit(p.claim, ch, respond(p, store, ch), SERVICE)
+    v = audit(p.claim, ch, respond(p, store, ch), SERVICE, deal=p.claim.deal)
     touched = any(lo <= r < hi for r in ch.weighted for lo, hi in p.bad_intervals) or any(i in p.bad_leaves for i in ch.uniform)
     chain = "ok"
     if p.previous is not None:

@@ -64,7 +64,7 @@ def run_audit(claim: Claim, store: TraceStore, *, epsilon="1/20", uniform=8, tam
     openings = open_targets(store, claim, ch)
     if tamper:
         openings = tamper(openings)
-    return audit(claim, ch, openings, SERVICE), ch
+    return audit(claim, ch, openings, SERVICE, deal=claim.deal), ch
 
 
 def test_honest_provider_is_accepted_with_the_stated_guarantee(tmp_path, executions):
@@ -115,7 +115,7 @@ def test_inflated_totals_with_honest_leaves_are_rejected(tmp_path, executions):
     lying = Claim(claim.deal, env, claim.deal.amount(forged.totals))
     ch = Challenge.draw(lying, BEACON, Fraction(1, 20), Fraction(1, 1000), 4)
     openings = open_targets_lenient(store, claim, ch, lying)
-    verdict = audit(lying, ch, openings, SERVICE)
+    verdict = audit(lying, ch, openings, SERVICE, deal=lying.deal)
     assert verdict.verdict == "REJECT"
 
 
@@ -130,7 +130,7 @@ def test_amount_that_is_not_price_times_totals_is_rejected(tmp_path, executions)
     claim, store = provide(str(tmp_path / "p.poe"), executions)
     greedy = Claim(claim.deal, claim.envelope, claim.amount + 1)
     ch = Challenge.draw(greedy, BEACON, Fraction(1, 20), Fraction(1, 1000), 0)
-    verdict = audit(greedy, ch, [], SERVICE)
+    verdict = audit(greedy, ch, [], SERVICE, deal=greedy.deal)
     assert verdict.verdict == "REJECT" and "price x totals" in verdict.reason
 
 
@@ -192,8 +192,8 @@ def test_missing_openings_or_another_module_are_a_refusal_not_a_reject(tmp_path,
     claim, store = provide(str(tmp_path / "p.poe"), executions)
     ch = Challenge.draw(claim, BEACON, Fraction(1, 20), Fraction(1, 1000), 2)
     openings = open_targets(store, claim, ch)
-    assert audit(claim, ch, openings[:-1], SERVICE).verdict == "REFUSED"
-    assert audit(claim, ch, openings, Service(module_bytes("funcs.wasm"))).verdict == "REFUSED"
+    assert audit(claim, ch, openings[:-1], SERVICE, deal=claim.deal).verdict == "REFUSED"
+    assert audit(claim, ch, openings, Service(module_bytes("funcs.wasm")), deal=claim.deal).verdict == "REFUSED"
 
 
 def test_unreproducible_cost_model_is_a_refusal(tmp_path, executions):
@@ -205,7 +205,7 @@ def test_unreproducible_cost_model_is_a_refusal(tmp_path, executions):
     deal = dataclasses.replace(claim.deal, cost_model_digest=fcm.digest)
     c = Claim(deal, env, deal.amount(st.totals))
     ch = Challenge.draw(c, BEACON, Fraction(1, 20), Fraction(1, 1000), 0)
-    assert audit(c, ch, [], SERVICE).verdict == "REFUSED"
+    assert audit(c, ch, [], SERVICE, deal=c.deal).verdict == "REFUSED"
 
 
 def test_tampered_challenge_or_one_for_another_claim_is_refused_as_input(tmp_path, executions):
@@ -213,9 +213,9 @@ def test_tampered_challenge_or_one_for_another_claim_is_refused_as_input(tmp_pat
     ch = Challenge.draw(claim, BEACON, Fraction(1, 20), Fraction(1, 1000), 2)
     easier = dataclasses.replace(ch, weighted=ch.weighted[:-1])
     with pytest.raises(EncodingError):
-        audit(claim, easier, open_targets(store, claim, ch), SERVICE)
+        audit(claim, easier, open_targets(store, claim, ch), SERVICE, deal=claim.deal)
     with pytest.raises(EncodingError):
-        audit(claim, dataclasses.replace(ch, claim_id=b"\x00" * 32), [], SERVICE)
+        audit(claim, dataclasses.replace(ch, claim_id=b"\x00" * 32), [], SERVICE, deal=claim.deal)
 
 
 def test_challenge_seed_depends_on_the_beacon_not_only_the_root(tmp_path, executions):
@@ -244,7 +244,7 @@ def test_fraud_proof_of_an_honest_record_is_not_proven(tmp_path, executions):
 
 def test_settlement_pays_accepted_penalises_rejected_and_withholds_refused(tmp_path, executions):
     deal = _deal()
-    base = {"format": "poe verdict v1", "deal_id": deal.deal_id, "provider": PK.hex(), "epoch": 0, "claim_id": "00"}
+    base = {"format": "poe verdict v1", "deal_id": deal.deal_id, "deal_digest": deal.digest.hex(), "provider": PK.hex(), "epoch": 0, "claim_id": "00"}
     result = settle([dict(base, verdict="ACCEPT", claimed_amount=1000), dict(base, verdict="REJECT", claimed_amount=5000, epoch=1),
                      dict(base, verdict="REFUSED", claimed_amount=7, epoch=2)], deal)
     assert [r["payout"] for r in result["payouts"]] == [1000, -9000, 0] and result["total"] == -8000
@@ -261,13 +261,13 @@ def test_cli_loop_accepts_the_honest_and_rejects_the_cheat(tmp_path, executions)
     run = lambda *a: CliRunner().invoke(main, list(a), catch_exceptions=False)  # noqa: E731
     assert run("challenge", str(tmp_path / "claim.json"), "--beacon", BEACON.hex(), "--epsilon", "0.05", "--out", str(tmp_path / "ch.json")).exit_code == 0
     assert run("respond", str(tmp_path / "p.poe"), str(tmp_path / "claim.json"), str(tmp_path / "ch.json"), "--out", str(tmp_path / "o.json")).exit_code == 0
-    r = run("audit", str(tmp_path / "claim.json"), str(tmp_path / "ch.json"), str(tmp_path / "o.json"), "--module", str(tmp_path / "m.wasm"), "--jobs", "2", "--out", str(tmp_path / "v.json"))
+    r = run("audit", str(tmp_path / "claim.json"), str(tmp_path / "ch.json"), str(tmp_path / "o.json"), "--deal", str(tmp_path / "deal.json"), "--module", str(tmp_path / "m.wasm"), "--jobs", "2", "--out", str(tmp_path / "v.json"))
     assert r.exit_code == 0, r.stderr
     r = run("settle", str(tmp_path / "v.json"), "--deal", str(tmp_path / "deal.json"))
     assert r.exit_code == 0 and json.loads(r.stdout)["total"] == claim.amount
     for bad in ("garbage", "{}", json.dumps({"format": "poe openings v1", "openings": [{"target": "w0"}]})):
         (tmp_path / "bad.json").write_text(bad)
-        r = run("audit", str(tmp_path / "claim.json"), str(tmp_path / "ch.json"), str(tmp_path / "bad.json"), "--module", str(tmp_path / "m.wasm"))
+        r = run("audit", str(tmp_path / "claim.json"), str(tmp_path / "ch.json"), str(tmp_path / "bad.json"), "--deal", str(tmp_path / "deal.json"), "--module", str(tmp_path / "m.wasm"))
         assert r.exit_code == 3 and "Traceback" not in r.stderr
     assert os.path.exists(tmp_path / "v.json")
 
@@ -284,7 +284,7 @@ def test_fraud_proof_cannot_frame_an_honest_record_by_moving_its_index(tmp_path,
 
 def test_settling_the_same_epoch_twice_is_refused():
     deal = _deal()
-    v = {"format": "poe verdict v1", "deal_id": deal.deal_id, "provider": PK.hex(), "epoch": 3, "verdict": "ACCEPT", "claimed_amount": 10}
+    v = {"format": "poe verdict v1", "deal_id": deal.deal_id, "deal_digest": deal.digest.hex(), "provider": PK.hex(), "epoch": 3, "verdict": "ACCEPT", "claimed_amount": 10}
     with pytest.raises(EncodingError, match="settle each epoch once"):
         settle([dict(v, claim_id="aa"), dict(v, claim_id="bb")], deal)
 
@@ -341,9 +341,85 @@ def test_tampering_with_any_field_never_yields_accept_or_a_traceback():
         try:
             claim = Claim.from_json(v["claim"])
             challenge = Challenge.from_json(v["challenge"])
-            verdict = audit(claim, challenge, [Opening.from_json(o) for o in v["openings"]], SERVICE).verdict
+            verdict = audit(claim, challenge, [Opening.from_json(o) for o in v["openings"]], SERVICE, deal=Deal.from_json(vector["claim"]["deal"])).verdict
         except PoEError:
             continue
         if verdict == "ACCEPT":
             survived.append((part, path))
     assert survived == []
+
+
+# -- hardening after review -----------------------------------------------------------------
+
+
+def test_claim_carrying_its_own_prices_is_rejected_against_the_pinned_deal(tmp_path, executions):
+    claim, store = provide(str(tmp_path / "p.poe"), executions)
+    greedy_deal = dataclasses.replace(claim.deal, prices=tuple(p * 10 for p in claim.deal.prices))
+    forged = Claim(greedy_deal, claim.envelope, greedy_deal.amount(claim.statement.totals))
+    ch = Challenge.draw(forged, BEACON, Fraction(1, 20), Fraction(1, 1000), 2)
+    verdict = audit(forged, ch, open_targets(store, forged, ch), SERVICE, deal=claim.deal)
+    assert verdict.verdict == "REJECT" and "other deal terms" in verdict.reason
+
+
+def test_re_signing_after_the_beacon_does_not_change_the_sample(tmp_path, executions):
+    claim, _ = provide(str(tmp_path / "p.poe"), executions)
+    st = dataclasses.replace(claim.statement, issued_at=claim.statement.issued_at + 1)
+    resigned = Claim(claim.deal, Envelope(st.encode(), SCHEME.sign(SK, st.digest), SCHEME.identity(PK), CM.to_json(), None), claim.amount)
+    assert resigned.claim_id != claim.claim_id
+    a = Challenge.draw(claim, BEACON, Fraction(1, 20), Fraction(1, 1000), 4)
+    b = Challenge.draw(resigned, BEACON, Fraction(1, 20), Fraction(1, 1000), 4)
+    assert (a.seed, a.weighted, a.uniform) == (b.seed, b.weighted, b.uniform)
+
+
+def test_withheld_openings_are_a_provider_refusal_and_a_reject_after_the_deadline(tmp_path, executions):
+    claim, store = provide(str(tmp_path / "p.poe"), executions)
+    ch = Challenge.draw(claim, BEACON, Fraction(1, 20), Fraction(1, 1000), 2)
+    openings = open_targets(store, claim, ch)[1:]
+    refused = audit(claim, ch, openings, SERVICE, deal=claim.deal)
+    assert (refused.verdict, refused.refused_by) == ("REFUSED", "provider")
+    assert audit(claim, ch, openings, SERVICE, deal=claim.deal, final=True).verdict == "REJECT"
+    paid = settle([refused.to_json()], claim.deal)["payouts"][0]
+    assert paid["payout"] == 0 and "same challenge" in paid["status"]
+
+
+def test_malformed_payloads_in_an_opening_are_an_encoding_error_not_a_crash(tmp_path, executions):
+    claim, store = provide(str(tmp_path / "p.poe"), executions)
+    ch = Challenge.draw(claim, BEACON, Fraction(1, 20), Fraction(1, 1000), 1)
+    doc = open_targets(store, claim, ch)[0].to_json()
+    for payloads in ({"zz": "00"}, {"00" * 32: "not hex"}, {"00": "00"}):
+        from poe._audit import Opening
+
+        with pytest.raises(EncodingError):
+            Opening.from_json(dict(doc, payloads=payloads))
+
+
+@pytest.mark.parametrize(("eps", "delta"), [("1e-400", "0.001"), ("0.01", "1e-400"), ("1e-9", "0.001"), ("0", "0.5"), ("1", "0.5")])
+def test_extreme_epsilon_or_delta_is_refused_quickly(eps, delta):
+    with pytest.raises(InputError):
+        samples_needed(Fraction(eps), Fraction(delta))
+
+
+def test_settlement_refuses_malformed_verdicts_and_other_deal_terms():
+    deal = _deal()
+    good = {"format": "poe verdict v1", "deal_id": deal.deal_id, "deal_digest": deal.digest.hex(), "provider": PK.hex(),
+            "epoch": 1, "claim_id": "aa", "verdict": "ACCEPT", "claimed_amount": 5}
+    for bad in (dict(good, epoch="x"), dict(good, claimed_amount="1e3"), dict(good, claimed_amount=None),
+                {k: v for k, v in good.items() if k != "claimed_amount"}, dict(good, deal_digest="00" * 32), dict(good, verdict=None)):
+        with pytest.raises(EncodingError):
+            settle([bad], deal)
+
+
+def test_fraud_proof_relabelled_to_another_deal_is_refused(tmp_path, executions):
+    def lie(e):
+        return Execution(dataclasses.replace(e.record, fuel=e.record.fuel * 2), e.invocation, e.output)
+
+    claim, store = provide(str(tmp_path / "c.poe"), executions, lie)
+    verdict, _ = run_audit(claim, store)
+    fp = json.loads(json.dumps(verdict.fraud_proof))
+    fp["claim"]["deal"]["deal_id"] = "someone-elses-deal"
+    fp["claim"].pop("claim_id")
+    fp["claim"].pop("breakdown")
+    with pytest.raises(VerificationError, match="not the one the provider signed"):
+        check_fraud_proof(fp, SERVICE)
+    with pytest.raises(EncodingError):
+        check_fraud_proof({"format": "poe fraud proof v1", "kind": "re-execution"}, SERVICE)

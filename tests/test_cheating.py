@@ -329,7 +329,7 @@ def test_withholding_the_openings_that_would_expose_the_lie_is_not_accepted(pool
     p = dataclasses.replace(inflated, name="8b withhold", respond="withhold")
     trials = c.run_trials(pool, p, "8b", TRIALS, WEIGHTED)
     check_row(p, trials, "8b 1a's lie, incriminating openings withheld", {"REFUSED: missing openings"},
-              note="REFUSED, not REJECT: no penalty; a re-audit with a fresh beacon is a fresh chance")
+              note="REFUSED by the provider: paid nothing; a re-audit reuses this challenge, and after the deadline (audit --final) it is a REJECT")
 
 
 # -- 9. replayed epochs --------------------------------------------------------------------------

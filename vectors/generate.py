@@ -401,7 +401,7 @@ def audit_vectors() -> dict[str, dict]:
         return claim, challenge, openings
 
     def case(desc, claim, challenge, openings, expect):
-        return {"desc": desc, "module": "csv_agg.wasm", "claim": claim.to_json(), "challenge": challenge.to_json(),
+        return {"desc": desc, "module": "csv_agg.wasm", "deal": deal.to_json(), "claim": claim.to_json(), "challenge": challenge.to_json(),
                 "openings": [o.to_json() for o in openings], "expect": expect}
 
     honest = provider(lambda e: e)
@@ -410,7 +410,7 @@ def audit_vectors() -> dict[str, dict]:
         "honest_accept": case("honest provider, 24 segments, epsilon 1/4: every sample verifies", *honest, "ACCEPT"),
         "inflated_fuel_reject": case("fuel doubled on every third segment before committing", *cheat, "REJECT"),
     }
-    verdict = audit(*cheat, service)
+    verdict = audit(*cheat, service, deal=deal)
     out["fraud_proof"] = {"desc": "the cheat's fraud proof: re-checkable with one re-execution", "module": "csv_agg.wasm",
                           "fraud_proof": verdict.fraud_proof, "expect": "proven"}
     claim, challenge, openings = honest
@@ -429,7 +429,7 @@ def audit_vectors() -> dict[str, dict]:
 def check_audit(vector: dict) -> str:
     """What auditing an audit/ vector gives: the verdict, "proven", or an error code."""
     from poe._audit import Opening, audit, check_fraud_proof
-    from poe._billing import Challenge, Claim
+    from poe._billing import Challenge, Claim, Deal
 
     service = build_service(vector["module"], {})
     try:
@@ -438,7 +438,7 @@ def check_audit(vector: dict) -> str:
             return "proven"
         claim = Claim.from_json(vector["claim"])
         challenge = Challenge.from_json(vector["challenge"])
-        return audit(claim, challenge, [Opening.from_json(o) for o in vector["openings"]], service).verdict
+        return audit(claim, challenge, [Opening.from_json(o) for o in vector["openings"]], service, deal=Deal.from_json(vector["deal"])).verdict
     except PoEError as exc:
         return exc.code
 

@@ -8,7 +8,7 @@ import os
 import click
 
 from .._audit import Opening, audit
-from .._billing import Challenge, Claim
+from .._billing import Challenge, Claim, Deal
 from .._executor import Service
 from ..errors import EncodingError
 from ._options import emit_json, info, json_option, load_json, read_file
@@ -18,12 +18,14 @@ from ._options import emit_json, info, json_option, load_json, read_file
 @click.argument("claim_path", metavar="CLAIM", type=click.Path(dir_okay=False))
 @click.argument("challenge_path", metavar="CHALLENGE", type=click.Path(dir_okay=False))
 @click.argument("openings_path", metavar="OPENINGS", type=click.Path(dir_okay=False))
+@click.option("--deal", "deal_path", required=True, type=click.Path(dir_okay=False), help="The deal you agreed to (JSON or .toml): a claim carrying other terms is rejected.")
 @click.option("--module", "module_path", required=True, type=click.Path(dir_okay=False), help="The deal's module (its digest must match).")
+@click.option("--final", is_flag=True, help="The deal's response deadline has passed: unopened samples are a REJECT, not a refusal.")
 @click.option("--link", "links", multiple=True, help="NAME=OTHER.wasm for multi-module services.")
 @click.option("--jobs", type=click.IntRange(1, 256), default=os.cpu_count() or 1, show_default=True, help="Re-execute samples in this many processes.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write verdict.json here.")
 @json_option
-def audit_cmd(claim_path, challenge_path, openings_path, module_path, links, jobs, out, as_json):
+def audit_cmd(claim_path, challenge_path, openings_path, deal_path, module_path, final, links, jobs, out, as_json):
     """ACCEPT with a stated guarantee, REJECT with reasons and a fraud proof, or REFUSED.
 
     Exit 0 on ACCEPT, 1 on REJECT, 3 on REFUSED (the auditor could not audit: unknown cost
@@ -41,7 +43,8 @@ def audit_cmd(claim_path, challenge_path, openings_path, module_path, links, job
     for spec in links:
         name, _, path = spec.partition("=")
         link_wasm[name] = read_file(path, f"linked module {name!r}")
-    verdict = audit(claim, challenge, openings, Service(read_file(module_path, "module"), link_wasm), jobs=jobs)
+    deal = Deal.load_text(read_file(deal_path, "deal"), os.path.basename(deal_path))
+    verdict = audit(claim, challenge, openings, Service(read_file(module_path, "module"), link_wasm), deal=deal, jobs=jobs, final=final)
     result = verdict.to_json()
     if out:
         with open(out, "w") as f:

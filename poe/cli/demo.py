@@ -81,7 +81,7 @@ def _demo(workdir, segments, epsilon, delta, cheat_rate, seed, quiet, keep) -> d
         sk = scheme.generate_key()
         pk = scheme.public_key(sk)
         deal = Deal.from_json({
-            "format": "poe deal v1", "deal_id": DEAL_ID, "provider": {"scheme": scheme.name, "public_key": pk.hex()},
+            "format": "poe deal v1", "deal_id": f"{DEAL_ID}-{role}", "provider": {"scheme": scheme.name, "public_key": pk.hex()},
             "module_digest": service.digest.hex(), "cost_model_digest": cm.digest.hex(),
             "prices": {"fuel": 1, "mem": 0, "io": 10}, "subscription": 100_000, "penalty": {"kind": "slash", "amount": 5_000_000},
         })
@@ -95,7 +95,7 @@ def _demo(workdir, segments, epsilon, delta, cheat_rate, seed, quiet, keep) -> d
                 store.append(e)
         store = TraceStore.open(path, seal=True)
         sealed = store.seal()
-        st = Statement(scheme.name, cm.digest, service.digest, pk, DEAL_ID, sealed.epoch, sealed.first_index, sealed.end_index,
+        st = Statement(scheme.name, cm.digest, service.digest, pk, deal.deal_id, sealed.epoch, sealed.first_index, sealed.end_index,
                        sealed.root, EMPTY_ROOT, consistency_digest(None), int(time.time()))
         envelope = Envelope(st.encode(), scheme.sign(sk, st.digest), scheme.identity(pk), cm.to_json(), None)
         claim = Claim(deal, envelope, deal.amount(st.totals))
@@ -112,7 +112,7 @@ def _demo(workdir, segments, epsilon, delta, cheat_rate, seed, quiet, keep) -> d
         openings = open_targets(store, claim, challenge)
         respond_seconds = time.perf_counter() - t0
         t1 = time.perf_counter()
-        verdict = audit(claim, challenge, openings, service, jobs=os.cpu_count() or 1)
+        verdict = audit(claim, challenge, openings, service, deal=claim.deal, jobs=os.cpu_count() or 1)
         audit_seconds = time.perf_counter() - t1
         store.close()
         v = verdict.to_json()
@@ -134,7 +134,8 @@ def _demo(workdir, segments, epsilon, delta, cheat_rate, seed, quiet, keep) -> d
 
             with open(os.path.join(workdir, f"{role}-verdict.json"), "w") as f:
                 json.dump(v, f, indent=2)
-    payouts = settle(verdicts, dataclasses.replace(providers["honest"][1].deal))
+    rows = [settle([v], claim.deal)["payouts"][0] for v, (_, claim) in zip(verdicts, providers.values())]
+    payouts = {"format": "poe payouts v1", "payouts": rows, "total": sum(r["payout"] for r in rows)}
     say(f"guarantee: {challenge.guarantee()}")
     say("settlement:")
     for row, role in zip(payouts["payouts"], providers):
