@@ -160,6 +160,17 @@ def _raise_batch(n: int, failures: dict[int, tuple[str, str]]) -> None:
     )
 
 
+def _secret_scalar(sk: object, scheme: str, order: int, symbol: str) -> int:
+    """A 32-byte big-endian secret key as a scalar in [1, order)."""
+    raw = _as_bytes(sk, f"{scheme} secret key")
+    if len(raw) != 32:
+        raise KeyFormatError(f"a {scheme} secret key has 32 bytes, got {len(raw)}", reason="length")
+    value = int.from_bytes(raw, "big")
+    if not 0 < value < order:
+        raise KeyFormatError(f"a {scheme} secret key must lie in [1, {symbol})", reason="range")
+    return value
+
+
 class Scheme(ABC):
     """A signature scheme poe can attest with. Instances: :data:`BLS`, :data:`SECP256K1`."""
 
@@ -300,13 +311,7 @@ class BLSScheme(Scheme):
 
     @staticmethod
     def _secret_scalar(sk: object) -> int:
-        raw = _as_bytes(sk, "BLS secret key")
-        if len(raw) != 32:
-            raise KeyFormatError(f"a BLS secret key has 32 bytes, got {len(raw)}", reason="length")
-        value = int.from_bytes(raw, "big")
-        if not 0 < value < curve_order:
-            raise KeyFormatError("a BLS secret key must lie in [1, r)", reason="range")
-        return value
+        return _secret_scalar(sk, "BLS", curve_order, "r")
 
     def generate_key(self, seed: bytes | None = None) -> bytes:
         return _PoP.KeyGen(_seed_bytes(seed)).to_bytes(32, "big")
@@ -633,13 +638,7 @@ class Secp256k1Scheme(Scheme):
 
     @staticmethod
     def _secret_scalar(sk: object) -> int:
-        raw = _as_bytes(sk, "secp256k1 secret key")
-        if len(raw) != 32:
-            raise KeyFormatError(f"a secp256k1 secret key has 32 bytes, got {len(raw)}", reason="length")
-        value = int.from_bytes(raw, "big")
-        if not 0 < value < _N:
-            raise KeyFormatError("a secp256k1 secret key must lie in [1, n)", reason="range")
-        return value
+        return _secret_scalar(sk, "secp256k1", _N, "n")
 
     @staticmethod
     def _digest(message: object) -> bytes:
