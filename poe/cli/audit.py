@@ -22,7 +22,9 @@ from ._options import emit_json, info, json_option, load_json, read_file
 @click.option("--module", "module_path", required=True, type=click.Path(dir_okay=False), help="The deal's module (its digest must match).")
 @click.option("--final", is_flag=True, help="The deal's response deadline has passed: unopened samples are a REJECT, not a refusal.")
 @click.option("--link", "links", multiple=True, help="NAME=OTHER.wasm for multi-module services.")
-@click.option("--jobs", type=click.IntRange(1, 256), default=os.cpu_count() or 1, show_default=True, help="Re-execute samples in this many processes.")
+@click.option("--jobs", type=click.IntRange(1, 256), default=1, show_default=True,
+              help="Re-execute samples in this many processes. Each starts its own interpreter and compiles the module, "
+                   "which pays off for heavy segments (tens of ms and up), not for small ones.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write verdict.json here.")
 @json_option
 def audit_cmd(claim_path, challenge_path, openings_path, deal_path, module_path, final, links, jobs, out, as_json):

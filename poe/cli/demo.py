@@ -112,7 +112,7 @@ def _demo(workdir, segments, epsilon, delta, cheat_rate, seed, quiet, keep) -> d
         openings = open_targets(store, claim, challenge)
         respond_seconds = time.perf_counter() - t0
         t1 = time.perf_counter()
-        verdict = audit(claim, challenge, openings, service, deal=claim.deal, jobs=os.cpu_count() or 1)
+        verdict = audit(claim, challenge, openings, service, deal=claim.deal)  # small segments: one process is fastest
         audit_seconds = time.perf_counter() - t1
         store.close()
         v = verdict.to_json()
