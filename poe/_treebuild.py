@@ -14,7 +14,7 @@ from . import _native
 from ._treehash import EMPTY, LEAF_SIZE, NODE_SIZE, Node, Root, Sums, leaf, node
 from .errors import ConsistencyProofError, EncodingError, InclusionProofError
 
-__all__ = ["Tree", "CompactRange", "root_of", "perfect_root", "tree_of_records", "native_note"]
+__all__ = ["Tree", "CompactRange", "perfect_root", "tree_of_records", "native_note"]
 
 
 def _parent_level(level: Sequence[Node]) -> list[Node]:
@@ -126,13 +126,6 @@ def tree_of_records(records: bytes) -> Tree:
         levels = [_PackedLevel(hs, ss) for hs, ss in _native.tree_levels(records)]
         return Tree((), levels)  # type: ignore[arg-type]
     return Tree([leaf(records[i : i + LEAF_SIZE]) for i in range(0, len(records), LEAF_SIZE)])
-
-
-def root_of(leaves: Iterable[Node]) -> Root:
-    cr = CompactRange()
-    for leaf in leaves:
-        cr.append(leaf)
-    return cr.root
 
 
 class CompactRange:

@@ -44,6 +44,10 @@ def _decode(raw: bytes, kind: int, what: str) -> tuple[int, int, tuple[Node, ...
     return a, b, path
 
 
+def _encode(kind: int, a: int, b: int, path: tuple[Node, ...]) -> bytes:
+    return _HEADER.pack(PROOF_VERSION, kind, a, b, len(path)) + b"".join(p.encode() for p in path)
+
+
 @dataclass(frozen=True)
 class InclusionProof:
     index: int
@@ -51,9 +55,7 @@ class InclusionProof:
     path: tuple[Node, ...]
 
     def encode(self) -> bytes:
-        return _HEADER.pack(PROOF_VERSION, _KIND_INCLUSION, self.index, self.size, len(self.path)) + b"".join(
-            p.encode() for p in self.path
-        )
+        return _encode(_KIND_INCLUSION, self.index, self.size, self.path)
 
     @classmethod
     def decode(cls, raw: bytes) -> InclusionProof:
@@ -68,9 +70,7 @@ class ConsistencyProof:
     path: tuple[Node, ...]
 
     def encode(self) -> bytes:
-        return _HEADER.pack(PROOF_VERSION, _KIND_CONSISTENCY, self.old_size, self.new_size, len(self.path)) + b"".join(
-            p.encode() for p in self.path
-        )
+        return _encode(_KIND_CONSISTENCY, self.old_size, self.new_size, self.path)
 
     @classmethod
     def decode(cls, raw: bytes) -> ConsistencyProof:
