@@ -16,6 +16,7 @@ import json
 import struct
 import unicodedata
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from . import _hashing as h
@@ -88,7 +89,7 @@ class Statement:
             struct.pack("<Q", self.issued_at),
         ])
 
-    @property
+    @cached_property
     def digest(self) -> bytes:
         """What the provider signs."""
         return h.digest(CTX_STATEMENT, self.encode())
@@ -180,7 +181,7 @@ class Envelope:
     consistency_proof: bytes | None
     proof_of_possession: bytes | None = None
 
-    @property
+    @cached_property
     def statement(self) -> Statement:
         return Statement.decode(self.statement_bytes)
 

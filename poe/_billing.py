@@ -15,6 +15,7 @@ import math
 import struct
 import tomllib
 from dataclasses import dataclass
+from functools import cached_property
 from fractions import Fraction
 from typing import Any
 
@@ -103,7 +104,7 @@ class Deal:
             "penalty": self.penalty,
         }
 
-    @property
+    @cached_property
     def digest(self) -> bytes:
         return h.digest(CTX_DEAL, json.dumps(self.to_json(), sort_keys=True, separators=(",", ":")).encode())
 
@@ -121,11 +122,11 @@ class Claim:
     envelope: Envelope
     amount: int
 
-    @property
+    @cached_property
     def statement(self) -> Statement:
         return self.envelope.statement
 
-    @property
+    @cached_property
     def claim_id(self) -> bytes:
         return h.digest(CTX_CLAIM, self.deal.digest + self.statement.digest)
 
