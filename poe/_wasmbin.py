@@ -53,6 +53,7 @@ from .errors import ModuleError
 __all__ = [
     "POE_MEMORY_EXPORT",
     "POE_GROW_FLAG_EXPORT",
+    "POE_GLOBAL_EXPORT_PREFIX",
     "FuncType",
     "MemoryLimits",
     "TableType",
@@ -64,6 +65,7 @@ __all__ = [
     "Instrumented",
     "parse",
     "instrument",
+    "state_hazards",
 ]
 
 #: Export name under which :func:`instrument` makes memory 0 reachable. Reserved: a module that
@@ -71,6 +73,10 @@ __all__ = [
 POE_MEMORY_EXPORT = "__poe_memory"
 #: Export name of the global that the memory.grow guard sets when the host's limit refused.
 POE_GROW_FLAG_EXPORT = "__poe_grow_refused"
+#: Prefix of the exports :func:`instrument` adds for every mutable global the module defines
+#: (``__poe_global_<global index>``), so stateful mode can read and restore globals the module
+#: does not export itself. Reserved like the names above.
+POE_GLOBAL_EXPORT_PREFIX = "__poe_global_"
 
 _MAGIC = b"\x00asm"
 _VERSION = b"\x01\x00\x00\x00"
@@ -239,6 +245,7 @@ class Instrumented:
     memory_export: str | None
     memory_imported: bool
     grow_flag_export: str | None = None
+    global_exports: tuple[tuple[str, str], ...] = ()  # (export name, value type), in index order
 
 
 # --------------------------------------------------------------------------------------------
@@ -530,6 +537,7 @@ _K_F32 = 9
 _K_F64 = 10
 _K_SELECT_T = 11
 _K_TRY_TABLE = 12
+_K_TABLE_SET = 13  # only in _KINDS_STATE: table.set, reported as a state hazard
 
 
 def _build_kinds() -> list[int]:
@@ -569,6 +577,12 @@ def _build_kinds() -> list[int]:
 _KINDS_CONST = _build_kinds()
 _KINDS_BODY = list(_KINDS_CONST)
 _KINDS_BODY[0x0B] = _K_NONE
+_KINDS_STATE = list(_KINDS_BODY)
+_KINDS_STATE[0x26] = _K_TABLE_SET
+
+# 0xFC sub-opcodes that change state a stateful snapshot does not capture (tables, dropped
+# segments): data.drop, table.init, elem.drop, table.copy, table.grow, table.fill.
+_STATE_HAZARDS_FC = {9: "data.drop", 12: "table.init", 13: "elem.drop", 14: "table.copy", 15: "table.grow", 17: "table.fill"}
 
 # Kinds of immediates after a prefix opcode's LEB128 sub-opcode.
 _S_NONE = 0
@@ -699,13 +713,20 @@ def _read_u32_at(b: bytes, pos: int) -> tuple[int, int]:
 
 
 def _walk(
-    b: bytes, pos: int, end: int, kinds: list[int], grows: list[tuple[int, int, int]] | None
+    b: bytes,
+    pos: int,
+    end: int,
+    kinds: list[int],
+    grows: list[tuple[int, int, int]] | None,
+    hazards: list[tuple[int, str]] | None = None,
 ) -> int:
     """Decode instructions from ``pos``.
 
     With ``kinds=_KINDS_BODY`` decodes up to ``end`` and returns the position reached (the
     caller checks it equals ``end``); ``memory.grow`` instructions are appended to ``grows`` as
-    ``(start, stop, memory_index)``. With ``kinds=_KINDS_CONST`` stops after the first
+    ``(start, stop, memory_index)``. With ``kinds=_KINDS_STATE`` instructions that change tables
+    or drop segments are appended to ``hazards`` as ``(offset, name)``.
+    With ``kinds=_KINDS_CONST`` stops after the first
     ``end`` opcode and returns the position after it.
 
     Immediates that cannot affect where the next instruction starts are skipped, not checked.
@@ -761,6 +782,8 @@ def _walk(
                 continue
             if k == 7:  # _K_PREFIX
                 sub, pos = _read_u32_at(b, pos)
+                if hazards is not None and op == 0xFC and sub in _STATE_HAZARDS_FC:
+                    hazards.append((pos - 1, _STATE_HAZARDS_FC[sub]))
                 s = _SUBS[op].get(sub)
                 if s is None:
                     raise _Bad(f"unknown opcode 0x{op:02x} 0x{sub:02x}", pos - 1)
@@ -832,6 +855,13 @@ def _walk(
                         pos += 1
                     if pos > end:
                         raise _Eof
+                continue
+            if k == 13:  # _K_TABLE_SET
+                if hazards is not None:
+                    hazards.append((pos - 1, "table.set"))
+                while b[pos] & 0x80:
+                    pos += 1
+                pos += 1
                 continue
             if k == 12:  # _K_TRY_TABLE: block type, vec(catch clause)
                 c = b[pos]
@@ -1364,7 +1394,12 @@ def _instrument(b: bytes) -> Instrumented:
                     )
             rewrites[i] = grows
 
-    if not rewrites and not add_export:
+    for e in info.exports:
+        if e.name.startswith(POE_GLOBAL_EXPORT_PREFIX):
+            raise _fail(f"the module exports {e.name!r} ({e.kind}); export names starting with {POE_GLOBAL_EXPORT_PREFIX!r} are reserved by poe")
+    global_exports = tuple((f"{POE_GLOBAL_EXPORT_PREFIX}{g.index}", g.valtype) for g in info.globals if g.mutable)
+
+    if not rewrites and not add_export and not global_exports:
         return Instrumented(b, None, memory_export, memory_imported)
     if rewrites and mem0 is None:
         i = min(rewrites)
@@ -1395,6 +1430,8 @@ def _instrument(b: bytes) -> Instrumented:
         exports.append(_leb(len(POE_MEMORY_EXPORT)) + POE_MEMORY_EXPORT.encode() + b"\x02\x00")
     if rewrites:
         exports.append(_leb(len(POE_GROW_FLAG_EXPORT)) + POE_GROW_FLAG_EXPORT.encode() + b"\x03" + _leb(flag_global))
+    for name, _ in global_exports:
+        exports.append(_leb(len(name)) + name.encode() + b"\x03" + _leb(int(name[len(POE_GLOBAL_EXPORT_PREFIX):])))
     flag_entry = b"\x7f\x01\x41\x00\x0b"  # (global (mut i32) (i32.const 0))
 
     def after(sid: int) -> int:
@@ -1455,7 +1492,39 @@ def _instrument(b: bytes) -> Instrumented:
         out.extend(new_sections.get(idx, []))
 
     flag_export = POE_GROW_FLAG_EXPORT if rewrites else None
-    return Instrumented(b"".join(out), guard_index, memory_export, memory_imported, flag_export)
+    return Instrumented(b"".join(out), guard_index, memory_export, memory_imported, flag_export, global_exports)
+
+
+def _state_hazards(b: bytes) -> list[str]:
+    layout, info = _parse(b)
+    found: list[str] = []
+    first = info.imported_func_count
+    for i, (entry, start, end) in enumerate(layout.bodies):
+        hazards: list[tuple[int, str]] = []
+        try:
+            _walk(b, _skip_locals(b, start, end), end, _KINDS_STATE, None, hazards)
+        except (_Eof, _Bad):
+            _scan_body(b, entry, start, end, first + i)  # raises the precise error
+            raise
+        found.extend(f"{name} in function {first + i} (offset {off})" for off, name in hazards)
+    for g in info.globals:
+        if g.mutable and g.valtype not in ("i32", "i64", "f32", "f64"):
+            found.append(f"mutable global {g.index} of type {g.valtype}")
+    for imp in info.imports:
+        if imp.kind == "global" and isinstance(imp.desc, GlobalType) and imp.desc.mutable:
+            found.append(f"imported mutable global {imp.module}.{imp.name}")
+    return found
+
+
+def state_hazards(wasm: bytes) -> list[str]:
+    """What a stateful snapshot (linear memory plus mutable numeric globals) would miss.
+
+    Each entry names an instruction that changes a table or drops a segment, a mutable global
+    that is not a number (v128, references), or an imported mutable global; an empty list
+    means the module's whole mutable state is its memory and the globals :func:`instrument`
+    exports. Raises ModuleError if the module is malformed.
+    """
+    return _guarded(_state_hazards, wasm)
 
 
 def instrument(wasm: bytes) -> Instrumented:
