@@ -22,13 +22,16 @@ CC_WASM="${CC_WASM:-clang}"
 export LC_ALL=C
 export SOURCE_DATE_EPOCH=0
 
-# source file -> output file
+# source file -> output file [extra clang flags, C only]
 C_MODULES=(
     "wordfreq.c       wordfreq.wasm"
     "entropy_clock.c  entropy_clock.wasm"
     "membomb.c        membomb_c.wasm"
     "bigout.c         bigout.wasm"
     "exit_code.c      exit_code.wasm"
+    # WASI reactor (exports _initialize, no _start); printf without
+    # floating-point support (smaller, and no float code in the module).
+    "step_sort.c      step_sort.wasm    -mexec-model=reactor -lc-printscan-no-floating-point"
 )
 RUST_MODULES=(
     "csv_agg.rs       csv_agg.wasm"
@@ -42,6 +45,7 @@ WAT_MODULES=(
     "bad_import.wat   bad_import.wasm"
     "mathlib.wat      mathlib.wasm"
     "linked_main.wat  linked_main.wasm"
+    "counter.wat      counter.wasm"
 )
 
 # Relative source paths on purpose (we cd'd into this directory), so no
@@ -49,7 +53,7 @@ WAT_MODULES=(
 # custom sections (name, producers, target_features).
 
 build_c() {
-    "$CC_WASM" --target=wasm32-wasi -O2 "$1" -o "$2"
+    "$CC_WASM" --target=wasm32-wasi -O2 "$1" "${@:3}" -o "$2"
     wasm-strip "$2"
 }
 
@@ -68,9 +72,11 @@ build_wat() {
 
 outputs=()
 for entry in "${C_MODULES[@]}"; do
-    read -r src out <<<"$entry"
-    echo "cc    $src -> $out"
-    build_c "$src" "$out"
+    read -r src out flags <<<"$entry"
+    echo "cc    $src -> $out${flags:+ ($flags)}"
+    # $flags is split into words on purpose (no flag contains spaces).
+    # shellcheck disable=SC2086
+    build_c "$src" "$out" $flags
     outputs+=("$out")
 done
 for entry in "${RUST_MODULES[@]}"; do
