@@ -181,6 +181,97 @@ TARGET void poe_hash_many_avx2(const uint8_t *in, size_t in_stride, size_t n, si
     }
 }
 
+/* ---------------------------------------------------------------- chaining values (memtree.c) */
+
+/* compress8 with a counter per lane (low and high words in clo, chi). */
+INLINE void compress8_ctr(__m256i h[8], const __m256i m[16], __m256i clo, __m256i chi,
+                          uint32_t flags) {
+    __m256i v0 = h[0], v1 = h[1], v2 = h[2], v3 = h[3];
+    __m256i v4 = h[4], v5 = h[5], v6 = h[6], v7 = h[7];
+    __m256i v8 = _mm256_set1_epi32((int)poe_b3_iv[0]);
+    __m256i v9 = _mm256_set1_epi32((int)poe_b3_iv[1]);
+    __m256i v10 = _mm256_set1_epi32((int)poe_b3_iv[2]);
+    __m256i v11 = _mm256_set1_epi32((int)poe_b3_iv[3]);
+    __m256i v12 = clo;
+    __m256i v13 = chi;
+    __m256i v14 = _mm256_set1_epi32(B3_BLOCK_LEN);
+    __m256i v15 = _mm256_set1_epi32((int)flags);
+    SEVEN_ROUNDS4(m);
+    h[0] = XOR(v0, v8);
+    h[1] = XOR(v1, v9);
+    h[2] = XOR(v2, v10);
+    h[3] = XOR(v3, v11);
+    h[4] = XOR(v4, v12);
+    h[5] = XOR(v5, v13);
+    h[6] = XOR(v6, v14);
+    h[7] = XOR(v7, v15);
+}
+
+/* 8 inputs of `blocks` full blocks each, lane j reading rows[j] and writing outs[j]; with
+ * `prefetch`, block k of the next group (next) is prefetched while block k is hashed (scattered
+ * inputs only: contiguous ones are left to the hardware prefetchers, which do better). */
+INLINE void cv8_body(const uint8_t *const rows[8], const uint8_t *const *next, size_t blocks,
+                     const uint32_t key[8], __m256i clo, __m256i chi, uint32_t flags,
+                     uint32_t first, uint32_t last, uint8_t *const outs[8], int prefetch) {
+    __m256i h[8], m[16];
+    for (int i = 0; i < 8; i++) h[i] = _mm256_set1_epi32((int)key[i]);
+    for (size_t k = 0; k < blocks; k++) {
+        size_t off = k * B3_BLOCK_LEN;
+        if (prefetch)
+            for (int j = 0; j < 8; j++) _mm_prefetch((const char *)(next[j] + off), _MM_HINT_T0);
+        load_block8(rows, off, m);
+        uint32_t f = flags | (k == 0 ? first : 0u) | (k + 1 == blocks ? last : 0u);
+        compress8_ctr(h, m, clo, chi, f);
+    }
+    transpose8(h);
+    for (int i = 0; i < 8; i++) _mm256_storeu_si256((void *)outs[i], h[i]);
+}
+
+INLINE void group8(const poe_cv_batch *b, size_t n, size_t i, const uint8_t *rows[8],
+                   uint8_t *outs[8], uint8_t scratch[8][32], __m256i *clo, __m256i *chi) {
+    uint32_t lo[8], hi[8];
+    size_t left = n - i < 8 ? n - i : 8;
+    for (size_t j = 0; j < 8; j++) {
+        size_t k = j < left ? i + j : n - 1;
+        if (rows != NULL) rows[j] = poe_cv_input(b, k);
+        outs[j] = j < left ? poe_cv_output(b, k) : scratch[j];
+        uint64_t c = poe_cv_counter(b, k);
+        lo[j] = (uint32_t)c;
+        hi[j] = (uint32_t)(c >> 32);
+    }
+    *clo = _mm256_loadu_si256((const void *)lo);
+    *chi = _mm256_loadu_si256((const void *)hi);
+}
+
+TARGET void poe_cv_many_avx2(const poe_cv_batch *b, size_t n) {
+    const uint8_t *rows[2][8];
+    uint8_t *outs[8];
+    uint8_t scratch[8][32];
+    __m256i clo, chi;
+    if (b->idx == NULL && b->ptrs == NULL) {
+        for (size_t i = 0; i < n; i += 8) {
+            group8(b, n, i, rows[0], outs, scratch, &clo, &chi);
+            cv8_body(rows[0], NULL, b->blocks, b->key, clo, chi, b->flags, b->flags_first,
+                     b->flags_last, outs, 0);
+        }
+        return;
+    }
+    int cur = 0;
+    for (size_t j = 0; j < 8 && n > 0; j++) rows[0][j] = poe_cv_input(b, j < n ? j : n - 1);
+    for (size_t i = 0; i < n; i += 8) {
+        group8(b, n, i, NULL, outs, scratch, &clo, &chi);
+        if (i + 8 < n) {
+            for (size_t j = 0; j < 8; j++) rows[cur ^ 1][j] = poe_cv_input(b, i + 8 + j < n ? i + 8 + j : n - 1);
+            cv8_body(rows[cur], rows[cur ^ 1], b->blocks, b->key, clo, chi, b->flags,
+                     b->flags_first, b->flags_last, outs, 1);
+        } else {
+            cv8_body(rows[cur], NULL, b->blocks, b->key, clo, chi, b->flags, b->flags_first,
+                     b->flags_last, outs, 0);
+        }
+        cur ^= 1;
+    }
+}
+
 #else
 
 typedef int poe_no_avx2_here; /* keeps the translation unit non-empty off x86-64 */

@@ -200,3 +200,22 @@ void poe_hash_many_portable(const uint8_t *in, size_t in_stride, size_t n, size_
         for (int w = 0; w < 8; w++) poe_store32_le(dst + 4 * w, words[w]);
     }
 }
+
+/* Chaining values of non-root chunks and parents (memtree.c), one input at a time. */
+void poe_cv_many_portable(const poe_cv_batch *b, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t *msg = poe_cv_input(b, i);
+        uint64_t counter = poe_cv_counter(b, i);
+        uint32_t cv[8], words[16];
+        memcpy(cv, b->key, sizeof cv);
+        for (size_t k = 0; k < b->blocks; k++) {
+            uint32_t f = b->flags;
+            if (k == 0) f |= b->flags_first;
+            if (k + 1 == b->blocks) f |= b->flags_last;
+            poe_b3_compress(cv, msg + k * B3_BLOCK_LEN, B3_BLOCK_LEN, counter, f, words);
+            memcpy(cv, words, sizeof cv);
+        }
+        uint8_t *dst = poe_cv_output(b, i);
+        for (int w = 0; w < 8; w++) poe_store32_le(dst + 4 * w, cv[w]);
+    }
+}

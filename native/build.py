@@ -19,7 +19,7 @@ from pathlib import Path
 from cffi import FFI
 
 HERE = Path(__file__).resolve().parent
-SOURCES = ["blake3_portable.c", "blake3_avx2.c", "blake3_avx512.c", "merkle.c"]
+SOURCES = ["blake3_portable.c", "blake3_avx2.c", "blake3_avx512.c", "merkle.c", "memtree.c"]
 HEADERS = ["poe_native.h", "poe_internal.h", "blake3_rounds.h"]
 
 _CONSTANT = re.compile(r"#define\s+POE_[A-Z0-9_]+\s+-?\d+\s*$")

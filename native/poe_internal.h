@@ -6,7 +6,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define POE_ABI_VERSION 1
+#define POE_ABI_VERSION 2
 
 #define POE_RECORD_LEN 288
 #define POE_HASH_LEN 32
@@ -55,6 +55,54 @@ void poe_hash_many_avx2(const uint8_t *in, size_t in_stride, size_t n, size_t fu
 void poe_hash_many_avx512(const uint8_t *in, size_t in_stride, size_t n, size_t full_blocks,
                           const uint32_t key[8], uint32_t flags, uint8_t *out, size_t out_stride);
 #endif
+
+/* Chaining values of n inputs that are NOT roots (BLAKE3 chunks and parents inside a tree), each
+ * of `blocks` full 64-byte blocks, with a counter per input; the kernel behind memtree.c.
+ * index(i) = idx[i], or i when idx is NULL. Input i is at ptrs[i] when ptrs is non-NULL, else at
+ * base + index(i) * stride. Its counter is counter + index(i) when counter_by_index, else counter
+ * (chunks: the chunk index; parents: 0). Every block carries `flags`, the first block also
+ * flags_first and the last also flags_last (chunks: CHUNK_START / CHUNK_END; parents: PARENT with
+ * no first/last flags; a standalone 1 KiB message: CHUNK_END | ROOT on the last, counter 0).
+ * The 32-byte output (the first 8 words of the last compression) goes to
+ * out + 32 * (out_by_index ? index(i) : i). Inputs and outputs must not overlap. */
+typedef struct {
+    const uint8_t *base;
+    size_t stride;
+    const uint32_t *idx;
+    const uint8_t *const *ptrs;
+    size_t blocks;
+    const uint32_t *key;
+    uint64_t counter;
+    int counter_by_index;
+    uint32_t flags;
+    uint32_t flags_first;
+    uint32_t flags_last;
+    uint8_t *out;
+    int out_by_index;
+} poe_cv_batch;
+
+typedef void (*poe_cv_many_fn)(const poe_cv_batch *b, size_t n);
+
+void poe_cv_many_portable(const poe_cv_batch *b, size_t n);
+#if POE_HAVE_X86_SIMD
+void poe_cv_many_avx2(const poe_cv_batch *b, size_t n);
+void poe_cv_many_avx512(const poe_cv_batch *b, size_t n);
+#endif
+
+/* Address, counter and output slot of input i of a batch (shared by the kernels). */
+static inline size_t poe_cv_index(const poe_cv_batch *b, size_t i) { return b->idx ? (size_t)b->idx[i] : i; }
+
+static inline const uint8_t *poe_cv_input(const poe_cv_batch *b, size_t i) {
+    return b->ptrs ? b->ptrs[i] : b->base + poe_cv_index(b, i) * b->stride;
+}
+
+static inline uint64_t poe_cv_counter(const poe_cv_batch *b, size_t i) {
+    return b->counter_by_index ? b->counter + (uint64_t)poe_cv_index(b, i) : b->counter;
+}
+
+static inline uint8_t *poe_cv_output(const poe_cv_batch *b, size_t i) {
+    return b->out + 32 * (b->out_by_index ? poe_cv_index(b, i) : i);
+}
 
 /* The portable compression function: the full 16-word output of compressing one block. */
 void poe_b3_compress(const uint32_t cv[8], const uint8_t block[64], uint32_t block_len,
