@@ -21,16 +21,19 @@ from ._costmodel import MAX_MODULES, WASM_PAGE, CostModel
 from ._invocation import EMPTY, VALTYPES, Invocation, Output, Payload, Value
 from ._record import Outcome, Record, TrapKind
 from ._wasi import WASI_FUNCTIONS, WASI_MODULE, HostStop, WasiHost, wasi_signature
-from ._wasmbin import POE_MEMORY_EXPORT, instrument
+from ._state import State
+from ._wasmbin import POE_MEMORY_EXPORT, instrument, state_hazards
 from .errors import (
     ArgumentError,
     ExportNotFoundError,
     InternalError,
     ModuleError,
+    StatefulModuleError,
+    StateMismatchError,
     UnknownImportError,
 )
 
-__all__ = ["Service", "Executor", "Execution"]
+__all__ = ["Service", "Executor", "Execution", "Session"]
 
 # wasmtime-py's Func.__call__ spends ~17 us per call in Python (type lookups and value
 # conversion); a segment of a trivial function costs about that much in total. poe calls
@@ -100,6 +103,10 @@ class Execution:
     invocation: Invocation
     output: Output
     io_log: list[tuple] | None = None
+    # Stateful mode: the post-state and the memory chunks (index, bytes) whose contents the
+    # segment changed, which is what a snapshot store keeps per segment.
+    state: State | None = None
+    changed: tuple[tuple[int, bytes], ...] = ()
 
     @property
     def record_bytes(self) -> bytes:
@@ -112,6 +119,7 @@ class _Compiled:
     module: wasmtime.Module
     grow_flag: str | None  # export of the global the memory.grow guard raises before trapping
     owns_memory: bool
+    global_exports: tuple[tuple[str, str], ...] = ()  # every mutable global, as instrument() exported it
 
 
 _ENGINES: dict[bytes, wasmtime.Engine] = {}
@@ -141,7 +149,9 @@ def _compile(cm: CostModel, name: str, wasm: bytes) -> _Compiled:
             module = wasmtime.Module(_engine(cm), inst.wasm)
         except wasmtime.WasmtimeError as exc:
             raise ModuleError(f"{what} is not a valid WebAssembly module: {_first_line(exc)}") from None
-        compiled = _MODULES[key] = _Compiled(name, module, inst.grow_flag_export, inst.memory_export is not None and not inst.memory_imported)
+        compiled = _MODULES[key] = _Compiled(
+            name, module, inst.grow_flag_export, inst.memory_export is not None and not inst.memory_imported, inst.global_exports,
+        )
     return compiled
 
 
@@ -177,6 +187,8 @@ class Executor:
         if 1 + len(self._links) > MAX_MODULES:
             raise ModuleError(f"a service links at most {MAX_MODULES - 1} modules, got {len(self._links)}")
         self.host = WasiHost(cm)
+        self._hazards: list[str] | None = None
+        self._genesis: tuple[State, bytes] | None = None
         self._linker = wasmtime.Linker(self._engine)
         self.host.define(self._linker)
         if self._links:
@@ -247,6 +259,41 @@ class Executor:
         for i, (want, v) in enumerate(zip(params, inv.params)):
             if v.type != want:
                 raise ArgumentError(f"argument {i} of {inv.export!r} must be {want}, got {v.type}")
+
+    # -- stateful mode ---------------------------------------------------------------------
+
+    def check_stateful(self) -> None:
+        """Raise StatefulModuleError unless a snapshot captures this service's whole state."""
+        if self.service.links:
+            raise StatefulModuleError("stateful mode runs single-module services; this one links "
+                                      + ", ".join(sorted(self.service.links)) + " (each module's state would need committing)")
+        if self._hazards is None:
+            self._hazards = state_hazards(self.service.main)
+        if self._hazards:
+            more = f" (and {len(self._hazards) - 1} more)" if len(self._hazards) > 1 else ""
+            raise StatefulModuleError(
+                f"the module cannot run statefully: it changes state a snapshot does not capture: {self._hazards[0]}{more}; "
+                "poe commits linear memory and numeric mutable globals only"
+            )
+
+    def session(self, start: tuple[State, bytes] | None = None, *, tracking: str = "auto") -> Session:
+        """A stateful session: one instance across segments, from genesis or from `start`
+        (a state and its memory image, checked against each other)."""
+        return Session(self, start, tracking=tracking)
+
+    def genesis(self) -> tuple[State, bytes]:
+        """The state every lineage starts from: the instance right after instantiation (and
+        `_initialize`, for WASI reactors), clock 0. Same on every machine under this cost model."""
+        if self._genesis is None:
+            with Session(self, tracking="rehash") as s:
+                self._genesis = (s.state, s.image())
+        return self._genesis
+
+    def run_stateful(self, start: tuple[State, bytes], inv: Invocation, index: int = 0) -> Execution:
+        """Re-execute one stateful segment from a given pre-state (what an auditor does). The
+        post-state is rehashed in full, independently of any dirty-chunk tracking."""
+        with Session(self, start, tracking="rehash") as s:
+            return s.run(inv, index)
 
     # -- running -------------------------------------------------------------------------
 
@@ -383,6 +430,187 @@ class Executor:
             else:
                 values.append(Value(t, slot.of.i64 & 0xFFFFFFFFFFFFFFFF))
         return Outcome.OK, 0, tuple(values)
+
+
+_U64_MAX = (1 << 64) - 1
+_INIT_EXPORT = "_initialize"  # WASI reactors: the host calls it once before any other export
+
+
+class Session:
+    """Stateful mode (spec §13): one instance lives across segments.
+
+    Each segment's record carries the state root before and after it; the state is linear
+    memory 0, every mutable global (made reachable by the instrumenter's exports) and the
+    lineage's virtual clock. Memory is committed as its plain BLAKE3 hash, kept up to date by
+    a :class:`MemoryTree` that rehashes only the chunks a segment dirtied.
+    """
+
+    def __init__(self, executor: Executor, start: tuple[State, bytes] | None = None, *, tracking: str = "auto") -> None:
+        from ._memtree import MemoryTree
+
+        executor.check_stateful()
+        self._ex = ex = executor
+        cm = ex.cost_model
+        self._store = store = wasmtime.Store(ex._engine)
+        store.set_limits(memory_size=cm.limits.memory_pages * WASM_PAGE, table_elements=cm.limits.table_elements, instances=1, memories=1)
+        self._tree: MemoryTree | None = None
+        instances: list[tuple[_Compiled, wasmtime.Instance]] = []
+        ex.host.begin(_GENESIS_INVOCATION)
+        try:
+            store.set_fuel(cm.limits.fuel)
+            outcome, code = ex._instantiate(store, instances)
+            if outcome is None:
+                init = _export(store, instances[-1][1], _INIT_EXPORT)
+                if isinstance(init, wasmtime.Func) and _types(init.type(store)) == ((), ()):
+                    outcome, code, _ = ex._call(store, init, _GENESIS_INVOCATION)
+                    outcome = None if outcome is Outcome.OK else outcome
+        finally:
+            ex.host.ctx = None
+        if outcome is not None:
+            what = Record(0, outcome, code, 0, 0, 0, 0, 0, bytes(32), bytes(32), bytes(32), bytes(32), bytes(32)).describe_outcome()
+            raise StatefulModuleError(f"the module cannot start a stateful lineage: instantiating it ends in {what}")
+        compiled, self._instance = instances[-1]
+        mem = _export(store, self._instance, POE_MEMORY_EXPORT)
+        self._memory = mem if isinstance(mem, wasmtime.Memory) else None
+        self._globals: list[tuple[int, str, wasmtime.Global]] = []
+        for name, vtype in compiled.global_exports:
+            g = _export(store, self._instance, name)
+            assert isinstance(g, wasmtime.Global)
+            self._globals.append((int(name.rsplit("_", 1)[1]), vtype, g))
+        flag = _export(store, self._instance, compiled.grow_flag) if compiled.grow_flag else None
+        self._flag = flag if isinstance(flag, wasmtime.Global) else None
+        self._tree = MemoryTree(tracking)
+        clock = 0
+        if start is not None:
+            self._restore(*start)
+            clock = start[0].clock
+        address, length = self._region()
+        memory = self._tree.attach(address, length)
+        self.state = State(length // WASM_PAGE, clock, memory, self._read_globals())
+        if start is not None and self.state != start[0]:
+            raise StateMismatchError(
+                "the restored instance does not reproduce the state it was given",
+                expected=start[0].root.hex(), observed=self.state.root.hex(),
+            )
+
+    @property
+    def tracking(self) -> str:
+        assert self._tree is not None
+        return self._tree.tracking
+
+    # -- state access ----------------------------------------------------------------------
+
+    def _region(self) -> tuple[int, int]:
+        if self._memory is None:
+            return 0, 0
+        length = self._memory.data_len(self._store)
+        address = ctypes.cast(self._memory.data_ptr(self._store), ctypes.c_void_p).value or 0
+        return address, length
+
+    def image(self) -> bytes:
+        """A copy of linear memory as it is now."""
+        address, length = self._region()
+        return ctypes.string_at(address, length) if length else b""
+
+    def _read_globals(self) -> tuple[tuple[int, str, int], ...]:
+        out = []
+        ctx = self._store._context()
+        for index, vtype, g in self._globals:
+            raw = _VAL_T()
+            _wffi.wasmtime_global_get(ctx, ctypes.byref(g._global), ctypes.byref(raw))
+            # Raw bits through the union, so a float global's NaN payload survives.
+            bits = raw.of.i32 & 0xFFFFFFFF if vtype in ("i32", "f32") else raw.of.i64 & _U64_MAX
+            out.append((index, vtype, bits))
+        return tuple(out)
+
+    def _restore(self, state: State, image: bytes) -> None:
+        cm = self._ex.cost_model
+        _, length = self._region()
+        state.check_shape([(i, t) for i, t, _ in self._globals], length // WASM_PAGE)
+        if state.pages > cm.limits.memory_pages:
+            raise StateMismatchError(f"the state has {state.pages} pages, beyond this cost model's memory limit of {cm.limits.memory_pages}",
+                                     expected=cm.limits.memory_pages, observed=state.pages)
+        state.check_image(image)
+        if self._memory is None:
+            if state.pages:
+                raise StateMismatchError("the state has memory but the module has none: a state for another module", expected=0, observed=state.pages)
+        else:
+            grow = state.pages - length // WASM_PAGE
+            if grow and not self._memory.grow(self._store, grow) >= 0:
+                raise StateMismatchError("cannot grow memory to the state's size", expected=state.pages, observed=length // WASM_PAGE)
+            address, length = self._region()
+            ctypes.memmove(address, image, length)
+        ctx = self._store._context()
+        for (index, vtype, g), (_, _, bits) in zip(self._globals, state.globals):
+            raw = _VAL_T()
+            raw.kind = _KIND[vtype]
+            if vtype in ("i32", "f32"):
+                raw.of.i32 = bits - (1 << 32) if bits >> 31 else bits
+            else:
+                raw.of.i64 = bits - (1 << 64) if bits >> 63 else bits
+            error = _wffi.wasmtime_global_set(ctx, ctypes.byref(g._global), ctypes.byref(raw))
+            if error:
+                raise InternalError(f"cannot restore global {index}: {_first_line(wasmtime.WasmtimeError._from_ptr(error))}")
+
+    # -- running ---------------------------------------------------------------------------
+
+    def run(self, inv: Invocation, index: int = 0, *, trace: bool = False) -> Execution:
+        """Run one segment on the live instance; the record's pre-state is the state before it."""
+        assert self._tree is not None, "session is closed"
+        ex = self._ex
+        ex.check(inv)
+        cm = ex.cost_model
+        store = self._store
+        pre = self.state
+        store.set_fuel(cm.limits.fuel)
+        if self._flag is not None:
+            self._flag.set_value(store, 0)  # a limit hit in an earlier segment must not colour this one
+        # The random stream of a step depends on where the lineage stands, so a guest calling
+        # `step` with the same invocation does not see the same bytes every time.
+        key = h.digest(h.CTX_STATE_RANDOM, inv.seed + pre.root)
+        ctx = ex.host.begin(inv, trace=trace, clock_base=pre.clock, random_key=key)
+        try:
+            func = _export(store, self._instance, inv.export)
+            assert isinstance(func, wasmtime.Func)
+            before = store.get_fuel()
+            outcome, code, results = ex._call(store, func, inv)
+            fuel = before - store.get_fuel()
+            if outcome is Outcome.TRAP and code == TrapKind.UNREACHABLE and self._flag is not None and self._flag.value(store) == 1:
+                outcome, code = Outcome.MEMORY_LIMIT, 0
+        finally:
+            ex.host.ctx = None
+        address, length = self._region()
+        memory, changed = self._tree.commit(address, length)
+        clock = min(pre.clock + fuel * cm.clock_ns_per_fuel + ctx.slept_ns, _U64_MAX)  # saturates, never wraps
+        post = State(length // WASM_PAGE, clock, memory, self._read_globals())
+        output = Output(
+            results,
+            Payload(bytes(ctx.stdout)) if ctx.stdout else EMPTY,
+            Payload(bytes(ctx.stderr)) if ctx.stderr else EMPTY,
+        )
+        record = Record(
+            index=index, outcome=outcome, outcome_code=code, fuel=fuel, peak_pages=post.pages,
+            input_bytes=inv.payload_bytes, output_bytes=output.payload_bytes, host_calls=ctx.calls,
+            module_digest=ex.module_digest, cost_model_digest=cm.digest, input_digest=inv.digest,
+            output_digest=output.digest, io_digest=ctx.io.digest(), pre_state=pre.root, post_state=post.root,
+        )
+        self.state = post
+        chunks = tuple((i, ctypes.string_at(address + i * 1024, 1024)) for i in changed)
+        return Execution(record, inv, output, ctx.log, post, chunks)
+
+    def close(self) -> None:
+        if self._tree is not None:
+            self._tree.close()
+            self._tree = None
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+_GENESIS_INVOCATION = Invocation(_INIT_EXPORT)
 
 
 _NAME_BUFFERS: dict[str, tuple[ctypes.Array, int]] = {}

@@ -21,6 +21,8 @@ CTX_OUTPUT = "poe 2026-11 output v1"
 CTX_IO_LOG = "poe 2026-11 io log v1"
 CTX_RANDOM = "poe 2026-11 random stream v1"
 CTX_SEED = "poe 2026-11 repeat seed v1"
+CTX_STATE = "poe 2026-11 state v1"
+CTX_STATE_RANDOM = "poe 2026-11 stateful random key v1"
 
 
 def blob_digest(data: bytes) -> bytes:

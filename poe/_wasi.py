@@ -176,6 +176,8 @@ class _Context:
     slept_ns: int = 0
     fuel_used: int = 0  # fuel consumed when the current host call began
     log: list[tuple] | None = None
+    clock_base: int = 0  # stateful mode: virtual ns the lineage ran before this segment
+    random_key: bytes = b""  # keys the random stream: the invocation seed, or (stateful) seed and pre-state
 
 
 def _directory_tree(files: dict[str, bytes]) -> dict[str, list[tuple[str, int]]]:
@@ -202,7 +204,7 @@ class WasiHost:
 
     # -- per invocation ----------------------------------------------------------------
 
-    def begin(self, inv: Invocation, *, trace: bool = False) -> _Context:
+    def begin(self, inv: Invocation, *, trace: bool = False, clock_base: int = 0, random_key: bytes | None = None) -> _Context:
         files, dirs, self._inode = self._tree(inv.files)
         self.ctx = _Context(
             inv=inv,
@@ -219,6 +221,8 @@ class WasiHost:
                 3: _Fd(FT_DIR, path=""),
             },
             log=[] if trace else None,
+            clock_base=clock_base,
+            random_key=inv.seed if random_key is None else random_key,
         )
         return self.ctx
 
@@ -311,7 +315,7 @@ class WasiHost:
     # -- helpers -----------------------------------------------------------------------
 
     def _now(self, ctx: _Context, caller_used: int, clock_id: int) -> int | None:
-        ticks = caller_used * self.cm.clock_ns_per_fuel + ctx.slept_ns
+        ticks = ctx.clock_base + caller_used * self.cm.clock_ns_per_fuel + ctx.slept_ns
         if clock_id == 0:  # realtime
             return self.cm.clock_realtime_base_ns + ticks
         if clock_id in (1, 2, 3):  # monotonic, process and thread cputime
@@ -398,7 +402,7 @@ class WasiHost:
 
     def _random_get(self, ctx, mem, moved, buf, length):
         mem.check(buf, length)  # before the work: faults and unaffordable lengths stop here
-        data = h.derive(h.CTX_RANDOM, ctx.inv.seed).digest(length=length, seek=ctx.random_pos)
+        data = h.derive(h.CTX_RANDOM, ctx.random_key).digest(length=length, seek=ctx.random_pos)
         ctx.random_pos += length
         mem.write(buf, data)
         moved.append(data)

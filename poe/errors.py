@@ -17,15 +17,19 @@ __all__ = [
     "ModuleError",
     "UnknownImportError",
     "ExportNotFoundError",
+    "StatefulModuleError",
     "ArgumentError",
     "EncodingError",
     "LimitError",
     "StoreError",
     "StoreLockedError",
     "StoreVersionError",
+    "StateUnavailableError",
     "CostModelMismatchError",
     "VerificationError",
     "RecordMismatchError",
+    "StateMismatchError",
+    "StateChainError",
     "SumOverflowError",
     "ProofError",
     "RootMismatchError",
@@ -84,6 +88,12 @@ class ExportNotFoundError(ModuleError):
     code = "module.missing-export"
 
 
+class StatefulModuleError(ModuleError):
+    """A module whose mutable state a snapshot cannot capture (tables, dropped segments, links)."""
+
+    code = "module.not-stateful"
+
+
 class ArgumentError(InputError):
     """Invocation arguments that do not fit the export's signature."""
 
@@ -121,6 +131,12 @@ class StoreVersionError(StoreError):
     code = "store.version"
 
 
+class StateUnavailableError(StoreError):
+    """A state the store should hold is missing (a chunk, a delta, a collected snapshot)."""
+
+    code = "state.unavailable"
+
+
 class CostModelMismatchError(PoEError):
     """The cost model in force differs from the one a store, record or claim was made under.
 
@@ -153,6 +169,19 @@ class RecordMismatchError(VerificationError):
     """A re-executed segment's record differs from the committed one."""
 
     code = "verify.record-mismatch"
+
+
+class StateMismatchError(VerificationError):
+    """A snapshot that does not hash to the state root it claims (memory image, globals, clock)."""
+
+    code = "state.mismatch"
+
+
+class StateChainError(VerificationError):
+    """Adjacent stateful segments that do not chain: a segment's pre-state is not its
+    predecessor's post-state (a forged pre-state or a skipped step)."""
+
+    code = "state.chain-broken"
 
 
 class SumOverflowError(InputError):
