@@ -26,6 +26,7 @@ from ._costmodel import CostModel
 from ._executor import Execution, Service
 from ._invocation import Invocation, Output
 from ._record import Record
+from ._state import CHUNK_SIZE, ZERO_CHUNK_DIGEST, State, apply_delta, iter_delta, manifest_of
 from ._treebuild import CompactRange, Tree, perfect_root, tree_of_records
 from ._treehash import Root, Sums
 from ._treeverify import ConsistencyProof, InclusionProof
@@ -36,12 +37,13 @@ from .errors import (
     StoreError,
     StoreLockedError,
     StoreVersionError,
+    StateUnavailableError,
     VerificationError,
 )
 
 __all__ = ["TraceStore", "STORE_FORMAT", "Totals", "Epoch", "SealResult"]
 
-STORE_FORMAT = 1
+STORE_FORMAT = 2  # 2: stateful segments (chunks, states, snapshots); a format-1 store is upgraded on open for writing
 _APPLICATION_ID = 0x706F6531  # "poe1": marks a SQLite file as a poe store
 
 _SCHEMA = """
@@ -71,6 +73,17 @@ CREATE TABLE segments(
     output BLOB NOT NULL
 );
 CREATE INDEX segments_by_epoch ON segments(epoch, idx);
+"""
+
+# Stateful segments (spec §13). A state's memory is kept as 1 KiB chunks addressed by their
+# plain BLAKE3 hash and shared by every state that holds them; each stateful segment stores
+# its post-state header and the chunks it changed (a delta against its pre-state); full
+# manifests (every chunk's digest in order) are kept for genesis states and as checkpoints,
+# so rebuilding any state reads at most about one manifest's worth of deltas.
+_STATE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS chunks(digest BLOB PRIMARY KEY, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS states(idx INTEGER PRIMARY KEY, header BLOB NOT NULL, delta BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS snapshots(root BLOB PRIMARY KEY, header BLOB NOT NULL, manifest BLOB NOT NULL)
 """
 
 
@@ -144,6 +157,15 @@ class TraceStore:
         self.batch_size = 1024
         self.batch_seconds = 0.25
         self._next_index = int(_Rows(conn, "SELECT COALESCE(MAX(idx) + 1, 0) FROM segments", (), path).fetchone()[0])
+        self._has_state = _Rows(conn, "SELECT COUNT(*) FROM sqlite_master WHERE name = 'states'", (), path).fetchone()[0] == 1
+        self._pending_states: list[tuple[int, bytes, bytes]] = []
+        self._pending_chunks: dict[bytes, bytes] = {}
+        self._pending_snapshots: dict[bytes, tuple[bytes, bytes]] = {}
+        self._known_chunks: set[bytes] = set()
+        # The lineage being appended to: its latest post-state root, that state's manifest,
+        # and how many delta entries were written since the last full manifest.
+        self._lineage: tuple[bytes, bytearray] | None = None
+        self._since_checkpoint = 0
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -250,6 +272,10 @@ class TraceStore:
             d = payload.digest
             if d not in self._known_blobs and d not in self._pending_blobs:
                 self._pending_blobs[d] = payload.data
+        if execution.state is not None:
+            self._append_state(execution)
+        elif r.pre_state != h.ZERO_DIGEST or r.post_state != h.ZERO_DIGEST:
+            raise StoreError(f"segment {r.index} has state roots but no state to store")
         self._pending.append((r.index, r.encode(), execution.invocation.encoded, execution.output.encoded))
         self._next_index += 1
         if len(self._pending) >= self.batch_size or time.monotonic() - self._last_flush >= self.batch_seconds:
@@ -257,7 +283,7 @@ class TraceStore:
         return r.index
 
     def flush(self) -> None:
-        if not self._pending:
+        if not self._pending and not self._pending_snapshots:
             return
         with self._transaction():
             # Chosen inside the transaction: a concurrent `poe seal` closes the open epoch in a
@@ -268,12 +294,237 @@ class TraceStore:
                 "INSERT INTO segments(idx, epoch, record, invocation, output) VALUES (?, ?, ?, ?, ?)",
                 [(i, epoch, rec, inv, out) for i, rec, inv, out in self._pending],
             )
+            if self._pending_chunks or self._pending_states or self._pending_snapshots:
+                self._db.executemany("INSERT OR IGNORE INTO chunks VALUES (?, ?)", self._pending_chunks.items())
+                self._db.executemany("INSERT OR IGNORE INTO snapshots VALUES (?, ?, ?)",
+                                     [(root, hd, mf) for root, (hd, mf) in self._pending_snapshots.items()])
+                self._db.executemany("INSERT INTO states VALUES (?, ?, ?)", self._pending_states)
         if len(self._known_blobs) > 100_000:
             self._known_blobs.clear()
         self._known_blobs.update(self._pending_blobs)
+        if len(self._known_chunks) > 1_000_000:
+            self._known_chunks.clear()
+        self._known_chunks.update(self._pending_chunks)
         self._pending.clear()
         self._pending_blobs.clear()
+        self._pending_states.clear()
+        self._pending_chunks.clear()
+        self._pending_snapshots.clear()
         self._last_flush = time.monotonic()
+
+    # -- stateful segments (spec §13) ------------------------------------------------------------
+
+    def _require_state_tables(self) -> None:
+        if not self._has_state:
+            raise StateUnavailableError(f"store {self.path} predates stateful segments (format 1) and holds no states")
+
+    def put_snapshot(self, state: State, image: bytes | memoryview) -> None:
+        """Keep a full state (a lineage's genesis): its manifest and every chunk of its image."""
+        self._require_writer()
+        if self._has_snapshot(state.root):
+            return
+        view = memoryview(image)
+        manifest = manifest_of(view)
+        for k in range(state.chunks):
+            d = bytes(manifest[k * 32 : k * 32 + 32])
+            if d not in self._known_chunks and d not in self._pending_chunks:
+                self._pending_chunks[d] = bytes(view[k * CHUNK_SIZE : (k + 1) * CHUNK_SIZE])
+        self._pending_snapshots[state.root] = (state.encoded, bytes(manifest))
+
+    def _has_snapshot(self, root: bytes) -> bool:
+        if root in self._pending_snapshots:
+            return True
+        return self._read("SELECT 1 FROM snapshots WHERE root = ?", (root,)).fetchone() is not None
+
+    def _append_state(self, execution: Execution) -> None:
+        r, post = execution.record, execution.state
+        assert post is not None
+        if self._lineage is not None and self._lineage[0] == r.pre_state:
+            manifest = self._lineage[1]
+        else:
+            # A new lineage starts from a kept snapshot (its genesis, put first) or resumes
+            # from the store's own last state.
+            manifest = self._snapshot_manifest(r.pre_state)
+            if manifest is None:
+                manifest = self._manifest_after(self._next_index - 1, want_root=r.pre_state)
+            self._since_checkpoint = 0
+        manifest += ZERO_CHUNK_DIGEST * (post.chunks - len(manifest) // 32)
+        entries = []
+        for i, data in execution.changed:
+            d = h.blob_digest(data)
+            manifest[i * 32 : i * 32 + 32] = d
+            entries.append(i.to_bytes(4, "little") + d)
+            if d not in self._known_chunks and d not in self._pending_chunks:
+                self._pending_chunks[d] = data
+        self._pending_states.append((r.index, post.encoded, b"".join(entries)))
+        self._lineage = (r.post_state, manifest)
+        self._since_checkpoint += len(entries)
+        # Checkpoint once the deltas since the last full manifest outweigh one: rebuilding any
+        # state then reads at most about two manifests' worth, and storage stays ~ dirty bytes.
+        if self._since_checkpoint > max(post.chunks, 64):
+            self._pending_snapshots[r.post_state] = (post.encoded, bytes(manifest))
+            self._since_checkpoint = 0
+
+    def _snapshot_manifest(self, root: bytes) -> bytearray | None:
+        if root in self._pending_snapshots:
+            return bytearray(self._pending_snapshots[root][1])
+        row = self._read("SELECT manifest FROM snapshots WHERE root = ?", (root,)).fetchone() if self._has_state else None
+        return bytearray(_blob(row[0])) if row else None
+
+    def _manifest_after(self, index: int, *, want_root: bytes | None = None) -> bytearray:
+        """The manifest of segment `index`'s post-state, rebuilt from the nearest full one."""
+        self._require_state_tables()
+        deltas: list[tuple[int, bytes]] = []
+        k = index
+        while True:
+            row = self._read("SELECT header, delta FROM states WHERE idx = ?", (k,)).fetchone()
+            if row is None:
+                raise StateUnavailableError(
+                    f"the store has no state for segment {k}" + (" (it is not a stateful segment, or its state was collected)" if k >= 0 else "")
+                    + "; cannot rebuild the state a stateful segment starts from"
+                )
+            header = State.decode(_blob(row[0]))
+            if want_root is not None and k == index and header.root != want_root:
+                raise StateUnavailableError(
+                    f"segment {index + 1}'s pre-state is neither a kept snapshot nor segment {index}'s post-state; "
+                    "a stateful run resumes only from the store's last segment"
+                )
+            base = self._snapshot_manifest(header.root)
+            if base is not None:
+                break
+            deltas.append((header.chunks, _blob(row[1])))
+            pre = self.record(k).pre_state
+            base = self._snapshot_manifest(pre)
+            if base is not None:
+                break
+            k -= 1
+        for chunks, delta in reversed(deltas):
+            base = apply_delta(base, delta, chunks)
+        return base
+
+    def state_after(self, index: int) -> State:
+        """The post-state header of stateful segment `index`."""
+        self._require_state_tables()
+        row = self._read("SELECT header FROM states WHERE idx = ?", (index,)).fetchone()
+        if row is None:
+            raise StateUnavailableError(f"the store has no state for segment {index}")
+        return State.decode(_blob(row[0]))
+
+    def pre_state(self, index: int) -> tuple[State, bytearray]:
+        """Stateful segment `index`'s pre-state and its manifest."""
+        r = self.record(index)
+        if r.pre_state == h.ZERO_DIGEST:
+            raise StateUnavailableError(f"segment {index} is stateless")
+        row = self._read("SELECT header, manifest FROM snapshots WHERE root = ?", (r.pre_state,)).fetchone() if self._has_state else None
+        if row is not None:
+            return State.decode(_blob(row[0])), bytearray(_blob(row[1]))
+        state = self.state_after(index - 1) if index > 0 else None
+        if state is None or state.root != r.pre_state:
+            raise StateUnavailableError(f"the store cannot rebuild segment {index}'s pre-state (no snapshot of it and segment {index - 1} did not leave it)")
+        return state, self._manifest_after(index - 1)
+
+    def chunk(self, digest: bytes) -> bytes:
+        if digest == ZERO_CHUNK_DIGEST:
+            return bytes(CHUNK_SIZE)
+        row = self._read("SELECT data FROM chunks WHERE digest = ?", (digest,)).fetchone() if self._has_state else None
+        if row is None:
+            raise StateUnavailableError(f"the store is missing state chunk {digest.hex()}")
+        data = _blob(row[0])
+        if len(data) != CHUNK_SIZE or h.blob_digest(data) != digest:
+            raise StateUnavailableError(f"state chunk {digest.hex()} in the store is damaged (its bytes do not hash to its address)")
+        return data
+
+    def image(self, state: State, manifest: bytes | bytearray) -> bytes:
+        """The memory image of a state from its manifest, checked against the state's root."""
+        if len(manifest) != state.chunks * 32:
+            raise StateUnavailableError(f"a manifest of {len(manifest) // 32} chunks does not fit a state of {state.chunks}")
+        cache: dict[bytes, bytes] = {}
+        parts = []
+        for k in range(state.chunks):
+            d = bytes(manifest[k * 32 : k * 32 + 32])
+            c = cache.get(d)
+            if c is None:
+                c = cache[d] = self.chunk(d)
+            parts.append(c)
+        image = b"".join(parts)
+        state.check_image(image)
+        return image
+
+    def last_state(self) -> tuple[State, bytes] | None:
+        """The post-state and image of the log's last segment if it is stateful (to resume)."""
+        if self._next_index == 0 or not self._has_state:
+            return None
+        last = self._next_index - 1
+        post = self.record(last).post_state
+        if post == h.ZERO_DIGEST:
+            return None
+        self.flush()
+        row = self._read("SELECT header, manifest FROM snapshots WHERE root = ?", (post,)).fetchone()
+        if row is not None:
+            state, manifest = State.decode(_blob(row[0])), bytearray(_blob(row[1]))
+        else:
+            state, manifest = self.state_after(last), self._manifest_after(last)
+        image = self.image(state, manifest)
+        self._lineage = (state.root, manifest)
+        self._since_checkpoint = 0
+        return state, image
+
+    def collect(self, through_epoch: int) -> dict[str, int]:
+        """Garbage-collect the states of segments in epochs up to `through_epoch` (sealed and
+        settled): their deltas, snapshots and every chunk nothing else holds. The state a later
+        segment starts from is first kept as a snapshot, so later epochs can still be opened."""
+        self._require_writer()
+        self.flush()
+        info = self.epoch_info(through_epoch)
+        if info.status != "sealed" or info.end_index is None:
+            raise StoreError(f"epoch {through_epoch} is not sealed; collect only epochs that are sealed and settled")
+        if not self._has_state:
+            return {"states": 0, "snapshots": 0, "chunks": 0, "bytes": 0}
+        end = info.end_index
+        with self._transaction():
+            keep_roots = {r.pre_state for r in self._records_from(end)} - {h.ZERO_DIGEST}
+            # The state the last collected segment left lives in the deltas about to go: keep it
+            # whole, for the segment after it or for a later `run --resume`.
+            if end > 0:
+                last = self.record(end - 1).post_state
+                if last != h.ZERO_DIGEST:
+                    keep_roots.add(last)
+                    if not self._has_snapshot(last):
+                        state = self.state_after(end - 1)
+                        self._db.execute("INSERT OR IGNORE INTO snapshots VALUES (?, ?, ?)", (last, state.encoded, bytes(self._manifest_after(end - 1))))
+            keep_roots |= {State.decode(_blob(hd)).root for (hd,) in self._read("SELECT header FROM states WHERE idx >= ?", (end,))}
+            states = self._db.execute("DELETE FROM states WHERE idx < ?", (end,)).rowcount
+            snaps = 0
+            for (root,) in list(self._read("SELECT root FROM snapshots")):
+                if _blob(root) not in keep_roots:
+                    snaps += self._db.execute("DELETE FROM snapshots WHERE root = ?", (root,)).rowcount
+            self._db.execute("CREATE TEMP TABLE IF NOT EXISTS live(digest BLOB PRIMARY KEY)")
+            self._db.execute("DELETE FROM live")
+            for (delta,) in self._read("SELECT delta FROM states"):
+                self._db.executemany("INSERT OR IGNORE INTO live VALUES (?)", ((d,) for _, d in iter_delta(_blob(delta))))
+            for (manifest,) in self._read("SELECT manifest FROM snapshots"):
+                m = _blob(manifest)
+                self._db.executemany("INSERT OR IGNORE INTO live VALUES (?)", ((m[k : k + 32],) for k in range(0, len(m), 32)))
+            freed = self._db.execute("SELECT COUNT(*), COALESCE(SUM(LENGTH(data)), 0) FROM chunks WHERE digest NOT IN (SELECT digest FROM live)").fetchone()
+            self._db.execute("DELETE FROM chunks WHERE digest NOT IN (SELECT digest FROM live)")
+            self._db.execute("DELETE FROM live")
+        self._known_chunks.clear()
+        self._lineage = None
+        return {"states": states, "snapshots": snaps, "chunks": int(freed[0]), "bytes": int(freed[1])}
+
+    def _records_from(self, first: int) -> Iterator[Record]:
+        for (raw,) in self._read("SELECT record FROM segments WHERE idx >= ? ORDER BY idx", (first,)):
+            yield Record.decode(_blob(raw))
+
+    def state_usage(self) -> dict[str, int]:
+        """What the state tables hold: rows and bytes (chunks, deltas, manifests)."""
+        if not self._has_state:
+            return {"chunks": 0, "chunk_bytes": 0, "states": 0, "delta_bytes": 0, "snapshots": 0, "manifest_bytes": 0}
+        c = self._read("SELECT COUNT(*), COALESCE(SUM(LENGTH(data)), 0) FROM chunks").fetchone()
+        st = self._read("SELECT COUNT(*), COALESCE(SUM(LENGTH(delta) + LENGTH(header)), 0) FROM states").fetchone()
+        sn = self._read("SELECT COUNT(*), COALESCE(SUM(LENGTH(manifest) + LENGTH(header)), 0) FROM snapshots").fetchone()
+        return {"chunks": int(c[0]), "chunk_bytes": int(c[1]), "states": int(st[0]), "delta_bytes": int(st[1]),
+                "snapshots": int(sn[0]), "manifest_bytes": int(sn[1])}
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -647,7 +898,7 @@ def _init_schema(conn: sqlite3.Connection, path: str, cost_model: CostModel) -> 
             if tables:
                 raise StoreError(f"{path} is a SQLite database, but not a poe store")
             conn.execute("BEGIN IMMEDIATE")
-            for stmt in filter(None, (s.strip() for s in _SCHEMA.split(";"))):
+            for stmt in filter(None, (s.strip() for s in (_SCHEMA + ";" + _STATE_SCHEMA).split(";"))):
                 conn.execute(stmt)
             conn.execute("INSERT INTO meta VALUES ('format', ?)", (str(STORE_FORMAT),))
             conn.execute("INSERT INTO meta VALUES ('cost_model', ?)", (cost_model.canonical_bytes.decode(),))
@@ -658,6 +909,13 @@ def _init_schema(conn: sqlite3.Connection, path: str, cost_model: CostModel) -> 
             conn.execute("COMMIT")
             return
         _check_version(version, path)
+        if version < STORE_FORMAT:  # format 1 -> 2: add the state tables
+            conn.execute("BEGIN IMMEDIATE")
+            for stmt in filter(None, (s.strip() for s in _STATE_SCHEMA.split(";"))):
+                conn.execute(stmt)
+            conn.execute(f"PRAGMA user_version = {STORE_FORMAT}")
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'format'", (str(STORE_FORMAT),))
+            conn.execute("COMMIT")
     except sqlite3.OperationalError as exc:
         if conn.in_transaction:
             conn.execute("ROLLBACK")

@@ -59,6 +59,7 @@ from . import audit as _audit  # noqa: E402
 from . import challenge as _challenge  # noqa: E402
 from . import check_fraud_proof as _check_fraud_proof  # noqa: E402
 from . import claim as _claim  # noqa: E402
+from . import gc as _gc  # noqa: E402
 from . import keygen as _keygen  # noqa: E402
 from . import prove as _prove  # noqa: E402
 from . import pubkey as _pubkey  # noqa: E402
@@ -71,6 +72,7 @@ from . import verify_attestation as _verify_attestation  # noqa: E402
 main.add_command(_run.run)
 main.add_command(_inspect.inspect_cmd)
 main.add_command(_seal.seal)
+main.add_command(_gc.gc)
 main.add_command(_prove.prove)
 main.add_command(_prove.verify_proof)
 main.add_command(_keygen.keygen)

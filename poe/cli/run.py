@@ -44,10 +44,14 @@ def _pairs(values: tuple[str, ...], what: str, *, name_optional: bool = False) -
 @click.option("--link", "links", multiple=True, help="NAME=OTHER.wasm: satisfy imports from module NAME with OTHER's exports. Repeatable.")
 @click.option("--repeat", type=click.IntRange(min=1), default=1, show_default=True, help="Run the invocation N times, one segment each.")
 @click.option("--seed", default=None, help="32-byte hex seed for random_get (default all zero); with --repeat, segment i uses a seed derived from it and i.")
+@click.option("--stateful", is_flag=True, help="Keep one instance across segments; each record commits the state (memory, globals, clock) before and after it. See --steps.")
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="With --stateful: call the export (default: step) up to N times, stopping early when it returns the i32 0 (done).")
+@click.option("--all-steps", is_flag=True, help="With --steps: run all N steps even when the export returns 0.")
+@click.option("--resume", is_flag=True, help="With --stateful: continue the lineage the store's last segment left, instead of starting from the module's genesis state.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or guest output; only the summary.")
 @limit_options
 @json_option
-def run(module, store_path, export, args, env, stdin_path, files, links, repeat, seed, quiet, fuel, max_memory_pages, max_output, as_json):
+def run(module, store_path, export, args, env, stdin_path, files, links, repeat, seed, stateful, steps, all_steps, resume, quiet, fuel, max_memory_pages, max_output, as_json):
     """Run MODULE's function as metered segments and append them to a store.
 
     Each invocation is one segment: fuel is measured around the call only, the outcome
@@ -59,6 +63,14 @@ def run(module, store_path, export, args, env, stdin_path, files, links, repeat,
       poe run csv_agg.wasm --stdin sales.csv --store trace.poe
       poe run funcs.wasm --invoke add --arg 2 --arg 40 --store trace.poe
       poe run wordfreq.wasm --arg words.txt --file words.txt --repeat 1000 --store trace.poe
+      poe run step_sort.wasm --stateful --steps 5000 --store trace.poe
+
+    \b
+    Stateful mode (--stateful): one instance lives across segments, as a long computation cut
+    into steps needs. The guest keeps its progress in memory and exports `step() -> i32`,
+    returning nonzero while work remains and 0 when done; --steps N drives it. Every record's
+    pre- and post-state roots chain (post of one = pre of the next), and the store keeps each
+    state as the 1 KiB chunks it changed. An interrupted run continues with --resume.
     """
     main_wasm = read_file(module, "module")
     link_wasm = {name: read_file(path, f"linked module {name!r}") for name, path in _pairs(links, "--link")}
@@ -67,6 +79,14 @@ def run(module, store_path, export, args, env, stdin_path, files, links, repeat,
     cost_model = _choose_cost_model(store_path, limits)
     executor = Executor(service, cost_model)
 
+    if not stateful and (steps is not None or resume or all_steps):
+        raise ArgumentError("--steps, --all-steps and --resume need --stateful")
+    if stateful and repeat != 1:
+        raise ArgumentError("with --stateful, use --steps N rather than --repeat (each step continues the last one's state)")
+    if stateful:
+        executor.check_stateful()
+        if export is None:
+            export = "step"
     if export is None:
         export = "_start"
         if export not in executor.exports:
@@ -89,6 +109,8 @@ def run(module, store_path, export, args, env, stdin_path, files, links, repeat,
     base_seed = _parse_seed(seed)
     base = Invocation.build(export, params=params, argv=argv, env=[f"{k}={v}" for k, v in env_pairs], stdin=stdin, files=file_map, seed=base_seed)
     executor.check(base)
+    if stateful:
+        return _run_stateful(executor, base, store_path, steps or 1, not all_steps, resume, quiet, as_json)
 
     totals, outcomes = Totals(), {}
     peak = 0
@@ -142,6 +164,89 @@ def run(module, store_path, export, args, env, stdin_path, files, links, repeat,
         info(f"  memory   : peak {peak} pages ({peak * 64} KiB); mem {human(totals.mem)} page-fuel")
         info(f"  io       : {totals.io:,} payload bytes")
         info(f"  time     : {elapsed:.3f} s ({repeat / elapsed:,.0f} segments/s)" if elapsed > 0 else "")
+
+
+def _run_stateful(executor: Executor, inv: Invocation, store_path: str, steps: int, stop_at_zero: bool, resume: bool, quiet: bool, as_json: bool) -> None:
+    service = executor.service
+    stop_at_zero = stop_at_zero and executor.exports[inv.export][1] == ("i32",)
+    totals, outcomes = Totals(), {}
+    peak, done, last = 0, False, None
+    started = time.perf_counter()
+    with TraceStore.create_or_open(store_path, executor.cost_model) as store:
+        store.register_service(service)
+        usage_before = store.state_usage()
+        first = store.next_index
+        start = None
+        if resume:
+            start = store.last_state()
+            if start is None:
+                raise ArgumentError(f"--resume: the last segment of {store_path} is not stateful; there is no lineage to continue")
+            if store.record(first - 1).module_digest != service.digest:
+                raise ArgumentError("--resume: the store's last lineage ran another module")
+        with executor.session(start) as session:
+            if start is None:
+                store.put_snapshot(session.state, session.image())
+            genesis_root = session.state.root
+            show_bar = steps > 1 and not quiet and sys.stderr.isatty()
+            with click.progressbar(length=steps, label="steps", file=sys.stderr, show_pos=True, show_eta=True) if show_bar else _NoBar() as bar:
+                for _ in range(steps):
+                    last = session.run(inv, store.next_index)
+                    store.append(last)
+                    r = last.record
+                    totals.add(r)
+                    peak = max(peak, r.peak_pages)
+                    key = r.describe_outcome()
+                    outcomes[key] = outcomes.get(key, 0) + 1
+                    bar.update(1)
+                    if r.outcome.name != "OK" or (stop_at_zero and last.output.results[0].bits == 0):
+                        done = r.outcome.name == "OK"
+                        break
+            tracking = session.tracking
+        store.flush()
+        usage = store.state_usage()
+    elapsed = time.perf_counter() - started
+    assert last is not None
+    n = totals.segments
+    grown = {k: usage[k] - usage_before[k] for k in usage}
+    stored = grown["chunk_bytes"] + grown["delta_bytes"] + grown["manifest_bytes"]
+    if not as_json and not quiet:
+        sys.stdout.buffer.write(last.output.stdout.data)
+        sys.stdout.flush()
+        sys.stderr.buffer.write(last.output.stderr.data)
+        sys.stderr.flush()
+    summary = {
+        "store": store_path,
+        "stateful": True,
+        "module_digest": service.digest.hex(),
+        "cost_model": executor.cost_model.name,
+        "cost_model_digest": executor.cost_model.digest.hex(),
+        "first_index": first,
+        "last_index": first + n - 1,
+        "steps": n,
+        "done": done,
+        "resumed": resume,
+        "start_state": genesis_root.hex(),
+        "final_state": last.state.to_json() if last.state else None,
+        "dirty_tracking": tracking,
+        "state_bytes_stored": stored,
+        "state_bytes_per_step": round(stored / n, 1),
+        "totals": totals.to_json(),
+        "peak_pages": peak,
+        "outcomes": outcomes,
+        "seconds": round(elapsed, 6),
+        "segments_per_second": round(n / elapsed, 1) if elapsed > 0 else None,
+    }
+    if as_json:
+        emit_json(summary)
+        return
+    info(f"poe: recorded stateful segments {first}..{first + n - 1} in {store_path}" + (" (resumed)" if resume else ""))
+    info(f"  steps    : {n}" + (", done (the export returned 0)" if done else (" (stopped: " + last.record.describe_outcome() + ")" if last.record.outcome.name != "OK" else ", not done; continue with --resume")))
+    info(f"  outcomes : {', '.join(f'{k} x{v}' for k, v in sorted(outcomes.items()))}")
+    info(f"  fuel     : {totals.fuel:,} (avg {totals.fuel // n:,}/step)")
+    info(f"  memory   : {peak} pages ({peak * 64} KiB); mem {human(totals.mem)} page-fuel")
+    info(f"  state    : {last.record.post_state.hex()[:16]}... after the last step; dirty chunks found by {tracking}")
+    info(f"  stored   : {human(stored)}B of state ({stored / n:,.0f} B/step: changed chunks, deltas, checkpoints)")
+    info(f"  time     : {elapsed:.3f} s ({n / elapsed:,.0f} steps/s)" if elapsed > 0 else "")
 
 
 class _NoBar:
