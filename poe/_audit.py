@@ -14,6 +14,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import _hashing as h
 from ._attest import verify_envelope
 from ._billing import Challenge, Claim, Deal, landing_offset
 from ._costmodel import CostModel
@@ -22,12 +23,23 @@ from ._invocation import Invocation
 from ._record import Record
 from ._replay import record_diff
 from ._schemes import get_scheme
+from ._state import State, bundle_states, open_bundle
 from ._treebuild import Tree
 from ._treehash import leaf
 from ._treeverify import InclusionProof, verify_inclusion
-from .errors import CostModelMismatchError, EncodingError, PoEError, SignatureError, VerificationError
+from .errors import (
+    CostModelMismatchError,
+    EncodingError,
+    PoEError,
+    SignatureError,
+    StateChainError,
+    StateMismatchError,
+    VerificationError,
+)
 
-__all__ = ["Opening", "find_weighted_leaf", "open_targets", "audit", "Verdict", "check_fraud_proof", "settle", "reexecute"]
+__all__ = ["Opening", "find_weighted_leaf", "open_targets", "open_states", "audit", "Verdict", "check_fraud_proof", "settle", "reexecute"]
+
+_ZERO = bytes(32)
 
 
 @dataclass(frozen=True)
@@ -40,10 +52,16 @@ class Opening:
     proof: bytes
     invocation: bytes
     payloads: dict[str, str]  # hex digest -> hex bytes
+    # Stateful segments: the adjacent records (index, record, proof) the state chain is checked
+    # against: the previous one unless the segment starts from genesis, and the next one if any.
+    neighbors: tuple[tuple[int, bytes, bytes], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {"target": self.target, "index": self.index, "record": self.record.hex(), "proof": self.proof.hex(),
-                "invocation": self.invocation.hex(), "payloads": self.payloads}
+        d: dict[str, Any] = {"target": self.target, "index": self.index, "record": self.record.hex(), "proof": self.proof.hex(),
+                             "invocation": self.invocation.hex(), "payloads": self.payloads}
+        if self.neighbors:
+            d["neighbors"] = [{"index": i, "record": r.hex(), "proof": p.hex()} for i, r, p in self.neighbors]
+        return d
 
     @classmethod
     def from_json(cls, d: Any) -> Opening:
@@ -53,8 +71,11 @@ class Opening:
                 if len(bytes.fromhex(k)) != 32:
                     raise ValueError("a payload digest is 32 bytes")
                 bytes.fromhex(v)
+            neighbors = tuple((int(n["index"]), bytes.fromhex(n["record"]), bytes.fromhex(n["proof"])) for n in d.get("neighbors", ()))
+            if len(neighbors) > 2:
+                raise ValueError("an opening has at most two neighbours")
             return cls(str(d["target"]), int(d["index"]), bytes.fromhex(d["record"]), bytes.fromhex(d["proof"]),
-                       bytes.fromhex(d["invocation"]), payloads)
+                       bytes.fromhex(d["invocation"]), payloads, neighbors)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise EncodingError(f"malformed opening: {type(exc).__name__}: {exc}") from None
 
@@ -87,31 +108,102 @@ def open_targets(store: Any, claim: Claim, challenge: Challenge) -> list[Opening
     picks = [(f"w{j}", find_weighted_leaf(tree, claim.deal, base + r)) for j, r in enumerate(challenge.weighted)]
     picks += [(f"u{j}", i) for j, i in enumerate(challenge.uniform)]
     out = []
+
+    def opened(i: int) -> tuple[int, bytes, bytes]:
+        return (i, store.record(i).encode(), InclusionProof(i, tree.size, tuple(tree.inclusion_path(i))).encode())
+
     for target, index in picks:
         record, inv, _ = store.segment(index)
+        neighbors = []
+        if record.pre_state != _ZERO:
+            if index > 0:
+                neighbors.append(opened(index - 1))
+            if index + 1 < tree.size:
+                neighbors.append(opened(index + 1))
         out.append(Opening(
             target, index, record.encode(), InclusionProof(index, tree.size, tuple(tree.inclusion_path(index))).encode(),
-            inv.encoded, {p.digest.hex(): p.data.hex() for p in inv.blobs()},
+            inv.encoded, {p.digest.hex(): p.data.hex() for p in inv.blobs()}, tuple(neighbors),
         ))
     return out
+
+
+def open_states(store: Any, openings: list[Opening], genesis: tuple[State, bytes]) -> dict[str, Any] | None:
+    """The provider's side: a bundle of the pre-states of every stateful opening (None when there
+    are none), as deltas over the lineage's genesis; `genesis` is the module's genesis state."""
+    from ._state import manifest_of
+
+    indices = sorted({o.index for o in openings if Record.decode(o.record).pre_state != _ZERO})
+    if not indices:
+        return None
+    states, seen = [], set()
+    for i in indices:
+        state, manifest = store.pre_state(i)
+        if state.root not in seen:
+            seen.add(state.root)
+            states.append((state, manifest))
+    return bundle_states(bytes(manifest_of(genesis[1])), states, store.chunk)
 
 
 _EXECUTORS: dict[tuple[bytes, bytes], Executor] = {}
 
 
-def reexecute(task: tuple[bytes, dict[str, bytes], bytes, bytes, dict[str, str], int]) -> bytes:
-    """Run one sampled segment: (main, links, cost model canonical JSON bytes, invocation,
-    payloads, index) -> record bytes. Plain picklable values: any engine can map it."""
-    main, links, cm_bytes, invocation, payloads, index = task
-    blobs = {bytes.fromhex(k): bytes.fromhex(v) for k, v in payloads.items()}
-    inv = Invocation.decode(invocation, blobs.__getitem__)
+def _executor(main: bytes, links: dict[str, bytes], cm_bytes: bytes) -> Executor:
     service = Service(main, links)
     # One executor per service and cost model in each process: setting up the WASI host and the
     # instance template costs more than a small segment.
     key = (service.digest, cm_bytes)
     if key not in _EXECUTORS:
         _EXECUTORS[key] = Executor(service, CostModel.from_json(json.loads(cm_bytes)))
-    return _EXECUTORS[key].run(inv, index).record_bytes
+    return _EXECUTORS[key]
+
+
+def reexecute(task: tuple) -> bytes:
+    """Run one sampled segment: (main, links, cost model canonical JSON bytes, invocation,
+    payloads, index[, pre-state header, pre-state image]) -> record bytes. Plain picklable
+    values: any engine can map it. A stateful segment runs on a fresh instance restored to its
+    pre-state (checked against the header's root before it runs)."""
+    main, links, cm_bytes, invocation, payloads, index, *pre = task
+    blobs = {bytes.fromhex(k): bytes.fromhex(v) for k, v in payloads.items()}
+    inv = Invocation.decode(invocation, blobs.__getitem__)
+    ex = _executor(main, links, cm_bytes)
+    if pre:
+        return ex.run_stateful((State.decode(pre[0]), pre[1]), inv, index).record_bytes
+    return ex.run(inv, index).record_bytes
+
+
+def check_state_chain(record: Record, neighbors: tuple[tuple[int, bytes, bytes], ...], root: Any, genesis_root: bytes, *,
+                      first: int = 0) -> None:
+    """Check a stateful record against its adjacent records (each already proven against `root`
+    here): its pre-state must be genesis or the previous segment's post-state, and the next
+    segment, if it continues a lineage, must start from this one's post-state. Raises
+    StateChainError (a forged pre-state or a skipped step) or VerificationError."""
+    i = record.index
+    by_index = {}
+    for n_index, n_record, n_proof in neighbors:
+        if n_index not in (i - 1, i + 1) or n_index in by_index:
+            raise VerificationError(f"segment {i}: a neighbour must be segment {i - 1} or {i + 1}, once", observed=n_index)
+        proof = InclusionProof.decode(n_proof)
+        verify_inclusion(n_record, proof, root)
+        r = Record.decode(n_record)
+        if not proof.index == r.index == n_index:
+            raise VerificationError(f"segment {i}: a neighbour's record, proof and index disagree", expected=n_index, observed=[proof.index, r.index])
+        by_index[n_index] = r
+    if record.pre_state != genesis_root:
+        prev = by_index.get(i - 1)
+        if prev is None:
+            raise VerificationError(f"segment {i} starts from state {record.pre_state.hex()[:16]}..., which is not genesis, "
+                                  "and the segment before it was not opened to show it left that state",
+                                  expected=genesis_root.hex(), observed=record.pre_state.hex())
+        if prev.post_state != record.pre_state:
+            raise StateChainError(f"segment {i} starts from a state segment {i - 1} did not leave: a forged pre-state or a skipped step",
+                                  expected=prev.post_state.hex(), observed=record.pre_state.hex())
+    if i + 1 < root.size:
+        nxt = by_index.get(i + 1)
+        if nxt is None:
+            raise VerificationError(f"segment {i + 1} was not opened next to stateful segment {i}; the chain cannot be checked")
+        if nxt.pre_state not in (_ZERO, genesis_root, record.post_state):
+            raise StateChainError(f"segment {i + 1} starts from a state segment {i} did not leave: a forged pre-state or a skipped step",
+                                  expected=record.post_state.hex(), observed=nxt.pre_state.hex())
 
 
 @dataclass
@@ -146,8 +238,11 @@ class Verdict:
 
 
 def audit(claim: Claim, challenge: Challenge, openings: list[Opening], service: Service, *,
-          deal: Deal, jobs: int = 1, final: bool = False) -> Verdict:
+          deal: Deal, jobs: int = 1, final: bool = False, states: dict[str, Any] | None = None) -> Verdict:
     """Settle one claim: ACCEPT with the challenge's guarantee, REJECT with reasons, or REFUSED.
+
+    Stateful samples are checked against their neighbours (the state chain) and re-executed
+    from their pre-state, which the provider sends in the `states` bundle.
 
     `deal` is the deal the auditor agreed to, never the one the claim carries: a provider must
     not choose its own prices. With `final` (the deal's response deadline has passed), samples
@@ -191,7 +286,31 @@ def audit(claim: Claim, challenge: Challenge, openings: list[Opening], service: 
         return refuse(text + "; a re-audit must use this same challenge, and after the deadline this is a REJECT", by="provider")
     cm_bytes = report.cost_model.canonical_bytes
     problems: list[str] = []
+    fraud: dict[str, Any] | None = None
     tasks, task_openings = [], []
+    stateful: dict[str, Any] = {}  # genesis, and the bundle's states by root, opened on first need
+
+    def pre_state_of(record: Record) -> tuple[State, bytes]:
+        if "genesis" not in stateful:
+            stateful["genesis"] = _executor(service.main, service.links, cm_bytes).genesis()
+            g = stateful["genesis"]
+            try:
+                stateful["states"] = {st_.root: (st_, img) for st_, img in open_bundle(states, g[1])} if states is not None else {}
+                stateful["error"] = None
+            except PoEError as exc:
+                stateful["states"], stateful["error"] = {}, exc
+        g = stateful["genesis"]
+        check_state_chain(record, o.neighbors, st.root, g[0].root)
+        if record.pre_state == g[0].root:
+            return g
+        if stateful["error"] is not None:
+            raise stateful["error"]
+        pre = stateful["states"].get(record.pre_state)
+        if pre is None:
+            raise StateMismatchError(f"segment {record.index}'s pre-state is not in the provider's state bundle",
+                                     expected=record.pre_state.hex(), observed=None)
+        return pre
+
     for target in wanted:
         o = by_target[target]
         try:
@@ -214,32 +333,49 @@ def audit(claim: Claim, challenge: Challenge, openings: list[Opening], service: 
             inv = o.decode_invocation()
             if inv.digest != record.input_digest:
                 raise VerificationError(f"record {record.index}: the opened invocation is not the committed input")
+            pre = pre_state_of(record) if record.pre_state != _ZERO else None
         except (PoEError, ValueError, IndexError) as exc:  # whatever a provider sends, a failed sample
             if not isinstance(exc, PoEError):
                 exc = EncodingError(f"malformed opening: {exc}")
             problems.append(f"{target}: [{exc.code}] {exc.message}")
+            if isinstance(exc, StateChainError) and fraud is None:
+                fraud = {"format": "poe fraud proof v1", "kind": "state-chain", "claim": claim.to_json(), "opening": o.to_json(),
+                         "reason": exc.message}
             continue
-        tasks.append((service.main, service.links, cm_bytes, o.invocation, o.payloads, o.index))
-        task_openings.append((o, record))
+        task = (service.main, service.links, cm_bytes, o.invocation, o.payloads, o.index)
+        tasks.append(task + ((pre[0].encoded, pre[1]) if pre is not None else ()))
+        task_openings.append((o, record, pre))
     # Several targets often land on one segment: re-execute each segment once.
-    unique = {t[-1]: t for t in tasks}
+    unique = {t[5]: t for t in tasks}
     by_index = dict(zip(unique, _map(reexecute, list(unique.values()), jobs)))
-    results = [by_index[t[-1]] for t in tasks]
-    fraud = None
-    for (o, committed), observed in zip(task_openings, results):
+    results = [by_index[t[5]] for t in tasks]
+    for (o, committed, pre), observed in zip(task_openings, results):
         if observed != o.record:
             diff = record_diff(committed, Record.decode(observed))
             problems.append(f"{o.target}: re-execution of segment {o.index} disagrees on {', '.join(diff)}")
-            if fraud is None:
+            if fraud is None or fraud["kind"] != "re-execution":
                 fraud = {
                     "format": "poe fraud proof v1", "kind": "re-execution",
                     "claim": claim.to_json(), "opening": o.to_json(), "observed_record": observed.hex(),
                     "differences": {k: [a, b] for k, (a, b) in diff.items()},
                 }
+                if pre is not None:  # self-contained: the pre-state travels with the proof
+                    fraud["states"] = _single_state_bundle(stateful["genesis"], pre)
     checked = {"weighted": len(challenge.weighted), "uniform": len(challenge.uniform), "re_executed": len(unique)}
     if problems:
         return reject(f"{len(problems)} of {len(wanted)} samples fail", problems=problems, fraud_proof=fraud, checked=checked)
     return Verdict("ACCEPT", claim, "every sample verifies and re-executes to the committed record", statement=challenge.guarantee(), checked=checked)
+
+
+def _single_state_bundle(genesis: tuple[State, bytes], pre: tuple[State, bytes]) -> dict[str, Any]:
+    from ._state import CHUNK_SIZE, manifest_of
+
+    image = pre[1]
+    chunks = {}
+    for k in range(0, len(image), CHUNK_SIZE):
+        c = image[k : k + CHUNK_SIZE]
+        chunks[h.blob_digest(c)] = c
+    return bundle_states(bytes(manifest_of(genesis[1])), [(pre[0], manifest_of(image))], chunks.__getitem__)
 
 
 def _map(fn: Any, tasks: list, jobs: int) -> list:
@@ -251,8 +387,10 @@ def _map(fn: Any, tasks: list, jobs: int) -> list:
 
 
 def check_fraud_proof(proof: dict[str, Any], service: Service) -> dict[str, Any]:
-    """Re-check a fraud proof with one re-execution. Returns what was proven; raises if nothing."""
-    if not isinstance(proof, dict) or proof.get("format") != "poe fraud proof v1" or proof.get("kind") != "re-execution" \
+    """Re-check a fraud proof. A "re-execution" proof costs one re-execution (from the pre-state
+    it carries, for a stateful segment); a "state-chain" proof shows two adjacent committed
+    records whose states do not chain. Returns what was proven; raises if nothing."""
+    if not isinstance(proof, dict) or proof.get("format") != "poe fraud proof v1" or proof.get("kind") not in ("re-execution", "state-chain") \
             or not {"claim", "opening"} <= set(proof):
         raise EncodingError("not a poe fraud proof v1 document")
     claim = Claim.from_json(proof["claim"])
@@ -273,14 +411,35 @@ def check_fraud_proof(proof: dict[str, Any], service: Service) -> dict[str, Any]
         )
     if service.digest != committed.module_digest:
         raise VerificationError("the module given is not the one the committed record names", expected=committed.module_digest.hex(), observed=service.digest.hex())
+    cm_bytes = CostModel.from_json(claim.envelope.cost_model).canonical_bytes
+    summary = {"proven": True, "kind": proof["kind"], "provider": st.public_key.hex(), "deal_id": st.deal_id, "epoch": st.epoch, "segment": o.index}
+    if proof["kind"] == "state-chain":
+        if committed.pre_state == _ZERO:
+            raise VerificationError("the segment is stateless: it has no state chain")
+        genesis = _executor(service.main, service.links, cm_bytes).genesis()
+        try:
+            check_state_chain(committed, o.neighbors, st.root, genesis[0].root)
+        except StateChainError as exc:
+            return {**summary, "reason": exc.message}
+        raise VerificationError("the segment's states chain with its neighbours: no fraud here")
     if o.decode_invocation().digest != committed.input_digest:
         raise VerificationError("the opened invocation is not the committed input")
-    observed = reexecute((service.main, service.links, CostModel.from_json(claim.envelope.cost_model).canonical_bytes, o.invocation, o.payloads, o.index))
+    task = (service.main, service.links, cm_bytes, o.invocation, o.payloads, o.index)
+    if committed.pre_state != _ZERO:
+        genesis = _executor(service.main, service.links, cm_bytes).genesis()
+        if committed.pre_state == genesis[0].root:
+            pre = genesis
+        else:
+            found = {s_.root: (s_, img) for s_, img in open_bundle(proof.get("states"), genesis[1])}
+            if committed.pre_state not in found:
+                raise VerificationError("the fraud proof does not carry the segment's pre-state")
+            pre = found[committed.pre_state]
+        task += (pre[0].encoded, pre[1])
+    observed = reexecute(task)
     if observed == o.record:
         raise VerificationError("re-execution reproduces the committed record: no fraud here", expected="a different record", observed=observed.hex())
     diff = record_diff(committed, Record.decode(observed))
-    return {"proven": True, "provider": st.public_key.hex(), "deal_id": st.deal_id, "epoch": st.epoch,
-            "segment": o.index, "differences": {k: [a, b] for k, (a, b) in diff.items()}}
+    return {**summary, "differences": {k: [a, b] for k, (a, b) in diff.items()}}
 
 
 def settle(verdicts: list[dict[str, Any]], deal: Deal) -> dict[str, Any]:

@@ -31,8 +31,10 @@ from typing import Any, Sequence
 
 from poe import CostModel, Execution, Executor, Invocation, Limits, Output, Payload, Service, TraceStore
 from poe._attest import EMPTY_ROOT, Envelope, Statement, consistency_digest, verify_chain
-from poe._audit import Opening, audit, open_targets
+from poe._audit import Opening, audit, open_states, open_targets
 from poe._billing import Challenge, Claim, Deal
+from poe._invocation import Value
+from poe._state import State
 from poe._schemes import get_scheme
 from poe._treehash import Node, Root, Sums, leaf, node
 from poe._treeverify import InclusionProof
@@ -43,6 +45,7 @@ CM = CostModel.current(Limits(fuel=50_000_000, memory_pages=64))
 OTHER_CM = CostModel.current(Limits(fuel=50_000_001, memory_pages=64))  # differs only in its digest
 SERVICE = Service((MODULES / "csv_agg.wasm").read_bytes(), name="csv_agg.wasm")
 STUB = Service((MODULES / "exit_code.wasm").read_bytes(), name="exit_code.wasm")  # prints a line, exits 3
+COUNTER = Service((MODULES / "counter.wasm").read_bytes(), name="counter.wasm")  # stateful: a running total
 SCHEME = get_scheme("secp256k1")
 SK = SCHEME.generate_key(b"poe cheating tests: provider key 01")
 PK = SCHEME.public_key(SK)
@@ -63,10 +66,10 @@ def execute(invs: Sequence[Invocation], *, service: Service = SERVICE, cost_mode
     return [ex.run(inv, first + i) for i, inv in enumerate(invs)]
 
 
-def deal(deal_id: str, prices: dict[str, int] | None = None, subscription: int = 700) -> Deal:
+def deal(deal_id: str, prices: dict[str, int] | None = None, subscription: int = 700, service: Service = SERVICE) -> Deal:
     return Deal.from_json({
         "format": "poe deal v1", "deal_id": deal_id, "provider": {"scheme": SCHEME.name, "public_key": PK.hex()},
-        "module_digest": SERVICE.digest.hex(), "cost_model_digest": CM.digest.hex(),
+        "module_digest": service.digest.hex(), "cost_model_digest": CM.digest.hex(),
         "prices": prices or {"fuel": 2, "mem": 1, "io": 5}, "subscription": subscription,
         "penalty": {"kind": "slash", "amount": 9000},
     })
@@ -128,7 +131,7 @@ def attest(path: str, seals: Sequence[Any], d: Deal) -> list[Claim]:
     for s in seals:
         previous = s.previous_root or EMPTY_ROOT
         proof = store.consistency_proof(s.epoch - 1, s.epoch)[2].encode() if previous.size else None
-        st = Statement(SCHEME.name, CM.digest, SERVICE.digest, PK, d.deal_id, s.epoch, s.first_index, s.end_index,
+        st = Statement(SCHEME.name, CM.digest, d.module_digest, PK, d.deal_id, s.epoch, s.first_index, s.end_index,
                        s.root, previous, consistency_digest(proof), ISSUED_AT + s.epoch)
         claims.append(claim_of(st, d, proof))
     store.close()
@@ -154,6 +157,7 @@ class Provider:
     levels: tuple[tuple[Node, ...], ...] = ()  # the tree `levels` answers from (built by hand)
     scale: tuple[int, int] = (1, 1)  # `levels` maps weighted target r to r * num // den
     previous: Statement | None = None  # the last statement the auditor accepted before this claim
+    service: Service = SERVICE  # the module the deal names (COUNTER for stateful lineages)
 
     @property
     def claimed_weight(self) -> int:
@@ -231,6 +235,65 @@ def fake_output(e: Execution) -> Execution:
     r = dataclasses.replace(e.record, output_digest=made_up.digest,
                             io_digest=hashlib.blake2s(e.record.input_digest, person=b"skipped").digest())
     return Execution(r, e.invocation, made_up)
+
+
+# -- stateful lineages (spec §13) -------------------------------------------------------------------
+
+def add(k: int) -> Invocation:
+    return Invocation.build("add", params=[Value.parse("i64", str(k))])
+
+
+def stateful_history(n: int, *, repeat: set[int] = frozenset(), skip: set[int] = frozenset()) -> tuple[list[Execution], list[tuple[State, bytes]]]:
+    """A counter lineage of n segments, segment i calling add(i + 1), and the states a store
+    must hold whole for it (genesis, and any state a lie jumps to). Every record is a real
+    execution of its own pre-state; the lies are in how the states chain:
+
+    * `repeat`: segment i re-runs segment i - 1 from the state i - 1 started from, and bills it
+      again (a step billed twice; the lineage then goes on from the same post-state);
+    * `skip`: before segment i the provider jumps ahead through work it does not record (the
+      customer's computation is no longer the one billed).
+    """
+    ex = Executor(COUNTER, CM)
+    out: list[Execution] = []
+    with ex.session() as s:
+        snaps = [(s.state, s.image())]
+        before_prev = snaps[0]
+        for i in range(n):
+            if i in repeat and out:
+                with ex.session(before_prev) as again:
+                    out.append(again.run(out[-1].invocation, i))
+                snaps.append(before_prev)
+                continue
+            if i in skip:
+                s.run(add(1000), 0)  # work nobody sees
+                snaps.append((s.state, s.image()))
+            before_prev = (s.state, s.image())
+            out.append(s.run(add(i + 1), i))
+    return out, snaps
+
+
+def commit_stateful(path: str, entries: Sequence[Execution], snaps: Sequence[tuple[State, bytes]]) -> list[Any]:
+    """Store a stateful history through the store's own path (it keeps each state as the chunks
+    it changed) and seal it."""
+    with TraceStore.create_or_open(path, CM) as store:
+        store.register_service(COUNTER)
+        for snap in snaps:
+            store.put_snapshot(*snap)
+        for e in entries:
+            store.append(e)
+    sealer = TraceStore.open(path, seal=True)
+    sealed = sealer.seal()
+    sealer.close()
+    return [sealed]
+
+
+def make_stateful_provider(name: str, path: str, d: Deal, entries: Sequence[Execution], snaps: Sequence[tuple[State, bytes]], *,
+                           honest_weight: int | None = None, bad: set[int] = frozenset()) -> Provider:
+    seals = commit_stateful(path, entries, snaps)
+    (claim,) = attest(path, seals, d)
+    records = [e.record.encode() for e in entries]
+    return Provider(name, path, claim, weight_of(d, records) if honest_weight is None else honest_weight,
+                    bad_leaves=frozenset(bad), bad_intervals=intervals(d, records, 0, set(bad)), service=COUNTER)
 
 
 # -- trees built by hand (RFC 9162 shape, docs/spec.md §10) ---------------------------------------
@@ -326,6 +389,7 @@ CHECKS = (
     ("another module or cost model", "another module or cost model"),
     ("invocation != input digest", "not the committed input"),
     ("re-execution", "re-execution of segment"),
+    ("state chain", "[state.chain-broken]"),
 )
 
 
@@ -358,6 +422,13 @@ class Trial:
 
 
 _STORES: dict[str, TraceStore] = {}
+_GENESIS: dict[bytes, tuple[State, bytes]] = {}
+
+
+def _genesis(service: Service) -> tuple[State, bytes]:
+    if service.digest not in _GENESIS:
+        _GENESIS[service.digest] = Executor(service, CM).genesis()
+    return _GENESIS[service.digest]
 
 
 def beacon(label: str, i: int) -> bytes:
@@ -371,7 +442,11 @@ def run_trial(task: tuple[Provider, bytes, Fraction, Fraction, int]) -> Trial:
     if store is None:
         store = _STORES[p.path] = TraceStore.open(p.path)
     ch = Challenge.draw(p.claim, b, epsilon, delta, uniform)
-    v = audit(p.claim, ch, respond(p, store, ch), SERVICE, deal=p.claim.deal)
+    openings = respond(p, store, ch)
+    states = None
+    if p.service.digest == COUNTER.digest:
+        states = open_states(store, openings, _genesis(p.service))
+    v = audit(p.claim, ch, openings, p.service, deal=p.claim.deal, states=states)
     touched = any(lo <= r < hi for r in ch.weighted for lo, hi in p.bad_intervals) or any(i in p.bad_leaves for i in ch.uniform)
     chain = "ok"
     if p.previous is not None:

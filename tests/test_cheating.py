@@ -350,3 +350,52 @@ def test_replayed_epoch_is_caught_by_the_chain_check(pool, honest, workdir, how)
                       note="audit alone accepts the replay (the work is real); verify_chain against the accepted history refuses it")
     ROWS.append(row)
     assert row["trials"] >= TRIALS and row["observed"] == 1.0, row
+
+
+# -- 10. stateful lineages: forged pre-states ------------------------------------------------------
+
+STATEFUL_DEAL = c.deal("deal-cheat-stateful", service=c.COUNTER)
+
+
+def chain_footprint(breaks: set[int]) -> set[int]:
+    """A break before segment i shows when i (its predecessor does not end where it starts) or
+    i - 1 (its successor does not start where it ends) is opened."""
+    return {j for i in breaks for j in (i - 1, i)}
+
+
+def test_honest_stateful_lineage_is_never_rejected_or_refused(pool, workdir):
+    entries, snaps = c.stateful_history(SEGMENTS)
+    p = c.make_stateful_provider("honest stateful: 160 steps of one lineage", str(workdir / "hs.poe"), STATEFUL_DEAL, entries, snaps)
+    assert all(a.record.post_state == b.record.pre_state for a, b in zip(entries, entries[1:]))
+    trials = c.run_trials(pool, p, p.name, 400, HONEST_CONFIGS)
+    bad = [t for t in trials if t.verdict != "ACCEPT"]
+    ROWS.append({
+        "strategy": p.name, "provider": p.name, "trials": len(trials), "eps_actual": 0.0,
+        "k": "/".join(sorted({str(t.k) for t in trials}, key=int)), "uniform": "/".join(sorted({str(t.u) for t in trials}, key=int)),
+        "f_affected": 0.0, "q_weighted": 0.0, "p_theory": 0.0, "p_floor": 0.0, "p_expected": 0.0,
+        "observed": len(bad) / len(trials), "caught": len(bad), "verdicts": {v: sum(t.verdict == v for t in trials) for v in {t.verdict for t in trials}},
+        "checks": {}, "caught_by": "audit", "note": "observed = fraction not accepted; must be 0",
+    })
+    assert not bad, f"{len(bad)} honest stateful trials not accepted, first: {bad[0]}"
+
+
+def test_step_billed_twice_from_a_forged_pre_state_is_caught_by_the_state_chain(pool, workdir):
+    honest, _ = c.stateful_history(SEGMENTS)
+    hw = c.weight_of(STATEFUL_DEAL, [e.record.encode() for e in honest])
+    repeat = c.pick("stateful repeat", range(2, SEGMENTS - 1), lambda s: len(s) >= 7 and all(j - 1 not in s for j in s))
+    # the history with each repeated step inserted: segment positions shift, so build it whole
+    entries, snaps = c.stateful_history(SEGMENTS + len(repeat), repeat=repeat)
+    p = c.make_stateful_provider("10a step billed twice", str(workdir / "repeat.poe"), STATEFUL_DEAL, entries, snaps,
+                                 honest_weight=hw, bad=chain_footprint(repeat))
+    assert p.epsilon > Fraction(1, 25)
+    trials = c.run_trials(pool, p, "10a", TRIALS, WEIGHTED)
+    check_row(p, trials, f"10a step re-run from its old pre-state, billed twice ({len(repeat)}x)", {"state chain"})
+
+
+def test_skipped_steps_are_caught_by_the_state_chain(pool, workdir):
+    skip = c.pick("stateful skip", range(2, SEGMENTS), lambda s: len(s) >= SEGMENTS // 40 and all(j - 1 not in s for j in s))
+    entries, snaps = c.stateful_history(SEGMENTS, skip=skip)
+    p = c.make_stateful_provider("10b skipped steps", str(workdir / "skip.poe"), STATEFUL_DEAL, entries, snaps, bad=chain_footprint(skip))
+    assert p.epsilon == 0  # what it bills was really run; the customer's computation was not
+    trials = c.run_trials(pool, p, "10b", TRIALS, UNIFORM)
+    check_row(p, trials, f"10b steps skipped: lineage jumps ahead ({len(skip)}x)", {"state chain"})

@@ -46,7 +46,7 @@ def audit_cmd(claim_path, challenge_path, openings_path, deal_path, module_path,
         name, _, path = spec.partition("=")
         link_wasm[name] = read_file(path, f"linked module {name!r}")
     deal = Deal.load_text(read_file(deal_path, "deal"), os.path.basename(deal_path))
-    verdict = audit(claim, challenge, openings, Service(read_file(module_path, "module"), link_wasm), deal=deal, jobs=jobs, final=final)
+    verdict = audit(claim, challenge, openings, Service(read_file(module_path, "module"), link_wasm), deal=deal, jobs=jobs, final=final, states=doc.get("states"))
     result = verdict.to_json()
     if out:
         with open(out, "w") as f:

@@ -1,0 +1,533 @@
+"""Stateful segments (spec §13): state roots, the chain, snapshots, resumption and audits.
+
+Tests mutate honest objects and are named after the lie or the bad input they reject.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+from fractions import Fraction
+
+import blake3
+import pytest
+import wasmtime
+from click.testing import CliRunner
+
+from poe import CostModel, Execution, Executor, Invocation, Limits, Outcome, Service, TraceStore
+from poe._attest import EMPTY_ROOT, Envelope, Statement, consistency_digest
+from poe._audit import audit, check_fraud_proof, open_states, open_targets
+from poe._billing import Challenge, Claim, Deal
+from poe._invocation import Value
+from poe._schemes import get_scheme
+from poe._state import CHUNK_SIZE, State, bundle_states, manifest_of, memory_root, open_bundle
+from poe._wasmbin import POE_GLOBAL_EXPORT_PREFIX, instrument, state_hazards
+from poe.cli import main
+from poe.errors import (
+    EncodingError,
+    ModuleError,
+    StatefulModuleError,
+    StateMismatchError,
+    StateUnavailableError,
+    VerificationError,
+)
+
+from .conftest import module_bytes
+
+CM = CostModel.current(Limits(fuel=2_000_000_000, memory_pages=160))
+COUNTER = Service(module_bytes("counter.wasm"), name="counter.wasm")
+SORT = Service(module_bytes("step_sort.wasm"), name="step_sort.wasm")
+SCHEME = get_scheme("secp256k1")
+SK = SCHEME.generate_key(b"poe stateful tests: provider key 1")
+PK = SCHEME.public_key(SK)
+BEACON = bytes(range(32))
+STEP = Invocation.build("step")
+
+
+def i64(v: int) -> Value:
+    return Value.parse("i64", str(v))
+
+
+def i32(v: int) -> Value:
+    return Value.parse("i32", str(v))
+
+
+def inv(export: str, *params: Value) -> Invocation:
+    return Invocation.build(export, params=list(params))
+
+
+# -- instrumenter: every mutable global reachable, state hazards named --------------------------
+
+
+def test_non_exported_mutable_globals_are_exported_under_reserved_names():
+    wasm = wasmtime.wat2wasm('(module (global $a (mut i64) (i64.const 7)) (global $c i32 (i32.const 1)) (global $b (mut f32) (f32.const 1.5)))')
+    result = instrument(wasm)
+    assert result.global_exports == ((f"{POE_GLOBAL_EXPORT_PREFIX}0", "i64"), (f"{POE_GLOBAL_EXPORT_PREFIX}2", "f32"))
+    module = wasmtime.Module(wasmtime.Engine(), result.wasm)
+    assert {e.name for e in module.exports} == {"__poe_global_0", "__poe_global_2"}
+
+
+def test_module_exporting_a_reserved_global_name_is_refused():
+    wasm = wasmtime.wat2wasm('(module (global (mut i32) (i32.const 0)) (export "__poe_global_0" (global 0)))')
+    with pytest.raises(ModuleError, match="reserved"):
+        instrument(wasm)
+
+
+@pytest.mark.parametrize("body, name", [
+    ("(table.set 0 (i32.const 0) (ref.null func))", "table.set"),
+    ("(drop (table.grow 0 (ref.null func) (i32.const 1)))", "table.grow"),
+    ("(table.fill 0 (i32.const 0) (ref.null func) (i32.const 1))", "table.fill"),
+    ("(data.drop 0)", "data.drop"),
+    ("(elem.drop 0)", "elem.drop"),
+])
+def test_module_that_changes_state_a_snapshot_misses_cannot_run_statefully(body, name):
+    wasm = wasmtime.wat2wasm(f'(module (memory 1) (table 2 funcref) (data "x") (elem func $f) (func $f) (func (export "go") {body}))')
+    assert any(h.startswith(name) for h in state_hazards(wasm))
+    ex = Executor(Service(wasm), CM)
+    with pytest.raises(StatefulModuleError, match=name):
+        ex.session()
+    ex.run(inv("go"))  # stateless mode is unaffected
+
+
+def test_linked_service_cannot_run_statefully():
+    svc = Service(module_bytes("linked_main.wasm"), {"mathlib": module_bytes("mathlib.wasm")})
+    with pytest.raises(StatefulModuleError, match="single-module"):
+        Executor(svc, CM).session()
+
+
+# -- the session: state roots and the chain -----------------------------------------------------
+
+
+def test_state_root_commits_memory_globals_and_clock():
+    ex = Executor(COUNTER, CM)
+    with ex.session() as s:
+        genesis = s.state
+        e1 = s.run(inv("add", i64(5)), 0)
+        e2 = s.run(inv("add", i64(6)), 1)
+        image = s.image()
+    assert e1.record.pre_state == genesis.root and e1.record.post_state == e2.record.pre_state == e1.state.root
+    assert e2.output.results == (i64(11),)
+    # $total (not exported by the module) and `count` are both in the state
+    assert dict((i, b) for i, _, b in e2.state.globals) == {0: 11, 1: 2}
+    assert e2.state.memory == blake3.blake3(image).digest() == memory_root(image)
+    assert e2.state.clock == e1.record.fuel + e2.record.fuel  # one virtual ns per unit of fuel
+    assert [i for i, _ in e1.changed] == [0]  # the segment wrote one chunk
+
+
+def test_genesis_is_the_same_for_every_executor():
+    a = Executor(COUNTER, CM).genesis()
+    b = Executor(COUNTER, CM).genesis()
+    assert a == b and a[0].clock == 0 and len(a[1]) == 65536
+
+
+def test_restored_instance_reexecutes_to_the_same_record():
+    ex = Executor(COUNTER, CM)
+    with ex.session() as s:
+        for k in range(3):
+            s.run(inv("add", i64(k + 1)), k)
+        pre = (s.state, s.image())
+        live = s.run(inv("add", i64(100)), 3)
+    again = Executor(COUNTER, CM).run_stateful(pre, inv("add", i64(100)), 3)
+    assert again.record_bytes == live.record_bytes
+
+
+def test_memory_grown_to_the_limit_mid_lineage_is_a_recorded_outcome():
+    cm = CostModel.current(Limits(fuel=10_000_000, memory_pages=4))
+    ex = Executor(COUNTER, cm)
+    with ex.session() as s:
+        ok = s.run(inv("grow", i32(2)), 0)
+        refused = s.run(inv("grow", i32(5)), 1)
+        trap = s.run(inv("trap"), 2)
+        after = s.run(inv("add", i64(1)), 3)
+    assert ok.record.outcome is Outcome.OK and ok.state.pages == 3
+    assert refused.record.outcome is Outcome.MEMORY_LIMIT and refused.state.pages == 3
+    assert refused.record.post_state == trap.record.pre_state
+    # the guard's flag is reset per segment: a later plain trap is not called a memory limit
+    assert trap.record.describe_outcome() == "trap(unreachable)"
+    assert after.record.outcome is Outcome.OK and after.record.pre_state == trap.record.post_state
+
+
+def test_state_whose_image_does_not_hash_to_its_root_is_refused():
+    ex = Executor(COUNTER, CM)
+    state, image = ex.genesis()
+    forged = bytearray(image)
+    forged[100] ^= 1
+    with pytest.raises(StateMismatchError, match="does not hash"):
+        ex.run_stateful((state, bytes(forged)), inv("get"))
+
+
+def test_state_for_another_module_is_refused():
+    other = Executor(SORT, CM).genesis()
+    with pytest.raises(StateMismatchError, match="another module"):
+        Executor(COUNTER, CM).run_stateful(other, inv("get"))
+
+
+def test_state_header_with_a_short_image_is_refused():
+    state, image = Executor(COUNTER, CM).genesis()
+    with pytest.raises(StateMismatchError):
+        Executor(COUNTER, CM).run_stateful((state, image[:-1]), inv("get"))
+
+
+def test_state_header_decoding_is_strict():
+    state = Executor(COUNTER, CM).genesis()[0]
+    assert State.decode(state.encoded) == state
+    for bad in (state.encoded[:-1], state.encoded + b"\0", b"\x02" + state.encoded[1:]):
+        with pytest.raises(EncodingError):
+            State.decode(bad)
+
+
+# -- the step example ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sort_run():
+    """The bundled step example, run to completion once: every execution, plus images at a few steps."""
+    ex = Executor(SORT, CM)
+    images = {}
+    out = []
+    with ex.session() as s:
+        genesis = (s.state, s.image())
+        for k in range(5000):
+            if k in (0, 1, 45, 127, 128, 700, 2000):
+                images[k] = s.image()
+            e = s.run(STEP, k)
+            out.append(e)
+            if e.output.results[0].bits == 0:
+                break
+    return genesis, out, images
+
+
+def test_step_example_sorts_a_million_values_in_thousands_of_steps(sort_run):
+    _, runs, _ = sort_run
+    assert len(runs) > 2000
+    assert all(r.record.outcome is Outcome.OK for r in runs)
+    assert runs[-1].output.stdout.data.startswith(b"sorted 1048576 values in ")
+    assert runs[-1].output.stdout.data.rstrip().endswith(b"ok")
+    for a, b in zip(runs, runs[1:]):
+        assert a.record.post_state == b.record.pre_state
+
+
+def test_store_keeps_about_the_dirty_bytes_per_step_and_rebuilds_every_pre_state(tmp_path, sort_run):
+    genesis, runs, images = sort_run
+    with TraceStore.create_or_open(str(tmp_path / "s.poe"), CM) as store:
+        store.register_service(SORT)
+        store.put_snapshot(*genesis)
+        for e in runs:
+            store.append(e)
+        store.flush()
+        usage = store.state_usage()
+        dirty = sum(len(e.changed) for e in runs) * CHUNK_SIZE
+        stored = usage["chunk_bytes"] + usage["delta_bytes"] + usage["manifest_bytes"]
+        assert dirty <= stored + len(genesis[1]) <= 1.2 * (dirty + len(genesis[1]))
+        for k, image in images.items():
+            state, manifest = store.pre_state(k)
+            assert state.root == runs[k].record.pre_state
+            assert store.image(state, manifest) == image
+
+
+def test_store_refuses_a_state_chunk_whose_bytes_were_damaged(tmp_path, sort_run):
+    genesis, runs, _ = sort_run
+    path = str(tmp_path / "s.poe")
+    with TraceStore.create_or_open(path, CM) as store:
+        store.register_service(SORT)
+        store.put_snapshot(*genesis)
+        for e in runs[:200]:
+            store.append(e)
+    import sqlite3
+
+    db = sqlite3.connect(path)
+    digest = next(d for (d,) in db.execute("SELECT digest FROM chunks") if bytes(d) != blake3.blake3(bytes(1024)).digest())
+    db.execute("UPDATE chunks SET data = ? WHERE digest = ?", (bytes(1024), digest))
+    db.commit()
+    db.close()
+    store = TraceStore.open(path)
+    with pytest.raises(StateUnavailableError, match="damaged"):
+        for k in range(1, 200):
+            state, manifest = store.pre_state(k)
+            store.image(state, manifest)
+    store.close()
+
+
+def test_collected_epoch_frees_its_chunks_and_later_epochs_still_open(tmp_path, sort_run):
+    genesis, runs, images = sort_run
+    path = str(tmp_path / "s.poe")
+    with TraceStore.create_or_open(path, CM) as store:
+        store.register_service(SORT)
+        store.put_snapshot(*genesis)
+        for e in runs[:700]:
+            store.append(e)
+    with TraceStore.open(path, seal=True) as s:
+        s.seal()
+    with TraceStore.create_or_open(path, CM) as store:
+        store.register_service(SORT)
+        for e in runs[700:900]:
+            store.append(e)
+        before = store.state_usage()
+        freed = store.collect(0)
+        after = store.state_usage()
+        assert freed["chunks"] > 0 and after["chunk_bytes"] < before["chunk_bytes"]
+        assert after["states"] == 200
+        state, manifest = store.pre_state(700)
+        assert store.image(state, manifest) == images[700]
+        with pytest.raises(StateUnavailableError):
+            store.pre_state(128)
+
+
+# -- resumption and crashes ---------------------------------------------------------------------
+
+
+def test_run_resumes_the_lineage_after_an_interruption(tmp_path):
+    path = str(tmp_path / "r.poe")
+    runner = CliRunner()
+    wasm = str(tmp_path / "counter.wasm")
+    with open(wasm, "wb") as f:
+        f.write(module_bytes("counter.wasm"))
+    r1 = runner.invoke(main, ["run", wasm, "--stateful", "--steps", "2", "--store", path, "--json"])
+    assert r1.exit_code == 0, r1.output
+    r2 = runner.invoke(main, ["run", wasm, "--stateful", "--steps", "10", "--resume", "--store", path, "--json"])
+    assert r2.exit_code == 0, r2.output
+    doc = json.loads(r2.stdout)
+    assert doc["first_index"] == 2 and doc["steps"] == 3 and doc["done"]  # count reaches 5 after 5 steps
+    with TraceStore.open(path) as store:
+        recs = list(store.records())
+    assert all(a.post_state == b.pre_state for a, b in zip(recs, recs[1:]))
+
+
+def test_run_killed_mid_lineage_loses_no_committed_step_and_resumes(tmp_path):
+    path = str(tmp_path / "k.poe")
+    wasm = str(tmp_path / "step_sort.wasm")
+    with open(wasm, "wb") as f:
+        f.write(module_bytes("step_sort.wasm"))
+    proc = subprocess.Popen([sys.executable, "-m", "poe", "run", wasm, "--stateful", "--steps", "5000", "--store", path, "-q"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    import time
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        if os.path.exists(path):
+            try:
+                with TraceStore.open(path) as st:
+                    if st.count() >= 300:
+                        break
+            except Exception:
+                pass
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    with TraceStore.open(path) as st:
+        assert not st.check_integrity()
+        n = st.count()
+    assert 0 < n < 2689
+    r = CliRunner().invoke(main, ["run", wasm, "--stateful", "--steps", "5000", "--resume", "--store", path, "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["done"]
+    with TraceStore.open(path) as st:
+        recs = list(st.records())
+        last = st.segment(len(recs) - 1)[2]
+    assert all(a.post_state == b.pre_state for a, b in zip(recs, recs[1:]))
+    assert last.stdout.data.startswith(b"sorted 1048576 values in 2689 steps")
+
+
+def test_resume_of_a_stateless_store_is_a_clear_error(tmp_path):
+    wasm = str(tmp_path / "counter.wasm")
+    with open(wasm, "wb") as f:
+        f.write(module_bytes("counter.wasm"))
+    path = str(tmp_path / "x.poe")
+    r = CliRunner().invoke(main, ["run", wasm, "--invoke", "get", "--store", path])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, ["run", wasm, "--stateful", "--resume", "--store", path])
+    assert r.exit_code == 2 or r.exit_code == 3
+    assert "no lineage to continue" in r.output
+
+
+def test_steps_without_stateful_is_a_usage_error(tmp_path):
+    r = CliRunner().invoke(main, ["run", "x.wasm", "--steps", "3", "--store", str(tmp_path / "y.poe")])
+    assert r.exit_code != 0
+
+
+# -- audits --------------------------------------------------------------------------------------
+
+
+def _deal() -> Deal:
+    return Deal.from_json({
+        "format": "poe deal v1", "deal_id": "deal-stateful", "provider": {"scheme": SCHEME.name, "public_key": PK.hex()},
+        "module_digest": SORT.digest.hex(), "cost_model_digest": CM.digest.hex(),
+        "prices": {"fuel": 1, "mem": 0, "io": 0}, "subscription": 0, "penalty": {"kind": "forfeit"},
+    })
+
+
+def provide(path: str, genesis, executions: list[Execution], lie=None) -> tuple[Claim, TraceStore]:
+    with TraceStore.create_or_open(path, CM) as store:
+        store.register_service(SORT)
+        store.put_snapshot(*genesis)
+        for e in executions:
+            store.append(lie(e) if lie else e)
+    store = TraceStore.open(path, seal=True)
+    sealed = store.seal()
+    st = Statement(SCHEME.name, CM.digest, SORT.digest, PK, "deal-stateful", sealed.epoch, sealed.first_index, sealed.end_index,
+                   sealed.root, EMPTY_ROOT, consistency_digest(None), 1_764_000_000)
+    env = Envelope(st.encode(), SCHEME.sign(SK, st.digest), SCHEME.identity(PK), CM.to_json(), None)
+    deal = _deal()
+    return Claim(deal, env, deal.amount(st.totals)), store
+
+
+def run_audit(claim, store, *, epsilon="1/10", uniform=4, tamper=None, tamper_states=None):
+    ch = Challenge.draw(claim, BEACON, Fraction(epsilon), Fraction("1/100"), uniform)
+    openings = open_targets(store, claim, ch)
+    states = open_states(store, openings, Executor(SORT, CM).genesis())
+    if tamper:
+        openings = tamper(openings)
+    if tamper_states:
+        states = tamper_states(states)
+    return audit(claim, ch, openings, SORT, deal=claim.deal, states=json.loads(json.dumps(states))), ch
+
+
+def test_honest_stateful_epoch_is_accepted(tmp_path, sort_run):
+    genesis, runs, _ = sort_run
+    claim, store = provide(str(tmp_path / "h.poe"), genesis, runs)
+    verdict, ch = run_audit(claim, store)
+    assert verdict.verdict == "ACCEPT", verdict.problems
+    assert verdict.checked["re_executed"] > 10
+
+
+def challenge_opening(claim: Claim, index: int, uniform: int = 64) -> Challenge:
+    """The first of a fixed list of beacons whose challenge opens segment `index` by index."""
+    for n in range(10_000):
+        ch = Challenge.draw(claim, n.to_bytes(32, "little"), Fraction("1/2"), Fraction("1/100"), uniform)
+        if index in ch.uniform:
+            return ch
+    raise AssertionError("no beacon opens the segment")
+
+
+def audit_with(claim: Claim, store: TraceStore, ch: Challenge):
+    openings = open_targets(store, claim, ch)
+    states = open_states(store, openings, Executor(SORT, CM).genesis())
+    return audit(claim, ch, openings, SORT, deal=claim.deal, states=json.loads(json.dumps(states)))
+
+
+def test_segment_with_a_forged_pre_state_is_rejected_with_a_chain_fraud_proof(tmp_path, sort_run):
+    genesis, runs, images = sort_run
+    # Skip steps 40..44: segment 40 is committed as if it ran from the state step 45 starts
+    # from. Every record is an honest execution of its own pre-state; only the chain breaks.
+    skipped = runs[:40] + [dataclasses.replace(e, record=dataclasses.replace(e.record, index=e.record.index - 5)) for e in runs[45:]]
+    path = str(tmp_path / "f.poe")
+    with TraceStore.create_or_open(path, CM) as store:  # the cheater's store holds the state it jumped to
+        store.register_service(SORT)
+        store.put_snapshot(runs[44].state, images[45])
+    claim, store = provide(path, genesis, skipped)
+    verdict = audit_with(claim, store, challenge_opening(claim, 40))
+    assert verdict.verdict == "REJECT"
+    assert any("state.chain-broken" in p for p in verdict.problems), verdict.problems
+    assert verdict.fraud_proof["kind"] == "state-chain"
+    proven = check_fraud_proof(json.loads(json.dumps(verdict.fraud_proof)), SORT)
+    assert proven["segment"] == 40 and "forged pre-state" in proven["reason"]
+
+
+def test_stateful_segment_with_inflated_fuel_is_rejected_with_a_self_contained_fraud_proof(tmp_path, sort_run):
+    genesis, runs, _ = sort_run
+    bad = {1500}
+    lie = (lambda e: dataclasses.replace(e, record=dataclasses.replace(e.record, fuel=e.record.fuel * 2)) if e.record.index in bad else e)
+    claim, store = provide(str(tmp_path / "i.poe"), genesis, runs, lie)
+    verdict = audit_with(claim, store, challenge_opening(claim, 1500))
+    assert verdict.verdict == "REJECT"
+    fp = json.loads(json.dumps(verdict.fraud_proof))
+    assert fp["kind"] == "re-execution" and "states" in fp
+    proven = check_fraud_proof(fp, SORT)
+    assert proven["segment"] == 1500 and set(proven["differences"]) == {"fuel", "mem"}
+
+
+def test_state_bundle_with_a_tampered_chunk_is_rejected(tmp_path, sort_run):
+    genesis, runs, _ = sort_run
+    claim, store = provide(str(tmp_path / "t.poe"), genesis, runs[:600])
+
+    def flip(states):
+        import base64
+        import zlib
+
+        blob = bytearray(zlib.decompress(base64.b64decode(states["chunks"])))
+        blob[5] ^= 0xFF
+        return {**states, "chunks": base64.b64encode(zlib.compress(bytes(blob))).decode()}
+
+    verdict, _ = run_audit(claim, store, tamper_states=flip)
+    assert verdict.verdict == "REJECT"
+    assert any("state.mismatch" in p for p in verdict.problems)
+
+
+def test_stateful_opening_without_its_neighbours_is_rejected(tmp_path, sort_run):
+    genesis, runs, _ = sort_run
+    claim, store = provide(str(tmp_path / "n.poe"), genesis, runs[:600])
+    verdict, _ = run_audit(claim, store, tamper=lambda ops: [dataclasses.replace(o, neighbors=()) for o in ops])
+    assert verdict.verdict == "REJECT"
+    assert any("was not opened" in p for p in verdict.problems)
+
+
+def test_bundle_missing_a_pre_state_is_rejected(tmp_path, sort_run):
+    genesis, runs, _ = sort_run
+    claim, store = provide(str(tmp_path / "m.poe"), genesis, runs[:600])
+    verdict, _ = run_audit(claim, store, tamper_states=lambda st: {**st, "states": st["states"][:1]})
+    assert verdict.verdict == "REJECT"
+    assert any("not in the provider's state bundle" in p for p in verdict.problems)
+
+
+def test_bundle_round_trip_rebuilds_each_image():
+    g_state, g_image = Executor(COUNTER, CM).genesis()
+    ex = Executor(COUNTER, CM)
+    states = []
+    chunks = {}
+    with ex.session() as s:
+        for k in range(4):
+            s.run(inv("poke", i32(k * 5000), i32(k + 1)), k)
+            img = s.image()
+            for off in range(0, len(img), CHUNK_SIZE):
+                chunks[blake3.blake3(img[off:off + CHUNK_SIZE]).digest()] = img[off:off + CHUNK_SIZE]
+            states.append((s.state, img))
+    bundle = bundle_states(bytes(manifest_of(g_image)), [(st, manifest_of(img)) for st, img in states], chunks.__getitem__)
+    assert [(st, img) for st, img in open_bundle(json.loads(json.dumps(bundle)), g_image)] == states
+
+
+# -- the whole loop through the CLI ----------------------------------------------------------------
+
+
+def test_step_example_is_run_sealed_attested_audited_accepted_and_collected_through_the_cli(tmp_path):
+    """The done-when of stateful segments: thousands of stateful segments of the bundled step
+    example, sealed, attested, claimed, challenged, answered, audited and accepted; then gc."""
+    def run(*args: str, ok: bool = True):
+        r = CliRunner().invoke(main, list(args), catch_exceptions=False)
+        assert (r.exit_code == 0) == ok, r.output
+        return r
+
+    store = str(tmp_path / "p.poe")
+    wasm = tmp_path / "step_sort.wasm"
+    wasm.write_bytes(module_bytes("step_sort.wasm"))
+    doc = json.loads(run("run", str(wasm), "--stateful", "--steps", "5000", "--store", store, "--json").stdout)
+    assert doc["done"] and doc["steps"] == 2689 and doc["state_bytes_per_step"] < 64 * 1024
+    key = str(tmp_path / "k.key")
+    run("keygen", "--scheme", "secp256k1", "--out", key)
+    pk = json.loads(run("pubkey", key, "--json").stdout)["public_key"]
+    with TraceStore.open(store) as st:
+        cm_digest = st.cost_model.digest.hex()
+    deal = {"format": "poe deal v1", "deal_id": "deal-steps", "provider": {"scheme": "secp256k1", "public_key": pk},
+            "module_digest": SORT.digest.hex(), "cost_model_digest": cm_digest,
+            "prices": {"fuel": 1, "mem": 0, "io": 0}, "subscription": 0, "penalty": {"kind": "forfeit"}}
+    (tmp_path / "deal.json").write_text(json.dumps(deal))
+    run("attest", store, "--key", key, "--deal", "deal-steps", "--out", str(tmp_path / "att.json"))
+    run("claim", str(tmp_path / "att.json"), "--deal", str(tmp_path / "deal.json"), "--out", str(tmp_path / "claim.json"))
+    run("challenge", str(tmp_path / "claim.json"), "--beacon", BEACON.hex(), "--epsilon", "0.05", "--delta", "0.01",
+        "--uniform", "8", "--out", str(tmp_path / "ch.json"))
+    run("respond", store, str(tmp_path / "claim.json"), str(tmp_path / "ch.json"), "--out", str(tmp_path / "o.json"))
+    openings = json.loads((tmp_path / "o.json").read_text())
+    assert openings["states"]["format"] == "poe state bundle v1"
+    r = run("audit", str(tmp_path / "claim.json"), str(tmp_path / "ch.json"), str(tmp_path / "o.json"), "--deal", str(tmp_path / "deal.json"),
+            "--module", str(wasm), "--out", str(tmp_path / "v.json"))
+    verdict = json.loads((tmp_path / "v.json").read_text())
+    assert verdict["verdict"] == "ACCEPT", verdict["problems"]
+    assert verdict["checked"]["re_executed"] > 50
+    gc = json.loads(run("gc", store, "--epoch", "0", "--json").stdout)
+    assert gc["freed"]["chunks"] > 0 and gc["after"]["states"] == 0
+    # the lineage can still be resumed after its states were collected
+    resumed = json.loads(run("run", str(wasm), "--stateful", "--resume", "--store", store, "--json").stdout)
+    assert resumed["first_index"] == 2689 and resumed["done"]
