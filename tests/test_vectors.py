@@ -114,11 +114,35 @@ def test_audit_vectors_give_their_expected_verdicts():
         assert gen.check_audit(vector) == vector["expect"], f"audit/{name}: {vector['desc']}"
 
 
-@pytest.mark.parametrize("kind", ["records", "invocation", "execution", "merkle", "attestation", "audit"])
+def test_state_vectors_check_to_their_expected_result():
+    cases = _load("state")
+    assert {v["expect"] for _, v in cases} >= {"ok", "encoding.malformed", "state.mismatch"}
+    assert {v["kind"] for _, v in cases} == {"header", "memory", "lineage", "bundle"}
+    for name, vector in cases:
+        if vector["kind"] == "lineage" and CostModel.from_json(vector["cost_model"]).target != CostModel.current().target:
+            continue  # fuel is pinned per target, like the execution vectors
+        assert gen.check_state(vector) == vector["expect"], f"state/{name}: {vector['desc']}"
+
+
+def test_native_memory_root_agrees_with_every_memory_vector():
+    import base64
+    import zlib
+
+    from poe import _native
+
+    if not _native.AVAILABLE:
+        pytest.skip(_native.LOAD_ERROR or "native kernel unavailable")
+    for name, vector in _load("state"):
+        if vector["kind"] == "memory":
+            image = zlib.decompress(base64.b64decode(vector["image_zlib_b64"]))
+            assert _native.memory_root(image).hex() == vector["memory"], name
+
+
+@pytest.mark.parametrize("kind", ["records", "invocation", "execution", "merkle", "attestation", "audit", "state"])
 def test_generator_reproduces_the_committed_vectors(kind):
-    generated = getattr(gen, {"records": "record_vectors", "invocation": "invocation_vectors", "execution": "execution_vectors", "merkle": "merkle_vectors", "attestation": "attestation_vectors", "audit": "audit_vectors"}[kind])()
-    if kind == "execution":
-        any_vector = next(iter(generated.values()))
+    generated = getattr(gen, {"records": "record_vectors", "invocation": "invocation_vectors", "execution": "execution_vectors", "merkle": "merkle_vectors", "attestation": "attestation_vectors", "audit": "audit_vectors", "state": "state_vectors"}[kind])()
+    if kind in ("execution", "state"):
+        any_vector = next(v for v in generated.values() if "cost_model" in v)
         if any_vector["cost_model"]["target"] != json.loads((VECTORS / "execution" / "funcs_add.json").read_text())["cost_model"]["target"]:
             pytest.skip("execution vectors are pinned on another target")
     on_disk = {p.stem: p.read_text() for p in (VECTORS / kind).glob("*.json")}

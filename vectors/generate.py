@@ -14,6 +14,8 @@ Kinds written:
   merkle/      sum-tree roots for sizes 0..20 and large sizes, inclusion and consistency proofs,
                and named mutations of them (bit flip, wrong index, truncation, garbage, swapped
                roots, sums off by one, sums that overflow)
+  state/       stateful mode: state headers and their roots, memory images and their BLAKE3,
+               a lineage of stateful records, state bundles, and named mutations of them
 
 Each file is {"desc", inputs..., "expect": "ok" | <error code>}. DIGEST folds every vector file
 into one BLAKE3 digest so that an unintended change shows up in review. Changing a vector is a
@@ -443,10 +445,148 @@ def check_audit(vector: dict) -> str:
         return exc.code
 
 
+def _image(pages: int, salt: int) -> bytes:
+    """A deterministic memory image: mostly zero, a few patterned and a few random-looking chunks."""
+    img = bytearray(pages * 65536)
+    for k in range(0, len(img), 5 * 1024 + 512):
+        img[k : k + 300] = bytes((k // 1024 + i * salt) & 0xFF for i in range(300))
+    tail = blake3.blake3(bytes([salt])).digest(length=4096)
+    img[-4096:] = tail
+    return bytes(img)
+
+
+def _packed(image: bytes) -> str:
+    import base64
+    import zlib
+
+    return base64.b64encode(zlib.compress(image, 9)).decode()
+
+
+def state_vectors() -> dict[str, dict]:
+    from poe._state import State, bundle_states, manifest_of, memory_root
+
+    out: dict[str, dict] = {}
+    image = _image(3, 7)
+    state = State(3, 123_456_789, memory_root(image), ((0, "i32", 0xFFFF_FFFF), (2, "f64", 0x7FF8_0000_0000_0001), (5, "i64", 42)))
+    raw = state.encoded
+    out["header_canonical"] = {"desc": "a state: 3 pages, clock, an i32, an f64 NaN with payload and an i64 global", "kind": "header",
+                               "state": raw.hex(), "root": state.root.hex(), "fields": state.to_json(), "expect": "ok"}
+
+    def mutated(*edits: tuple[int, bytes]) -> str:
+        b = bytearray(raw)
+        for offset, value in edits:
+            b[offset : offset + len(value)] = value
+        return bytes(b).hex()
+
+    g = 52  # first global entry
+    for name, desc, hexed in (
+        ("header_truncated", "truncation: last byte missing", raw[:-1].hex()),
+        ("header_trailing_garbage", "one extra byte after the header", (raw + b"\0").hex()),
+        ("header_future_version", "version field bumped to 2", mutated((0, struct.pack("<H", 2)))),
+        ("header_reserved_set", "bit flip in the reserved field", mutated((2, b"\x01"))),
+        ("header_unknown_global_type", "global type code 4", mutated((g + 4, b"\x04"))),
+        ("header_globals_unsorted", "second global's index below the first's", mutated((g + 13, struct.pack("<I", 0)))),
+        ("header_count_off_by_one", "global count one more than the entries", mutated((48, struct.pack("<I", 4)))),
+        ("header_i32_out_of_range", "an i32 global with bits above 32", mutated((g + 5, struct.pack("<Q", 1 << 32)))),
+    ):
+        out[name] = {"desc": desc, "kind": "header", "state": hexed, "expect": "encoding.malformed"}
+    for pages, salt in ((0, 1), (1, 2), (3, 7), (5, 9)):
+        img = _image(pages, salt)
+        out[f"memory_{pages}_pages"] = {"desc": f"memory commitment of a {pages}-page image: plain BLAKE3 (b3sum)", "kind": "memory",
+                                        "image_zlib_b64": _packed(img), "memory": blake3.blake3(img).hexdigest(), "expect": "ok"}
+
+    # a lineage of the counter module under the pinned cost model: genesis root and records
+    cm = CostModel.current(LIMITS)
+    ex = Executor(Service((MODULES / "counter.wasm").read_bytes()), cm)
+    steps = [{"export": "add", "params": [["i64", str(k)]]} for k in (5, 6, 7)]
+    steps += [{"export": "grow", "params": [["i32", "2"]]}, {"export": "step"}, {"export": "trap"}, {"export": "get"}]
+    with ex.session(tracking="rehash") as s:
+        genesis = s.state
+        records = [s.run(build_invocation(spec), i).record_bytes.hex() for i, spec in enumerate(steps)]
+    out["lineage_counter"] = {"desc": "counter.wasm from genesis: add x3, grow, step, a trap, get; each record chains to the next", "kind": "lineage",
+                              "module": "counter.wasm", "cost_model": cm.to_json(), "genesis": genesis.encoded.hex(),
+                              "genesis_root": genesis.root.hex(), "invocations": steps, "records": records, "expect": "ok"}
+
+    # a bundle of two states over a genesis image
+    g_img = _image(1, 3)
+    a = bytearray(g_img)
+    a[2048:2058] = b"first step"
+    a += bytes(65536)
+    a[70000:70004] = b"grow"
+    b = bytearray(a)
+    b[0:4] = b"next"
+    states = [(State(2, 10, memory_root(bytes(a)), ()), bytes(a)), (State(2, 20, memory_root(bytes(b)), ()), bytes(b))]
+    chunks = {}
+    for _, img in states:
+        for k in range(0, len(img), 1024):
+            chunks[blake3.blake3(img[k : k + 1024]).digest()] = img[k : k + 1024]
+    bundle = bundle_states(bytes(manifest_of(g_img)), [(st, manifest_of(img)) for st, img in states], chunks.__getitem__)
+    roots = [st.root.hex() for st, _ in states]
+    base = {"kind": "bundle", "genesis_zlib_b64": _packed(g_img), "roots": roots}
+    out["bundle_two_states"] = {**base, "desc": "two states over a 1-page genesis: a write, a grow, then another write", "bundle": bundle, "expect": "ok"}
+    import base64
+    import zlib
+
+    blob = bytearray(zlib.decompress(base64.b64decode(bundle["chunks"])))
+    flipped = bytearray(blob)
+    flipped[0] ^= 1
+    out["bundle_chunk_bit_flip"] = {**base, "desc": "bit flip in a carried chunk", "bundle": {**bundle, "chunks": base64.b64encode(zlib.compress(bytes(flipped))).decode()},
+                                    "expect": "state.mismatch"}
+    out["bundle_chunk_missing"] = {**base, "desc": "the last carried chunk dropped (digest and bytes)", "expect": "state.mismatch",
+                                   "bundle": {**bundle, "chunk_digests": bundle["chunk_digests"][:-64],
+                                              "chunks": base64.b64encode(zlib.compress(bytes(blob[:-1024]))).decode()}}
+    out["bundle_digest_list_short"] = {**base, "desc": "one digest fewer than the carried chunks", "expect": "encoding.malformed",
+                                       "bundle": {**bundle, "chunk_digests": bundle["chunk_digests"][:-64]}}
+    wrong = json.loads(json.dumps(bundle))
+    wrong["states"][1]["state"] = states[0][0].encoded.hex()
+    out["bundle_header_swapped"] = {**base, "desc": "the second state's header replaced by the first's", "bundle": wrong, "expect": "state.mismatch"}
+    unsorted = json.loads(json.dumps(bundle))
+    d = bytes.fromhex(unsorted["states"][0]["delta"])
+    unsorted["states"][0]["delta"] = (d[36:72] + d[:36] + d[72:]).hex()
+    out["bundle_delta_unsorted"] = {**base, "desc": "a delta whose entries are not ascending", "bundle": unsorted, "expect": "encoding.malformed"}
+    return out
+
+
+def check_state(vector: dict) -> str:
+    """What checking a state/ vector gives: "ok" or an error code (and "ok" only if it matches)."""
+    import base64
+    import zlib
+
+    from poe._state import State, memory_root, open_bundle
+
+    try:
+        if vector["kind"] == "header":
+            st = State.decode(bytes.fromhex(vector["state"]))
+            return "ok" if st.root.hex() == vector["root"] and st.to_json() == vector["fields"] else "root differs"
+        if vector["kind"] == "memory":
+            img = zlib.decompress(base64.b64decode(vector["image_zlib_b64"]))
+            return "ok" if memory_root(img).hex() == vector["memory"] else "memory differs"
+        if vector["kind"] == "bundle":
+            g = zlib.decompress(base64.b64decode(vector["genesis_zlib_b64"]))
+            got = [st.root.hex() for st, _ in open_bundle(vector["bundle"], g)]
+            return "ok" if got == vector["roots"] else "roots differ"
+        if vector["kind"] == "lineage":
+            cm = CostModel.from_json(vector["cost_model"])
+            ex = Executor(Service((MODULES / vector["module"]).read_bytes()), cm)
+            state, _ = ex.genesis()
+            if state.encoded.hex() != vector["genesis"]:
+                return "genesis differs"
+            recs = [Record.decode(bytes.fromhex(r)) for r in vector["records"]]
+            if recs[0].pre_state.hex() != vector["genesis_root"] or any(a.post_state != b.pre_state for a, b in zip(recs, recs[1:])):
+                return "chain broken"
+            with ex.session() as s:
+                again = [s.run(build_invocation(spec), i).record_bytes.hex() for i, spec in enumerate(vector["invocations"])]
+            return "ok" if again == vector["records"] else "records differ"
+    except PoEError as exc:
+        return exc.code
+    return "unknown kind"
+
+
 def all_vectors() -> dict[str, dict[str, dict]]:
     return {
         "execution": execution_vectors(), "records": record_vectors(), "invocation": invocation_vectors(),
         "merkle": merkle_vectors(), "attestation": attestation_vectors(), "audit": audit_vectors(),
+        "state": state_vectors(),
     }
 
 
@@ -487,7 +627,7 @@ def main() -> None:
                 old.unlink()
         for name, vector in cases.items():
             if kind in ("records", "invocation", "attestation", "audit") or "kind" in vector:
-                got = {"merkle": check_merkle, "attestation": check_attestation, "audit": check_audit}.get(kind, lambda v: check_decodes(kind, v))(vector)
+                got = {"merkle": check_merkle, "attestation": check_attestation, "audit": check_audit, "state": check_state}.get(kind, lambda v: check_decodes(kind, v))(vector)
                 if got != vector["expect"]:
                     raise SystemExit(f"{kind}/{name}: expected {vector['expect']}, decoding gives {got}")
             (folder / f"{name}.json").write_text(render(vector))
