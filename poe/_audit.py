@@ -23,7 +23,7 @@ from ._invocation import Invocation
 from ._record import Record
 from ._replay import record_diff
 from ._schemes import get_scheme
-from ._state import State, bundle_states, open_bundle
+from ._state import State, bundle_roots, bundle_states, open_bundle
 from ._treebuild import Tree
 from ._treehash import leaf
 from ._treeverify import InclusionProof, verify_inclusion
@@ -288,28 +288,27 @@ def audit(claim: Claim, challenge: Challenge, openings: list[Opening], service: 
     problems: list[str] = []
     fraud: dict[str, Any] | None = None
     tasks, task_openings = [], []
-    stateful: dict[str, Any] = {}  # genesis, and the bundle's states by root, opened on first need
+    stateful: dict[str, Any] = {}  # genesis and the bundle's state headers, on first need
 
-    def pre_state_of(record: Record) -> tuple[State, bytes]:
+    def pre_state_root(record: Record) -> bytes:
+        """Check a stateful sample's chain and that its pre-state is genesis or in the bundle;
+        the images themselves are rebuilt one at a time when the samples run."""
         if "genesis" not in stateful:
             stateful["genesis"] = _executor(service.main, service.links, cm_bytes).genesis()
-            g = stateful["genesis"]
             try:
-                stateful["states"] = {st_.root: (st_, img) for st_, img in open_bundle(states, g[1])} if states is not None else {}
-                stateful["error"] = None
+                stateful["roots"], stateful["error"] = bundle_roots(states) if states is not None else set(), None
             except PoEError as exc:
-                stateful["states"], stateful["error"] = {}, exc
+                stateful["roots"], stateful["error"] = set(), exc
         g = stateful["genesis"]
         check_state_chain(record, o.neighbors, st.root, g[0].root)
         if record.pre_state == g[0].root:
-            return g
+            return record.pre_state
         if stateful["error"] is not None:
             raise stateful["error"]
-        pre = stateful["states"].get(record.pre_state)
-        if pre is None:
+        if record.pre_state not in stateful["roots"]:
             raise StateMismatchError(f"segment {record.index}'s pre-state is not in the provider's state bundle",
                                      expected=record.pre_state.hex(), observed=None)
-        return pre
+        return record.pre_state
 
     for target in wanted:
         o = by_target[target]
@@ -333,7 +332,7 @@ def audit(claim: Claim, challenge: Challenge, openings: list[Opening], service: 
             inv = o.decode_invocation()
             if inv.digest != record.input_digest:
                 raise VerificationError(f"record {record.index}: the opened invocation is not the committed input")
-            pre = pre_state_of(record) if record.pre_state != _ZERO else None
+            pre = pre_state_root(record) if record.pre_state != _ZERO else None
         except (PoEError, ValueError, IndexError) as exc:  # whatever a provider sends, a failed sample
             if not isinstance(exc, PoEError):
                 exc = EncodingError(f"malformed opening: {exc}")
@@ -342,14 +341,16 @@ def audit(claim: Claim, challenge: Challenge, openings: list[Opening], service: 
                 fraud = {"format": "poe fraud proof v1", "kind": "state-chain", "claim": claim.to_json(), "opening": o.to_json(),
                          "reason": exc.message}
             continue
-        task = (service.main, service.links, cm_bytes, o.invocation, o.payloads, o.index)
-        tasks.append(task + ((pre[0].encoded, pre[1]) if pre is not None else ()))
-        task_openings.append((o, record, pre))
+        tasks.append(((service.main, service.links, cm_bytes, o.invocation, o.payloads, o.index), pre))
+        task_openings.append((o, record))
     # Several targets often land on one segment: re-execute each segment once.
-    unique = {t[5]: t for t in tasks}
-    by_index = dict(zip(unique, _map(reexecute, list(unique.values()), jobs)))
-    results = [by_index[t[5]] for t in tasks]
-    for (o, committed, pre), observed in zip(task_openings, results):
+    unique = {t[5]: (t, pre, o.record) for (t, pre), (o, _) in zip(tasks, task_openings)}
+    outcomes = _reexecute_all(list(unique.values()), jobs, stateful.get("genesis"), states)
+    for o, committed in task_openings:
+        observed, pre = outcomes[o.index]
+        if isinstance(observed, PoEError):
+            problems.append(f"{o.target}: [{observed.code}] {observed.message}")
+            continue
         if observed != o.record:
             diff = record_diff(committed, Record.decode(observed))
             problems.append(f"{o.target}: re-execution of segment {o.index} disagrees on {', '.join(diff)}")
@@ -360,11 +361,59 @@ def audit(claim: Claim, challenge: Challenge, openings: list[Opening], service: 
                     "differences": {k: [a, b] for k, (a, b) in diff.items()},
                 }
                 if pre is not None:  # self-contained: the pre-state travels with the proof
-                    fraud["states"] = _single_state_bundle(stateful["genesis"], pre)
+                    fraud["states"] = pre
     checked = {"weighted": len(challenge.weighted), "uniform": len(challenge.uniform), "re_executed": len(unique)}
     if problems:
         return reject(f"{len(problems)} of {len(wanted)} samples fail", problems=problems, fraud_proof=fraud, checked=checked)
     return Verdict("ACCEPT", claim, "every sample verifies and re-executes to the committed record", statement=challenge.guarantee(), checked=checked)
+
+
+def _reexecute_all(items: list[tuple[tuple, bytes | None, bytes]], jobs: int, genesis: tuple[State, bytes] | None,
+                   states: dict[str, Any] | None) -> dict[int, tuple[Any, dict[str, Any] | None]]:
+    """Re-execute each (task, pre-state root, committed record) once: index -> (record bytes or
+    the PoEError that stopped it, and for a stateful record that differs from the committed one,
+    a bundle of its pre-state for the fraud proof). Stateful tasks run as the bundle's images are
+    rebuilt, one image at a time, in batches: an audit holds a few images, not one per sample."""
+    out: dict[int, tuple[Any, dict[str, Any] | None]] = {}
+    committed = {t[5]: c for t, _, c in items}
+    plain = [t for t, root, _ in items if root is None]
+    for t, rec in zip(plain, _map(reexecute, plain, jobs)):
+        out[t[5]] = (rec, None)
+    by_root: dict[bytes, list[tuple]] = {}
+    for t, root, _ in items:
+        if root is not None:
+            by_root.setdefault(root, []).append(t)
+    if not by_root:
+        return out
+    assert genesis is not None
+    batch: list[tuple[tuple, State, bytes]] = []
+
+    def flush() -> None:
+        for (t, state, image), rec in zip(batch, _map(reexecute, [t + (state.encoded, image) for t, state, image in batch], jobs)):
+            out[t[5]] = (rec, _single_state_bundle(genesis, (state, image)) if rec != committed[t[5]] else None)
+        batch.clear()
+
+    ready = [(genesis[0], genesis[1])] if genesis[0].root in by_root else []
+    try:
+        for state, image in _chain_images(ready, states, genesis[1]):
+            for t in by_root.pop(state.root, ()):
+                batch.append((t, state, image))
+            if len(batch) >= 4 * max(1, jobs):
+                flush()
+            if not by_root:
+                break
+        flush()
+    except PoEError as exc:
+        for ts in by_root.values():
+            for t in ts:
+                out[t[5]] = (exc, None)
+    return out
+
+
+def _chain_images(first: list[tuple[State, bytes]], states: dict[str, Any] | None, genesis_image: bytes):
+    yield from first
+    if states is not None:
+        yield from open_bundle(states, genesis_image)
 
 
 def _single_state_bundle(genesis: tuple[State, bytes], pre: tuple[State, bytes]) -> dict[str, Any]:

@@ -486,6 +486,10 @@ class Session:
             clock = start[0].clock
         address, length = self._region()
         memory = self._tree.attach(address, length)
+        if start is not None and memory != start[0].memory:  # hashed once, here, as the tree is built
+            self.close()
+            raise StateMismatchError(f"the memory image does not hash to state {start[0].root.hex()[:16]}...'s memory root",
+                                     expected=start[0].memory.hex(), observed=memory.hex())
         self.state = State(length // WASM_PAGE, clock, memory, self._read_globals())
         if start is not None and self.state != start[0]:
             raise StateMismatchError(
@@ -530,7 +534,9 @@ class Session:
         if state.pages > cm.limits.memory_pages:
             raise StateMismatchError(f"the state has {state.pages} pages, beyond this cost model's memory limit of {cm.limits.memory_pages}",
                                      expected=cm.limits.memory_pages, observed=state.pages)
-        state.check_image(image)
+        if len(image) != state.memory_bytes:
+            raise StateMismatchError(f"state {state.root.hex()[:16]}... has {state.pages} pages but its image is {len(image)} bytes",
+                                     expected=state.memory_bytes, observed=len(image))
         if self._memory is None:
             if state.pages:
                 raise StateMismatchError("the state has memory but the module has none: a state for another module", expected=0, observed=state.pages)

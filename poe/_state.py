@@ -242,10 +242,21 @@ def bundle_states(genesis: bytes, states: list[tuple[State, bytes]], chunk: Any)
     }
 
 
-def open_bundle(bundle: Any, genesis_image: bytes, max_bytes: int = 1 << 32) -> list[tuple[State, bytes]]:
-    """Every (state, memory image) of a bundle, each image checked against its state's memory
-    root. Raises EncodingError for a malformed bundle, StateMismatchError for an image that
-    does not hash to its root, and names a chunk that is missing."""
+def bundle_roots(bundle: Any) -> set[bytes]:
+    """The roots of a bundle's states, from their headers alone (no image is rebuilt)."""
+    try:
+        if not isinstance(bundle, dict) or bundle.get("format") != "poe state bundle v1" or not isinstance(bundle.get("states"), list):
+            raise EncodingError("not a poe state bundle v1")
+        return {State.decode(bytes.fromhex(e["state"])).root for e in bundle["states"]}
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise EncodingError(f"malformed state bundle: {type(exc).__name__}: {exc}") from None
+
+
+def open_bundle(bundle: Any, genesis_image: bytes, max_bytes: int = 1 << 32) -> Iterator[tuple[State, bytes]]:
+    """Every (state, memory image) of a bundle, in order, each image checked against its state's
+    memory root; lazily, so a caller holds one image at a time. Raises EncodingError for a
+    malformed bundle and StateMismatchError for a chunk or an image that does not hash to what
+    it claims, or a chunk the bundle does not carry."""
     try:
         if not isinstance(bundle, dict) or bundle.get("format") != "poe state bundle v1":
             raise EncodingError("not a poe state bundle v1")
@@ -260,32 +271,43 @@ def open_bundle(bundle: Any, genesis_image: bytes, max_bytes: int = 1 << 32) -> 
         for k in range(len(digests) // 32):
             c = blob[k * CHUNK_SIZE : (k + 1) * CHUNK_SIZE]
             dg = digests[k * 32 : k * 32 + 32]
-            if blake3.blake3(c).digest() != dg:
-                raise StateMismatchError(f"bundle chunk {k} does not hash to its digest", expected=dg.hex(), observed=blake3.blake3(c).digest().hex())
+            got = blake3.blake3(c).digest()
+            if got != dg:
+                raise StateMismatchError(f"bundle chunk {k} does not hash to its digest", expected=dg.hex(), observed=got.hex())
             pool[dg] = c
-        out: list[tuple[State, bytes]] = []
-        image = bytearray(genesis_image)
-        for n, e in enumerate(bundle["states"]):
-            state = State.decode(bytes.fromhex(e["state"]))
-            if state.memory_bytes > max_bytes:
-                raise EncodingError(f"bundle state {n} has {state.pages} pages, beyond the limit")
-            if e["base"] == "genesis":
-                image = bytearray(genesis_image)
-            elif e["base"] != "previous" or n == 0:
-                raise EncodingError(f"bundle state {n} has an unknown base {e['base']!r}")
-            if state.memory_bytes < len(image):
-                raise EncodingError(f"bundle state {n} has a smaller memory than its base: memory never shrinks")
-            image += bytes(state.memory_bytes - len(image))
-            for idx, dg in iter_delta(bytes.fromhex(e["delta"])):
-                if idx >= state.chunks:
-                    raise EncodingError(f"bundle state {n} names chunk {idx} beyond its {state.chunks} chunks")
-                c = pool.get(dg)
-                if c is None:
-                    raise StateMismatchError(f"bundle state {n} needs chunk {dg.hex()[:16]}..., which the bundle does not carry",
-                                             expected=dg.hex(), observed=None)
-                image[idx * CHUNK_SIZE : (idx + 1) * CHUNK_SIZE] = c
-            state.check_image(image)
-            out.append((state, bytes(image)))
-        return out
+        del blob
+        entries = bundle["states"]
+        if not isinstance(entries, list):
+            raise EncodingError("a bundle's states are a list")
     except (KeyError, TypeError, ValueError, AttributeError, zlib.error) as exc:
         raise EncodingError(f"malformed state bundle: {type(exc).__name__}: {exc}") from None
+    return _images(entries, pool, genesis_image, max_bytes)
+
+
+def _images(entries: list, pool: dict[bytes, bytes], genesis_image: bytes, max_bytes: int) -> Iterator[tuple[State, bytes]]:
+    image = bytearray(genesis_image)
+    for n, e in enumerate(entries):
+        try:
+            state = State.decode(bytes.fromhex(e["state"]))
+            base, delta = e["base"], bytes.fromhex(e["delta"])
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise EncodingError(f"malformed state bundle: state {n}: {type(exc).__name__}: {exc}") from None
+        if state.memory_bytes > max_bytes:
+            raise EncodingError(f"bundle state {n} has {state.pages} pages, beyond the limit")
+        if base == "genesis":
+            image = bytearray(genesis_image)
+        elif base != "previous" or n == 0:
+            raise EncodingError(f"bundle state {n} has an unknown base {base!r}")
+        if state.memory_bytes < len(image):
+            raise EncodingError(f"bundle state {n} has a smaller memory than its base: memory never shrinks")
+        image += bytes(state.memory_bytes - len(image))
+        for idx, dg in iter_delta(delta):
+            if idx >= state.chunks:
+                raise EncodingError(f"bundle state {n} names chunk {idx} beyond its {state.chunks} chunks")
+            c = pool.get(dg)
+            if c is None:
+                raise StateMismatchError(f"bundle state {n} needs chunk {dg.hex()[:16]}..., which the bundle does not carry",
+                                         expected=dg.hex(), observed=None)
+            image[idx * CHUNK_SIZE : (idx + 1) * CHUNK_SIZE] = c
+        state.check_image(image)
+        yield state, bytes(image)
