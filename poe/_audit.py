@@ -135,13 +135,15 @@ def open_states(store: Any, openings: list[Opening], genesis: tuple[State, bytes
     indices = sorted({o.index for o in openings if Record.decode(o.record).pre_state != _ZERO})
     if not indices:
         return None
-    states, seen = [], set()
-    for i in indices:
-        state, manifest = store.pre_state(i)
-        if state.root not in seen:
-            seen.add(state.root)
-            states.append((state, manifest))
-    return bundle_states(bytes(manifest_of(genesis[1])), states, store.chunk)
+
+    def distinct():
+        seen = set()
+        for _, state, manifest in store.pre_states(indices):
+            if state.root not in seen:
+                seen.add(state.root)
+                yield state, manifest
+
+    return bundle_states(bytes(manifest_of(genesis[1])), distinct(), store.chunk)
 
 
 _EXECUTORS: dict[tuple[bytes, bytes], Executor] = {}

@@ -19,7 +19,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from . import _hashing as h
 from ._costmodel import CostModel
@@ -399,7 +399,7 @@ class TraceStore:
                 break
             k -= 1
         for chunks, delta in reversed(deltas):
-            base = apply_delta(base, delta, chunks)
+            base = apply_delta(base, delta, chunks, in_place=True)  # base is this call's own copy
         return base
 
     def state_after(self, index: int) -> State:
@@ -422,6 +422,38 @@ class TraceStore:
         if state is None or state.root != r.pre_state:
             raise StateUnavailableError(f"the store cannot rebuild segment {index}'s pre-state (no snapshot of it and segment {index - 1} did not leave it)")
         return state, self._manifest_after(index - 1)
+
+    def pre_states(self, indices: Iterable[int]) -> Iterator[tuple[int, State, bytes]]:
+        """(index, pre-state, manifest) of stateful segments, ascending, rebuilt by one forward
+        walk over the deltas between them (a lineage's states are rebuilt from its nearest full
+        manifest only where the walk cannot continue)."""
+        cur: tuple[int, State, bytearray] | None = None  # a post-state: after segment cur[0]
+        for i in sorted(set(indices)):
+            r = self.record(i)
+            if r.pre_state == h.ZERO_DIGEST:
+                raise StateUnavailableError(f"segment {i} is stateless")
+            if cur is not None and cur[0] < i:
+                cur = self._walk(cur, i - 1)
+            if cur is None or cur[0] != i - 1 or cur[1].root != r.pre_state:
+                state, manifest = self.pre_state(i)
+                cur = (i - 1, state, manifest)
+            yield i, cur[1], bytes(cur[2])
+
+    def _walk(self, cur: tuple[int, State, bytearray], to: int) -> tuple[int, State, bytearray] | None:
+        index, state, manifest = cur
+        for k in range(index + 1, to + 1):
+            pre = self.record(k).pre_state
+            if pre != state.root:  # another lineage starts here: from its snapshot
+                snap = self._snapshot_manifest(pre)
+                if snap is None:
+                    return None
+                manifest = snap
+            row = self._read("SELECT header, delta FROM states WHERE idx = ?", (k,)).fetchone() if self._has_state else None
+            if row is None:
+                return None
+            state = State.decode(_blob(row[0]))
+            manifest = apply_delta(manifest, _blob(row[1]), state.chunks, in_place=True)
+        return to, state, manifest
 
     def chunk(self, digest: bytes) -> bytes:
         if digest == ZERO_CHUNK_DIGEST:
