@@ -2,7 +2,8 @@
 
 setup.py names it (`cffi_modules=["native/build.py:ffibuilder"]`), so `pip install .` and
 `pip install -e .` compile native/*.c into the extension module `poe._poe_native`. It can also be
-run by hand from the repository root: `python3 native/build.py` builds the module in place.
+run by hand from anywhere: `python3 native/build.py` builds the module and installs it into
+poe/, replacing any other build there.
 
 The C interface is native/poe_native.h; its preprocessor lines other than integer constants are
 dropped to make the cdef. The SIMD kernels carry their own target attributes and are chosen at
@@ -37,8 +38,11 @@ def _cdef() -> str:
 
 def _rel(name: str) -> str:
     # setuptools wants source paths relative to the project root (the working directory of
-    # a pip build); fall back to absolute ones when run from elsewhere.
+    # a pip build); fall back to absolute ones when run from elsewhere. Run by hand, cffi
+    # compiles inside its tmpdir, so relative paths would not resolve: absolute there too.
     path = HERE / name
+    if __name__ == "__main__":
+        return str(path)
     try:
         return path.relative_to(Path.cwd()).as_posix()
     except ValueError:
@@ -64,5 +68,13 @@ ffibuilder.set_source(
 )
 
 if __name__ == "__main__":
-    os.chdir(HERE.parent)
-    ffibuilder.compile(tmpdir=str(HERE / "_build"), verbose=True)
+    import shutil
+
+    built = Path(ffibuilder.compile(tmpdir=str(HERE / "_build"), verbose=True))
+    # The name a pip build uses, so the next `pip install -e .` replaces this build instead of
+    # being shadowed by it (CPython prefers a version-tagged name over abi3).
+    target = HERE.parent / "poe" / "_poe_native.abi3.so"
+    for old in target.parent.glob("_poe_native*.so"):  # one build only: another would shadow it
+        old.unlink()
+    shutil.copy2(built, target)
+    print(f"installed {target}")
