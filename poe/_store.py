@@ -781,6 +781,18 @@ class TraceStore:
                 problems.append(f"segment {idx}: {exc.message}")
             if len(problems) > 20:
                 break
+        if self._has_state:
+            for idx, header in self._read("SELECT s.idx, s.header FROM states s"):
+                row = self._read("SELECT record FROM segments WHERE idx = ?", (idx,)).fetchone()
+                try:
+                    if row is None:
+                        problems.append(f"state row {idx} has no segment")
+                    elif State.decode(_blob(header)).root != Record.decode(_blob(row[0])).post_state:
+                        problems.append(f"segment {idx}: the stored state is not the record's post-state")
+                except EncodingError as exc:
+                    problems.append(f"state row {idx}: {exc.message}")
+                if len(problems) > 20:
+                    break
         return problems
 
     # -- internals -------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ def inspect_cmd(store_path, index, epoch, check, as_json):
             "scope": "all epochs" if epoch is None else f"epoch {epoch}",
             "totals": totals.to_json(),
             "outcomes": outcomes,
+            "state_store": store.state_usage(),
         }
         problems = store.check_integrity() if check else None
         if problems is not None:
@@ -50,6 +51,10 @@ def inspect_cmd(store_path, index, epoch, check, as_json):
                     info(f"             root {e['root']['hash']} (log of {e['root']['size']:,}; fuel {e['root']['totals']['fuel']:,})")
             info(f"totals ({data['scope']}): fuel {totals.fuel:,}  mem {human(totals.mem)}  io {totals.io:,} bytes")
             info("outcomes   : " + (", ".join(f"{k} x{v}" for k, v in sorted(outcomes.items())) or "none"))
+            u = data["state_store"]
+            if u["states"] or u["snapshots"]:
+                info(f"states     : {u['states']:,} stateful segments, {u['snapshots']:,} full snapshots, {u['chunks']:,} chunks "
+                     f"({human(u['chunk_bytes'] + u['delta_bytes'] + u['manifest_bytes'])}B)")
             if problems is not None:
                 info("integrity  : ok" if not problems else "integrity  : PROBLEMS\n  " + "\n  ".join(problems))
         if problems:
