@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import struct
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,10 +31,12 @@ from ._treeverify import InclusionProof, verify_inclusion
 from .errors import (
     CostModelMismatchError,
     EncodingError,
+    InputError,
     PoEError,
     SignatureError,
     StateChainError,
     StateMismatchError,
+    StoreError,
     VerificationError,
 )
 
@@ -173,6 +176,17 @@ def reexecute(task: tuple) -> bytes:
     return ex.run(inv, index).record_bytes
 
 
+def _reexecute_or_error(task: tuple) -> bytes | tuple[str, str]:
+    """`reexecute`, with a provider-caused failure (a pre-state restore refuses, an invocation
+    this module cannot run) as (code, message): plain values that cross a process pool."""
+    try:
+        return reexecute(task)
+    except InputError as exc:  # bad provider data: ModuleError, ArgumentError, StateMismatchError...
+        return (exc.code, exc.message)
+    except (VerificationError, StoreError) as exc:
+        return (exc.code, exc.message)
+
+
 def check_state_chain(record: Record, neighbors: tuple[tuple[int, bytes, bytes], ...], root: Any, genesis_root: bytes, *,
                       first: int = 0) -> None:
     """Check a stateful record against its adjacent records (each already proven against `root`
@@ -203,7 +217,8 @@ def check_state_chain(record: Record, neighbors: tuple[tuple[int, bytes, bytes],
         nxt = by_index.get(i + 1)
         if nxt is None:
             raise VerificationError(f"segment {i + 1} was not opened next to stateful segment {i}; the chain cannot be checked")
-        if nxt.pre_state not in (_ZERO, genesis_root, record.post_state):
+        # (a segment of another module starts its own lineage: not this chain's business)
+        if nxt.module_digest == record.module_digest and nxt.pre_state not in (_ZERO, genesis_root, record.post_state):
             raise StateChainError(f"segment {i + 1} starts from a state segment {i} did not leave: a forged pre-state or a skipped step",
                                   expected=record.post_state.hex(), observed=nxt.pre_state.hex())
 
@@ -335,7 +350,7 @@ def audit(claim: Claim, challenge: Challenge, openings: list[Opening], service: 
             if inv.digest != record.input_digest:
                 raise VerificationError(f"record {record.index}: the opened invocation is not the committed input")
             pre = pre_state_root(record) if record.pre_state != _ZERO else None
-        except (PoEError, ValueError, IndexError) as exc:  # whatever a provider sends, a failed sample
+        except (PoEError, ValueError, IndexError, struct.error) as exc:  # whatever a provider sends, a failed sample
             if not isinstance(exc, PoEError):
                 exc = EncodingError(f"malformed opening: {exc}")
             problems.append(f"{target}: [{exc.code}] {exc.message}")
@@ -347,11 +362,11 @@ def audit(claim: Claim, challenge: Challenge, openings: list[Opening], service: 
         task_openings.append((o, record))
     # Several targets often land on one segment: re-execute each segment once.
     unique = {t[5]: (t, pre, o.record) for (t, pre), (o, _) in zip(tasks, task_openings)}
-    outcomes = _reexecute_all(list(unique.values()), jobs, stateful.get("genesis"), states)
+    outcomes = _reexecute_all(list(unique.values()), jobs, stateful.get("genesis"), states, report.cost_model.limits.memory_pages)
     for o, committed in task_openings:
         observed, pre = outcomes[o.index]
-        if isinstance(observed, PoEError):
-            problems.append(f"{o.target}: [{observed.code}] {observed.message}")
+        if isinstance(observed, tuple):  # the provider's data could not be re-executed
+            problems.append(f"{o.target}: [{observed[0]}] segment {o.index} cannot be re-executed: {observed[1]}")
             continue
         if observed != o.record:
             diff = record_diff(committed, Record.decode(observed))
@@ -371,7 +386,7 @@ def audit(claim: Claim, challenge: Challenge, openings: list[Opening], service: 
 
 
 def _reexecute_all(items: list[tuple[tuple, bytes | None, bytes]], jobs: int, genesis: tuple[State, bytes] | None,
-                   states: dict[str, Any] | None) -> dict[int, tuple[Any, dict[str, Any] | None]]:
+                   states: dict[str, Any] | None, max_pages: int) -> dict[int, tuple[Any, dict[str, Any] | None]]:
     """Re-execute each (task, pre-state root, committed record) once: index -> (record bytes or
     the PoEError that stopped it, and for a stateful record that differs from the committed one,
     a bundle of its pre-state for the fraud proof). Stateful tasks run as the bundle's images are
@@ -379,7 +394,7 @@ def _reexecute_all(items: list[tuple[tuple, bytes | None, bytes]], jobs: int, ge
     out: dict[int, tuple[Any, dict[str, Any] | None]] = {}
     committed = {t[5]: c for t, _, c in items}
     plain = [t for t, root, _ in items if root is None]
-    for t, rec in zip(plain, _map(reexecute, plain, jobs)):
+    for t, rec in zip(plain, _map(_reexecute_or_error, plain, jobs)):
         out[t[5]] = (rec, None)
     by_root: dict[bytes, list[tuple]] = {}
     for t, root, _ in items:
@@ -391,13 +406,15 @@ def _reexecute_all(items: list[tuple[tuple, bytes | None, bytes]], jobs: int, ge
     batch: list[tuple[tuple, State, bytes]] = []
 
     def flush() -> None:
-        for (t, state, image), rec in zip(batch, _map(reexecute, [t + (state.encoded, image) for t, state, image in batch], jobs)):
-            out[t[5]] = (rec, _single_state_bundle(genesis, (state, image)) if rec != committed[t[5]] else None)
+        for (t, state, image), rec in zip(batch, _map(_reexecute_or_error, [t + (state.encoded, image) for t, state, image in batch], jobs)):
+            differs = isinstance(rec, bytes) and rec != committed[t[5]]
+            out[t[5]] = (rec, _single_state_bundle(genesis, (state, image)) if differs else None)
         batch.clear()
 
     ready = [(genesis[0], genesis[1])] if genesis[0].root in by_root else []
     try:
-        for state, image in _chain_images(ready, states, genesis[1]):
+        needed = set(by_root) - {genesis[0].root}
+        for state, image in _chain_images(ready, states, genesis[1], max_pages, needed):
             for t in by_root.pop(state.root, ()):
                 batch.append((t, state, image))
             if len(batch) >= 4 * max(1, jobs):
@@ -405,17 +422,22 @@ def _reexecute_all(items: list[tuple[tuple, bytes | None, bytes]], jobs: int, ge
             if not by_root:
                 break
         flush()
-    except PoEError as exc:
+    except PoEError as exc:  # the bundle itself is bad: every sample still waiting on it fails
+        for t, _, _ in batch:
+            out.setdefault(t[5], ((exc.code, exc.message), None))
         for ts in by_root.values():
             for t in ts:
-                out[t[5]] = (exc, None)
+                out[t[5]] = ((exc.code, exc.message), None)
     return out
 
 
-def _chain_images(first: list[tuple[State, bytes]], states: dict[str, Any] | None, genesis_image: bytes):
+def _chain_images(first: list[tuple[State, bytes]], states: dict[str, Any] | None, genesis_image: bytes,
+                  max_pages: int, needed: set[bytes]):
     yield from first
-    if states is not None:
-        yield from open_bundle(states, genesis_image)
+    if states is not None and needed:
+        # An honest bundle holds one state per distinct stateful pre-state sampled (genesis too,
+        # when sampled): more is a hostile bundle asking for work nobody needs.
+        yield from open_bundle(states, genesis_image, max_pages=max_pages, max_states=len(needed) + 1, wanted=needed)
 
 
 def _single_state_bundle(genesis: tuple[State, bytes], pre: tuple[State, bytes]) -> dict[str, Any]:
@@ -481,7 +503,9 @@ def check_fraud_proof(proof: dict[str, Any], service: Service) -> dict[str, Any]
         if committed.pre_state == genesis[0].root:
             pre = genesis
         else:
-            found = {s_.root: (s_, img) for s_, img in open_bundle(proof.get("states"), genesis[1])}
+            cm = CostModel.from_json(claim.envelope.cost_model)
+            found = {s_.root: (s_, img) for s_, img in open_bundle(proof.get("states"), genesis[1], max_pages=cm.limits.memory_pages,
+                                                                   max_states=1, wanted={committed.pre_state})}
             if committed.pre_state not in found:
                 raise VerificationError("the fraud proof does not carry the segment's pre-state")
             pre = found[committed.pre_state]

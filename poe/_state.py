@@ -258,11 +258,15 @@ def bundle_roots(bundle: Any) -> set[bytes]:
         raise EncodingError(f"malformed state bundle: {type(exc).__name__}: {exc}") from None
 
 
-def open_bundle(bundle: Any, genesis_image: bytes, max_bytes: int = 1 << 32) -> Iterator[tuple[State, bytes]]:
+def open_bundle(bundle: Any, genesis_image: bytes, *, max_pages: int = MAX_PAGES, max_states: int | None = None,
+                wanted: set[bytes] | None = None) -> Iterator[tuple[State, bytes]]:
     """Every (state, memory image) of a bundle, in order, each image checked against its state's
-    memory root; lazily, so a caller holds one image at a time. Raises EncodingError for a
-    malformed bundle and StateMismatchError for a chunk or an image that does not hash to what
-    it claims, or a chunk the bundle does not carry."""
+    memory root; lazily, so a caller holds one image at a time. With `wanted`, only those states
+    are hashed and yielded (the others are only applied on the way). A verifier bounds the work a
+    hostile bundle can cause: `max_pages` (its cost model's memory limit) and `max_states` (how
+    many states it needs). Raises EncodingError for a malformed or oversized bundle and
+    StateMismatchError for a chunk or an image that does not hash to what it claims, or a chunk
+    the bundle does not carry."""
     try:
         if not isinstance(bundle, dict) or bundle.get("format") != "poe state bundle v1":
             raise EncodingError("not a poe state bundle v1")
@@ -285,12 +289,15 @@ def open_bundle(bundle: Any, genesis_image: bytes, max_bytes: int = 1 << 32) -> 
         entries = bundle["states"]
         if not isinstance(entries, list):
             raise EncodingError("a bundle's states are a list")
+        if max_states is not None and len(entries) > max_states:
+            raise EncodingError(f"the bundle carries {len(entries)} states; at most {max_states} were asked for")
     except (KeyError, TypeError, ValueError, AttributeError, zlib.error) as exc:
         raise EncodingError(f"malformed state bundle: {type(exc).__name__}: {exc}") from None
-    return _images(entries, pool, genesis_image, max_bytes)
+    return _images(entries, pool, genesis_image, max_pages * WASM_PAGE, wanted)
 
 
-def _images(entries: list, pool: dict[bytes, bytes], genesis_image: bytes, max_bytes: int) -> Iterator[tuple[State, bytes]]:
+def _images(entries: list, pool: dict[bytes, bytes], genesis_image: bytes, max_bytes: int,
+            wanted: set[bytes] | None) -> Iterator[tuple[State, bytes]]:
     image = bytearray(genesis_image)
     for n, e in enumerate(entries):
         try:
@@ -299,7 +306,7 @@ def _images(entries: list, pool: dict[bytes, bytes], genesis_image: bytes, max_b
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise EncodingError(f"malformed state bundle: state {n}: {type(exc).__name__}: {exc}") from None
         if state.memory_bytes > max_bytes:
-            raise EncodingError(f"bundle state {n} has {state.pages} pages, beyond the limit")
+            raise EncodingError(f"bundle state {n} has {state.pages} pages, beyond the memory limit of {max_bytes // WASM_PAGE}")
         if base == "genesis":
             image = bytearray(genesis_image)
         elif base != "previous" or n == 0:
@@ -315,5 +322,6 @@ def _images(entries: list, pool: dict[bytes, bytes], genesis_image: bytes, max_b
                 raise StateMismatchError(f"bundle state {n} needs chunk {dg.hex()[:16]}..., which the bundle does not carry",
                                          expected=dg.hex(), observed=None)
             image[idx * CHUNK_SIZE : (idx + 1) * CHUNK_SIZE] = c
-        state.check_image(image)
-        yield state, bytes(image)
+        if wanted is None or state.root in wanted:
+            state.check_image(image)
+            yield state, bytes(image)

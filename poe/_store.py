@@ -276,6 +276,10 @@ class TraceStore:
             self._append_state(execution)
         elif r.pre_state != h.ZERO_DIGEST or r.post_state != h.ZERO_DIGEST:
             raise StoreError(f"segment {r.index} has state roots but no state to store")
+        else:
+            # A stateless segment ends the lineage in the log: a stateful segment after it must
+            # start from a kept snapshot (genesis), or its chain could not be shown to an auditor.
+            self._lineage = None
         self._pending.append((r.index, r.encode(), execution.invocation.encoded, execution.output.encoded))
         self._next_index += 1
         if len(self._pending) >= self.batch_size or time.monotonic() - self._last_flush >= self.batch_seconds:
@@ -345,9 +349,11 @@ class TraceStore:
             # A new lineage starts from a kept snapshot (its genesis, put first) or resumes
             # from the store's own last state.
             manifest = self._snapshot_manifest(r.pre_state)
-            if manifest is None:
-                manifest = self._manifest_after(self._next_index - 1, want_root=r.pre_state)
             self._since_checkpoint = 0
+            if manifest is None:
+                manifest, self._since_checkpoint = self._rebuild(self._next_index - 1, want_root=r.pre_state)
+        if post.chunks * 32 < len(manifest):
+            raise EncodingError(f"segment {r.index}: a state's memory never shrinks ({len(manifest) // 32} chunks before, {post.chunks} after)")
         manifest += ZERO_CHUNK_DIGEST * (post.chunks - len(manifest) // 32)
         entries = []
         for i, data in execution.changed:
@@ -371,14 +377,24 @@ class TraceStore:
         row = self._read("SELECT manifest FROM snapshots WHERE root = ?", (root,)).fetchone() if self._has_state else None
         return bytearray(_blob(row[0])) if row else None
 
-    def _manifest_after(self, index: int, *, want_root: bytes | None = None) -> bytearray:
+    def _manifest_after(self, index: int) -> bytearray:
         """The manifest of segment `index`'s post-state, rebuilt from the nearest full one."""
+        return self._rebuild(index)[0]
+
+    def _rebuild(self, index: int, *, want_root: bytes | None = None) -> tuple[bytearray, int]:
+        """(manifest of segment `index`'s post-state, delta entries applied since the nearest
+        full manifest: what a writer continuing the lineage counts towards its next checkpoint)."""
         self._require_state_tables()
         deltas: list[tuple[int, bytes]] = []
         k = index
         while True:
             row = self._read("SELECT header, delta FROM states WHERE idx = ?", (k,)).fetchone()
             if row is None:
+                if want_root is not None and k == index:
+                    raise StateUnavailableError(
+                        f"segment {index + 1} starts from a state that is neither a kept snapshot nor the post-state of segment {index}, "
+                        "the log's last: a stateful segment continues its predecessor or starts a lineage from genesis"
+                    )
                 raise StateUnavailableError(
                     f"the store has no state for segment {k}" + (" (it is not a stateful segment, or its state was collected)" if k >= 0 else "")
                     + "; cannot rebuild the state a stateful segment starts from"
@@ -398,9 +414,11 @@ class TraceStore:
             if base is not None:
                 break
             k -= 1
+        walked = 0
         for chunks, delta in reversed(deltas):
             base = apply_delta(base, delta, chunks, in_place=True)  # base is this call's own copy
-        return base
+            walked += len(delta) // 36
+        return base, walked
 
     def state_after(self, index: int) -> State:
         """The post-state header of stateful segment `index`."""
@@ -492,13 +510,15 @@ class TraceStore:
             return None
         self.flush()
         row = self._read("SELECT header, manifest FROM snapshots WHERE root = ?", (post,)).fetchone()
+        walked = 0
         if row is not None:
             state, manifest = State.decode(_blob(row[0])), bytearray(_blob(row[1]))
         else:
-            state, manifest = self.state_after(last), self._manifest_after(last)
+            state = self.state_after(last)
+            manifest, walked = self._rebuild(last)
         image = self.image(state, manifest)
         self._lineage = (state.root, manifest)
-        self._since_checkpoint = 0
+        self._since_checkpoint = walked  # so resuming step by step still writes checkpoints
         return state, image
 
     def collect(self, through_epoch: int) -> dict[str, int]:
@@ -519,9 +539,10 @@ class TraceStore:
             # whole, for the segment after it or for a later `run --resume`.
             if end > 0:
                 last = self.record(end - 1).post_state
+                collected = self._read("SELECT 1 FROM states WHERE idx = ?", (end - 1,)).fetchone() is None
                 if last != h.ZERO_DIGEST:
                     keep_roots.add(last)
-                    if not self._has_snapshot(last):
+                    if not self._has_snapshot(last) and not collected:  # (collected: an earlier gc went further)
                         state = self.state_after(end - 1)
                         self._db.execute("INSERT OR IGNORE INTO snapshots VALUES (?, ?, ?)", (last, state.encoded, bytes(self._manifest_after(end - 1))))
             keep_roots |= {State.decode(_blob(hd)).root for (hd,) in self._read("SELECT header FROM states WHERE idx >= ?", (end,))}

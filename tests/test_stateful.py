@@ -531,3 +531,157 @@ def test_step_example_is_run_sealed_attested_audited_accepted_and_collected_thro
     # the lineage can still be resumed after its states were collected
     resumed = json.loads(run("run", str(wasm), "--stateful", "--resume", "--store", store, "--json").stdout)
     assert resumed["first_index"] == 2689 and resumed["done"]
+
+
+# -- regressions from review: hostile pre-states and bundles, stores that could not be defended -----
+
+
+COUNTER_DEAL = Deal.from_json({
+    "format": "poe deal v1", "deal_id": "deal-stateful", "provider": {"scheme": SCHEME.name, "public_key": PK.hex()},
+    "module_digest": COUNTER.digest.hex(), "cost_model_digest": CM.digest.hex(),
+    "prices": {"fuel": 1, "mem": 0, "io": 0}, "subscription": 0, "penalty": {"kind": "forfeit"},
+})
+
+
+def counter_claim(path: str) -> tuple[Claim, TraceStore]:
+    store = TraceStore.open(path, seal=True)
+    sealed = store.seal()
+    st = Statement(SCHEME.name, CM.digest, COUNTER.digest, PK, "deal-stateful", sealed.epoch, sealed.first_index, sealed.end_index,
+                   sealed.root, EMPTY_ROOT, consistency_digest(None), 1_764_000_000)
+    env = Envelope(st.encode(), SCHEME.sign(SK, st.digest), SCHEME.identity(PK), CM.to_json(), None)
+    return Claim(COUNTER_DEAL, env, COUNTER_DEAL.amount(st.totals)), store
+
+
+def counter_audit(claim: Claim, store: TraceStore, index: int, states_edit=None):
+    ch = None
+    for n in range(20_000):
+        ch = Challenge.draw(claim, n.to_bytes(32, "little"), Fraction("1/2"), Fraction("1/100"), 16)
+        if index in ch.uniform:
+            break
+    openings = open_targets(store, claim, ch)
+    states = json.loads(json.dumps(open_states(store, openings, Executor(COUNTER, CM).genesis())))
+    if states_edit:
+        states = states_edit(states)
+    return audit(claim, ch, openings, COUNTER, deal=claim.deal, states=states)
+
+
+@pytest.mark.parametrize("how", ["globals of another module", "beyond the memory limit"])
+def test_pre_state_that_restore_refuses_is_a_rejected_sample_not_a_crash(tmp_path, how):
+    ex = Executor(COUNTER, CM)
+    g_state, g_image = ex.genesis()
+    make = {
+        "globals of another module": lambda i: State(1, 1000 + i, memory_root(g_image), ()),
+        "beyond the memory limit": lambda i: State(161, 1000 + i, memory_root(bytes(161 * 65536)), g_state.globals),
+    }[how]
+    with ex.session() as s:
+        honest = [s.run(STEP, i) for i in range(12)]
+    path = str(tmp_path / "f.poe")
+    with TraceStore.create_or_open(path, CM) as store:  # every state chains and hashes: only restore can refuse it
+        store.register_service(COUNTER)
+        store.put_snapshot(g_state, g_image)
+        pre = g_state.root
+        for i, e in enumerate(honest):
+            q = make(i)
+            store.append(dataclasses.replace(e, record=dataclasses.replace(e.record, pre_state=pre, post_state=q.root), state=q, changed=()))
+            pre = q.root
+    claim, store = counter_claim(path)
+    verdict = counter_audit(claim, store, 5)
+    assert verdict.verdict == "REJECT"
+    assert any("cannot be re-executed" in p for p in verdict.problems)
+
+
+def test_committed_invocation_of_a_missing_export_is_a_rejected_sample_not_a_crash(tmp_path):
+    ex = Executor(COUNTER, CM)
+    bogus = Invocation.build("no_such_export")
+    path = str(tmp_path / "x.poe")
+    with TraceStore.create_or_open(path, CM) as store:
+        store.register_service(COUNTER)
+        for i in range(6):
+            e = ex.run(inv("get"), i)
+            store.append(dataclasses.replace(e, record=dataclasses.replace(e.record, input_digest=bogus.digest), invocation=bogus))
+    claim, store = counter_claim(path)
+    verdict = counter_audit(claim, store, 2)
+    assert verdict.verdict == "REJECT" and any("module.missing-export" in p for p in verdict.problems)
+
+
+@pytest.mark.parametrize("junk", ["more states than asked for", "a state beyond the memory limit"])
+def test_bundle_asking_for_work_nobody_needs_is_refused_cheaply(tmp_path, junk):
+    ex = Executor(COUNTER, CM)
+    path = str(tmp_path / "j.poe")
+    with TraceStore.create_or_open(path, CM) as store:
+        store.register_service(COUNTER)
+        with ex.session() as s:
+            store.put_snapshot(s.state, s.image())
+            for i in range(8):
+                store.append(s.run(inv("add", i64(i)), i))
+    claim, store = counter_claim(path)
+    g_state = ex.genesis()[0]
+    if junk == "more states than asked for":
+        entry = lambda st: {"state": State(1, 7, g_state.memory, g_state.globals).encoded.hex(), "base": "genesis", "delta": ""}
+        edit = lambda st: {**st, "states": [entry(st)] * 50 + st["states"]}
+    else:  # 2 GiB claimed by a 200-byte entry, against a 160-page cost model
+        entry = {"state": State(32768, 0, bytes(32), g_state.globals).encoded.hex(), "base": "genesis", "delta": ""}
+        edit = lambda st: {**st, "states": [entry] + st["states"][1:]}
+    verdict = counter_audit(claim, store, 5, edit)
+    assert verdict.verdict == "REJECT"
+    assert any("at most" in p or "beyond the memory limit" in p for p in verdict.problems), verdict.problems
+
+
+def test_store_refuses_a_stateful_segment_after_a_stateless_one_broke_its_lineage(tmp_path):
+    ex = Executor(COUNTER, CM)
+    with TraceStore.create_or_open(str(tmp_path / "i.poe"), CM) as store:
+        store.register_service(COUNTER)
+        with ex.session() as s:
+            store.put_snapshot(s.state, s.image())
+            store.append(s.run(STEP, 0))
+            store.append(ex.run(inv("get"), 1))  # stateless, in the middle of the lineage
+            with pytest.raises(StateUnavailableError, match="continues its predecessor"):
+                store.append(s.run(STEP, 2))
+
+
+def test_resuming_step_by_step_still_writes_checkpoints(tmp_path):
+    path = str(tmp_path / "r.poe")
+    ex = Executor(COUNTER, CM)
+    for i in range(300):  # each step writes a new chunk; a checkpoint is due every 64 delta entries
+        with TraceStore.create_or_open(path, CM) as store:
+            store.register_service(COUNTER)
+            start = store.last_state() if i else None
+            with ex.session(start) as s:
+                if start is None:
+                    store.put_snapshot(s.state, s.image())
+                store.append(s.run(inv("poke", i32((i * 1024) % 65532), i32(i + 1)), store.next_index))
+    with TraceStore.open(path) as store:
+        assert store.state_usage()["snapshots"] >= 3
+
+
+def test_gc_of_an_already_collected_epoch_does_nothing(tmp_path):
+    path = str(tmp_path / "g.poe")
+    ex = Executor(COUNTER, CM)
+    with ex.session() as s:
+        for epoch in range(3):
+            with TraceStore.create_or_open(path, CM) as store:
+                store.register_service(COUNTER)
+                if epoch == 0:
+                    store.put_snapshot(s.state, s.image())
+                for _ in range(4):
+                    store.append(s.run(STEP, store.next_index))
+            with TraceStore.open(path, seal=True) as st:
+                st.seal()
+    with TraceStore.create_or_open(path, CM) as store:
+        store.collect(1)
+        assert store.collect(0)["states"] == 0
+        state, manifest = store.pre_state(8)  # epoch 2 still opens
+        assert state.root == store.record(8).pre_state
+
+
+def test_store_refuses_a_state_whose_memory_shrank(tmp_path):
+    ex = Executor(COUNTER, CM)
+    g_state, g_image = ex.genesis()
+    with ex.session() as s:
+        e = s.run(STEP, 0)
+    shrunk = State(0, 1, memory_root(b""), g_state.globals)
+    with TraceStore.create_or_open(str(tmp_path / "s.poe"), CM) as store:
+        store.register_service(COUNTER)
+        store.put_snapshot(g_state, g_image)
+        with pytest.raises(EncodingError, match="never shrinks"):
+            store.append(dataclasses.replace(e, record=dataclasses.replace(e.record, post_state=shrunk.root), state=shrunk, changed=()))
