@@ -362,7 +362,14 @@ def audit(claim: Claim, challenge: Challenge, openings: list[Opening], service: 
         task_openings.append((o, record))
     # Several targets often land on one segment: re-execute each segment once.
     unique = {t[5]: (t, pre, o.record) for (t, pre), (o, _) in zip(tasks, task_openings)}
-    outcomes = _reexecute_all(list(unique.values()), jobs, stateful.get("genesis"), states, report.cost_model.limits.memory_pages)
+    # An honest bundle holds one state per distinct stateful pre-state among the openings: a
+    # bundle with more asks for work nobody needs.
+    pre_roots = set()
+    for o in openings:
+        if len(o.record) == 288 and o.record[224:256] != _ZERO:
+            pre_roots.add(o.record[224:256])
+    outcomes = _reexecute_all(list(unique.values()), jobs, stateful.get("genesis"), states, report.cost_model.limits.memory_pages,
+                              max(1, len(pre_roots)))
     for o, committed in task_openings:
         observed, pre = outcomes[o.index]
         if isinstance(observed, tuple):  # the provider's data could not be re-executed
@@ -386,7 +393,7 @@ def audit(claim: Claim, challenge: Challenge, openings: list[Opening], service: 
 
 
 def _reexecute_all(items: list[tuple[tuple, bytes | None, bytes]], jobs: int, genesis: tuple[State, bytes] | None,
-                   states: dict[str, Any] | None, max_pages: int) -> dict[int, tuple[Any, dict[str, Any] | None]]:
+                   states: dict[str, Any] | None, max_pages: int, max_states: int) -> dict[int, tuple[Any, dict[str, Any] | None]]:
     """Re-execute each (task, pre-state root, committed record) once: index -> (record bytes or
     the PoEError that stopped it, and for a stateful record that differs from the committed one,
     a bundle of its pre-state for the fraud proof). Stateful tasks run as the bundle's images are
@@ -414,7 +421,7 @@ def _reexecute_all(items: list[tuple[tuple, bytes | None, bytes]], jobs: int, ge
     ready = [(genesis[0], genesis[1])] if genesis[0].root in by_root else []
     try:
         needed = set(by_root) - {genesis[0].root}
-        for state, image in _chain_images(ready, states, genesis[1], max_pages, needed):
+        for state, image in _chain_images(ready, states, genesis[1], max_pages, max_states, needed):
             for t in by_root.pop(state.root, ()):
                 batch.append((t, state, image))
             if len(batch) >= 4 * max(1, jobs):
@@ -432,12 +439,10 @@ def _reexecute_all(items: list[tuple[tuple, bytes | None, bytes]], jobs: int, ge
 
 
 def _chain_images(first: list[tuple[State, bytes]], states: dict[str, Any] | None, genesis_image: bytes,
-                  max_pages: int, needed: set[bytes]):
+                  max_pages: int, max_states: int, needed: set[bytes]):
     yield from first
     if states is not None and needed:
-        # An honest bundle holds one state per distinct stateful pre-state sampled (genesis too,
-        # when sampled): more is a hostile bundle asking for work nobody needs.
-        yield from open_bundle(states, genesis_image, max_pages=max_pages, max_states=len(needed) + 1, wanted=needed)
+        yield from open_bundle(states, genesis_image, max_pages=max_pages, max_states=max_states, wanted=needed)
 
 
 def _single_state_bundle(genesis: tuple[State, bytes], pre: tuple[State, bytes]) -> dict[str, Any]:
