@@ -1,4 +1,5 @@
-"""The bundled demo workload: a Rust CSV aggregator and a deterministic input generator."""
+"""The bundled demo workloads: a Rust CSV aggregator with a deterministic input generator, and a
+stateful C program that sorts a million numbers in steps."""
 
 from __future__ import annotations
 
@@ -11,6 +12,11 @@ _PRODUCTS = ("anvil", "chisel", "dowel", "easel", "file", "gimlet", "hammer")
 def demo_module() -> bytes:
     """csv_agg.wasm: built from vectors/modules/csv_agg.rs (a test checks the copies agree)."""
     return resources.files("poe").joinpath("_data/csv_agg.wasm").read_bytes()
+
+
+def step_module() -> bytes:
+    """step_sort.wasm: built from vectors/modules/step_sort.c (a test checks the copies agree)."""
+    return resources.files("poe").joinpath("_data/step_sort.wasm").read_bytes()
 
 
 def demo_csv(seed: int, rows: int) -> bytes:

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from poe import TraceStore
 from poe.cli import main
 
-from .conftest import MODULES
+from .conftest import MODULES, ROOT
 
 
 def _poe(*args: str, input: bytes | None = None):
@@ -190,6 +190,19 @@ def test_demo_runs_the_whole_loop_and_settles_honest_and_cheat(tmp_path):
     payouts = {row["verdict"]: row["payout"] for row in data["payouts"]["payouts"]}
     assert payouts["ACCEPT"] == honest["claimed"] and payouts["REJECT"] < 0
     assert (tmp_path / "cheating-verdict.json").exists()
+    # the stateful part: the whole sort, honest and with steps billed twice
+    steps = data["stateful"]["providers"]
+    assert steps["honest"]["verdict"] == "ACCEPT" and steps["honest"]["steps"] == 2689
+    assert steps["honest"]["guest_output"].endswith("ok")
+    assert steps["cheating"]["verdict"] == "REJECT" and steps["cheating"]["repeated_steps"] > 0
+    assert "fraud_proof_segment" in steps["cheating"]
+    assert (tmp_path / "cheating-steps-verdict.json").exists()
+
+
+def test_demo_without_the_stateful_part(tmp_path):
+    r = _poe("demo", "--segments", "20", "--epsilon", "0.3", "--seed", "1", "--no-stateful", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert "stateful" not in json.loads(r.stdout)
 
 
 def test_entry_point_runs_as_a_module():
@@ -217,3 +230,10 @@ def test_file_name_that_is_not_utf8_is_refused_clearly(store_path):
 def test_a_name_cannot_be_both_a_file_and_a_directory(store_path):
     r = _poe("run", f"{M}/wordfreq.wasm", "--file", f"a={M}/data/words.txt", "--file", f"a/b={M}/data/words.txt", "--store", store_path)
     assert r.exit_code == 3 and "both a file and the directory" in r.stderr
+
+
+def test_bundled_demo_modules_are_the_ones_built_from_the_sources():
+    from poe._demo import demo_module, step_module
+
+    assert demo_module() == (ROOT / "vectors" / "modules" / "csv_agg.wasm").read_bytes()
+    assert step_module() == (ROOT / "vectors" / "modules" / "step_sort.wasm").read_bytes()

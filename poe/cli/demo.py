@@ -15,10 +15,10 @@ from fractions import Fraction
 import click
 
 from .._attest import EMPTY_ROOT, Envelope, Statement, consistency_digest
-from .._audit import audit, check_fraud_proof, open_targets, settle
+from .._audit import audit, check_fraud_proof, open_states, open_targets, settle
 from .._billing import Challenge, Claim, Deal
 from .._costmodel import CostModel
-from .._demo import demo_csv, demo_module
+from .._demo import demo_csv, demo_module, step_module
 from .._executor import Execution, Executor, Service
 from .._invocation import Invocation
 from .._schemes import get_scheme
@@ -35,8 +35,9 @@ DEAL_ID = "demo-deal"
 @click.option("--cheat-rate", type=click.FloatRange(0.0, 1.0), default=0.10, show_default=True, help="Fraction of segments whose fuel the cheat triples.")
 @click.option("--seed", type=int, default=None, help="Beacon seed for the auditor (default: fresh randomness each run).")
 @click.option("--keep", type=click.Path(file_okay=False), default=None, help="Keep stores, claims, verdicts and payouts in this directory.")
+@click.option("--stateful/--no-stateful", default=True, show_default=True, help="Also run the stateful part: a long computation cut into steps, with a provider that bills steps twice.")
 @json_option
-def demo(segments, epsilon, delta, cheat_rate, seed, keep, as_json):
+def demo(segments, epsilon, delta, cheat_rate, seed, keep, stateful, as_json):
     """Run → seal → attest → claim → challenge → respond → audit → settle, twice.
 
     Two providers run the same invocations of csv_agg.wasm (a CSV aggregator compiled from
@@ -44,11 +45,18 @@ def demo(segments, epsilon, delta, cheat_rate, seed, keep, as_json):
     records before committing them. Each seals its epoch, signs it (secp256k1) and claims
     payment under the same deal; the auditor challenges each claim with an unpredictable
     beacon, checks the openings and re-executes them, and settles.
+
+    The stateful part (--no-stateful skips it) runs step_sort.wasm, which sorts 1,048,576
+    numbers in 2,689 steps on one instance, every step a segment whose record commits the state
+    before and after it. The cheating provider re-runs some steps from their old state and bills
+    them twice; the auditor's state-chain check catches it and proves it.
     """
     workdir = keep or tempfile.mkdtemp(prefix="poe-demo-")
     os.makedirs(workdir, exist_ok=True)
     try:
         result = _demo(workdir, segments, Fraction(epsilon), Fraction(delta), cheat_rate, seed, as_json, keep is not None)
+        if stateful:
+            result["stateful"] = _stateful_demo(workdir, bytes.fromhex(result["beacon"]), as_json, keep is not None)
     finally:
         if keep is None:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -144,6 +152,93 @@ def _demo(workdir, segments, epsilon, delta, cheat_rate, seed, quiet, keep) -> d
         f"{execute_seconds:.2f} s, each audit {summary['honest']['audit_seconds']:.2f} s")
     return {"segments": segments, "epsilon": str(epsilon), "delta": str(delta), "beacon": beacon.hex(), "cheated_segments": len(cheated),
             "guarantee": challenge.guarantee(), "providers": summary, "payouts": payouts, "execute_seconds": round(execute_seconds, 3)}
+
+
+STEP_EPSILON, STEP_DELTA, STEP_UNIFORM = Fraction(1, 20), Fraction(1, 100), 8
+REPEAT_EVERY = 25  # the cheat re-runs and re-bills one step in this many
+
+
+def _stateful_demo(workdir: str, beacon: bytes, quiet: bool, keep: bool) -> dict:
+    say = (lambda *_: None) if quiet else info
+    cm = CostModel.current()
+    service = Service(step_module(), name="step_sort.wasm")
+    executor = Executor(service, cm)
+    scheme = get_scheme("secp256k1")
+    say("")
+    say("stateful: step_sort.wasm (C) sorts 1,048,576 numbers in steps on one instance per provider;")
+    say("          every step is a segment whose record commits the state (memory, globals, clock) before and after it")
+    providers, summary = {}, {}
+    for role in ("honest", "cheating"):
+        sk = scheme.generate_key()
+        pk = scheme.public_key(sk)
+        deal = Deal.from_json({
+            "format": "poe deal v1", "deal_id": f"{DEAL_ID}-steps-{role}", "provider": {"scheme": scheme.name, "public_key": pk.hex()},
+            "module_digest": service.digest.hex(), "cost_model_digest": cm.digest.hex(),
+            "prices": {"fuel": 1, "mem": 0, "io": 0}, "subscription": 0, "penalty": {"kind": "slash", "amount": 5_000_000},
+        })
+        path = os.path.join(workdir, f"{role}-steps.poe")
+        started = time.perf_counter()
+        repeated = 0
+        with TraceStore.create_or_open(path, cm) as store, executor.session() as session, _progress(2689, f"{role} steps", quiet) as bar:
+            store.register_service(service)
+            store.put_snapshot(session.state, session.image())
+            while True:
+                before = (session.state, session.image()) if role == "cheating" and store.next_index % REPEAT_EVERY == REPEAT_EVERY - 1 else None
+                e = session.run(Invocation.build("step"), store.next_index)
+                store.append(e)
+                bar.update(1)
+                if before is not None:  # bill the step again: re-run it from the state it started from
+                    with executor.session(before) as again:
+                        store.put_snapshot(*before)
+                        store.append(again.run(Invocation.build("step"), store.next_index))
+                    repeated += 1
+                if e.output.results[0].bits == 0:
+                    break
+            stdout = e.output.stdout.data.decode(errors="replace").strip()
+            store.flush()
+            usage = store.state_usage()
+        run_seconds = time.perf_counter() - started
+        store = TraceStore.open(path, seal=True)
+        sealed = store.seal()
+        st = Statement(scheme.name, cm.digest, service.digest, pk, deal.deal_id, sealed.epoch, sealed.first_index, sealed.end_index,
+                       sealed.root, EMPTY_ROOT, consistency_digest(None), int(time.time()))
+        claim = Claim(deal, Envelope(st.encode(), scheme.sign(sk, st.digest), scheme.identity(pk), cm.to_json(), None), deal.amount(st.totals))
+        providers[role] = (store, claim)
+        stored = usage["chunk_bytes"] + usage["delta_bytes"] + usage["manifest_bytes"]
+        summary[role] = {"steps": sealed.end_index, "repeated_steps": repeated, "run_seconds": round(run_seconds, 3),
+                         "state_bytes_per_step": round(stored / sealed.end_index), "guest_output": stdout, "claimed": claim.amount}
+        say(f"  {role:>8} provider: {sealed.end_index:,} steps in {run_seconds:.2f} s ({stdout!r}); "
+            f"state kept {stored / sealed.end_index / 1024:,.1f} KiB/step; claims {claim.amount:,} units"
+            + (f" ({repeated} steps billed twice)" if repeated else ""))
+    genesis = executor.genesis()
+    verdicts = []
+    for role, (store, claim) in providers.items():
+        t0 = time.perf_counter()
+        challenge = Challenge.draw(claim, beacon, STEP_EPSILON, STEP_DELTA, STEP_UNIFORM)
+        openings = open_targets(store, claim, challenge)
+        states = open_states(store, openings, genesis)
+        store.close()
+        verdict = audit(claim, challenge, openings, service, deal=claim.deal, states=states)
+        seconds = time.perf_counter() - t0
+        summary[role].update({"verdict": verdict.verdict, "reason": verdict.reason, "samples": len(challenge.weighted) + len(challenge.uniform),
+                              "re_executed": verdict.checked.get("re_executed", 0), "respond_and_audit_seconds": round(seconds, 3)})
+        say(f"  {role:>8}: {verdict.verdict} after {summary[role]['samples']} samples ({summary[role]['re_executed']} steps restored "
+            f"from their pre-states and re-executed; respond + audit {seconds:.2f} s)")
+        if verdict.fraud_proof:
+            proven = check_fraud_proof(verdict.fraud_proof, service)
+            say(f"            fraud proof ({proven['kind']}) re-checked independently: segment {proven['segment']}: "
+                + proven.get("reason", ", ".join(proven.get("differences", {}))))
+            summary[role]["fraud_proof_segment"] = proven["segment"]
+        verdicts.append(verdict.to_json())
+        if keep:
+            import json
+
+            with open(os.path.join(workdir, f"{role}-steps-verdict.json"), "w") as f:
+                json.dump(verdicts[-1], f, indent=2)
+    rows = [settle([v], claim.deal)["payouts"][0] for v, (_, claim) in zip(verdicts, providers.values())]
+    say(f"guarantee: {Challenge.draw(providers['honest'][1], beacon, STEP_EPSILON, STEP_DELTA, STEP_UNIFORM).guarantee()}")
+    say("settlement: " + "; ".join(f"{role} {row['payout']:,} ({row['status']})" for role, row in zip(providers, rows)))
+    return {"epsilon": str(STEP_EPSILON), "delta": str(STEP_DELTA), "providers": summary, "payouts": rows}
 
 
 class _progress:
