@@ -685,3 +685,18 @@ def test_store_refuses_a_state_whose_memory_shrank(tmp_path):
         store.put_snapshot(g_state, g_image)
         with pytest.raises(EncodingError, match="never shrinks"):
             store.append(dataclasses.replace(e, record=dataclasses.replace(e.record, post_state=shrunk.root), state=shrunk, changed=()))
+
+
+def test_state_chain_fraud_proof_is_rechecked_by_the_cli(tmp_path, sort_run):
+    genesis, runs, images = sort_run
+    skipped = runs[:40] + [dataclasses.replace(e, record=dataclasses.replace(e.record, index=e.record.index - 5)) for e in runs[45:300]]
+    path = str(tmp_path / "f.poe")
+    with TraceStore.create_or_open(path, CM) as store:
+        store.register_service(SORT)
+        store.put_snapshot(runs[44].state, images[45])
+    claim, store = provide(path, genesis, skipped)
+    verdict = audit_with(claim, store, challenge_opening(claim, 40))
+    (tmp_path / "v.json").write_text(json.dumps(verdict.to_json()))
+    (tmp_path / "m.wasm").write_bytes(SORT.main)
+    r = CliRunner().invoke(main, ["check-fraud-proof", str(tmp_path / "v.json"), "--module", str(tmp_path / "m.wasm")])
+    assert r.exit_code == 0 and "FRAUD PROVEN: segment 40" in r.output and "forged pre-state" in r.output

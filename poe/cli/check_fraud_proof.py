@@ -1,4 +1,4 @@
-"""`poe check-fraud-proof`: re-check a fraud proof with one re-execution."""
+"""`poe check-fraud-proof`: re-check a fraud proof (one re-execution at most)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,12 @@ from ._options import emit_json, info, json_option, load_json, read_file
 @click.option("--module", "module_path", required=True, type=click.Path(dir_okay=False), help="The module the committed record names.")
 @json_option
 def check_fraud_proof_cmd(proof_path, module_path, as_json):
-    """Exit 0 if the fraud is proven (the signed, committed record does not re-execute), else 1.
+    """Exit 0 if the fraud is proven, else 1.
 
-    FILE is a fraud proof, or a verdict that contains one.
+    FILE is a fraud proof, or a verdict that contains one. A `re-execution` proof is proven when
+    the signed, committed record does not re-execute (from the pre-state the proof carries, for a
+    stateful segment); a `state-chain` proof when two adjacent committed records of a stateful
+    lineage do not chain (a forged pre-state or a skipped step): no re-execution needed.
     """
     doc = load_json(proof_path, "fraud proof")
     if isinstance(doc, dict) and doc.get("format") == "poe verdict v1":
@@ -24,6 +27,8 @@ def check_fraud_proof_cmd(proof_path, module_path, as_json):
     result = check_fraud_proof(doc, Service(read_file(module_path, "module")))
     if as_json:
         emit_json(result)
+    elif result["kind"] == "state-chain":
+        info(f"FRAUD PROVEN: segment {result['segment']} of epoch {result['epoch']} (deal {result['deal_id']!r}): {result['reason']}")
     else:
         info(f"FRAUD PROVEN: segment {result['segment']} of epoch {result['epoch']} (deal {result['deal_id']!r}) does not re-execute to its signed record")
         for k, (a, b) in result["differences"].items():
