@@ -398,10 +398,18 @@ def _reexecute_all(items: list[tuple[tuple, bytes | None, bytes]], jobs: int, ge
     the PoEError that stopped it, and for a stateful record that differs from the committed one,
     a bundle of its pre-state for the fraud proof). Stateful tasks run as the bundle's images are
     rebuilt, one image at a time, in batches: an audit holds a few images, not one per sample."""
+    # One pool for the whole audit: a spawned worker costs more to start than a batch to run.
+    with _Pool(jobs if len(items) > 1 else 1) as pool:
+        return _reexecute_in(pool, items, genesis, states, max_pages, max_states)
+
+
+def _reexecute_in(pool: _Pool, items: list[tuple[tuple, bytes | None, bytes]], genesis: tuple[State, bytes] | None,
+                  states: dict[str, Any] | None, max_pages: int, max_states: int) -> dict[int, tuple[Any, dict[str, Any] | None]]:
+    jobs = pool.jobs
     out: dict[int, tuple[Any, dict[str, Any] | None]] = {}
     committed = {t[5]: c for t, _, c in items}
     plain = [t for t, root, _ in items if root is None]
-    for t, rec in zip(plain, _map(_reexecute_or_error, plain, jobs)):
+    for t, rec in zip(plain, pool.map(_reexecute_or_error, plain)):
         out[t[5]] = (rec, None)
     by_root: dict[bytes, list[tuple]] = {}
     for t, root, _ in items:
@@ -413,7 +421,7 @@ def _reexecute_all(items: list[tuple[tuple, bytes | None, bytes]], jobs: int, ge
     batch: list[tuple[tuple, State, bytes]] = []
 
     def flush() -> None:
-        for (t, state, image), rec in zip(batch, _map(_reexecute_or_error, [t + (state.encoded, image) for t, state, image in batch], jobs)):
+        for (t, state, image), rec in zip(batch, pool.map(_reexecute_or_error, [t + (state.encoded, image) for t, state, image in batch])):
             differs = isinstance(rec, bytes) and rec != committed[t[5]]
             out[t[5]] = (rec, _single_state_bundle(genesis, (state, image)) if differs else None)
         batch.clear()
@@ -456,12 +464,28 @@ def _single_state_bundle(genesis: tuple[State, bytes], pre: tuple[State, bytes])
     return bundle_states(bytes(manifest_of(genesis[1])), [(pre[0], manifest_of(image))], chunks.__getitem__)
 
 
-def _map(fn: Any, tasks: list, jobs: int) -> list:
-    if jobs <= 1 or len(tasks) < 2:
-        return [fn(t) for t in tasks]
-    # spawn, not fork: this process may already hold a wasmtime engine, which must not be forked
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return list(pool.map(fn, tasks, chunksize=max(1, len(tasks) // (4 * jobs))))
+class _Pool:
+    """Maps a function over tasks in this process (jobs <= 1) or over `jobs` spawned workers,
+    started once and reused for every map (spawn, not fork: this process may already hold a
+    wasmtime engine, which must not be forked)."""
+
+    def __init__(self, jobs: int) -> None:
+        self.jobs = max(1, jobs)
+        self._pool: ProcessPoolExecutor | None = None
+
+    def map(self, fn: Any, tasks: list) -> list:
+        if self.jobs <= 1 or len(tasks) < 2:
+            return [fn(t) for t in tasks]
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=multiprocessing.get_context("spawn"))
+        return list(self._pool.map(fn, tasks, chunksize=max(1, len(tasks) // (4 * self.jobs))))
+
+    def __enter__(self) -> _Pool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
 
 
 def check_fraud_proof(proof: dict[str, Any], service: Service) -> dict[str, Any]:
