@@ -243,7 +243,8 @@ def add(k: int) -> Invocation:
     return Invocation.build("add", params=[Value.parse("i64", str(k))])
 
 
-def stateful_history(n: int, *, repeat: set[int] = frozenset(), skip: set[int] = frozenset()) -> tuple[list[Execution], list[tuple[State, bytes]]]:
+def stateful_history(n: int, *, repeat: set[int] = frozenset(), skip: set[int] = frozenset(),
+                     forge: set[int] = frozenset()) -> tuple[list[Execution], list[tuple[State, bytes]]]:
     """A counter lineage of n segments, segment i calling add(i + 1), and the states a store
     must hold whole for it (genesis, and any state a lie jumps to). Every record is a real
     execution of its own pre-state; the lies are in how the states chain:
@@ -251,14 +252,33 @@ def stateful_history(n: int, *, repeat: set[int] = frozenset(), skip: set[int] =
     * `repeat`: segment i re-runs segment i - 1 from the state i - 1 started from, and bills it
       again (a step billed twice; the lineage then goes on from the same post-state);
     * `skip`: before segment i the provider jumps ahead through work it does not record (the
-      customer's computation is no longer the one billed).
+      customer's computation is no longer the one billed);
+    * `forge`: segment i's record claims a post-state it did not produce (one byte of memory
+      changed), and the lineage goes on from that forged state: the chain stays intact, the lie
+      sits in one record (what steering a lineage into states no honest run reaches costs).
     """
+    from poe._state import memory_root
+
     ex = Executor(COUNTER, CM)
     out: list[Execution] = []
-    with ex.session() as s:
+    s = ex.session()
+    try:
         snaps = [(s.state, s.image())]
         before_prev = snaps[0]
         for i in range(n):
+            if i in forge:
+                e = s.run(add(i + 1), i)
+                image = bytearray(s.image())
+                image[4000] ^= 0xFF
+                forged = dataclasses.replace(e.state, memory=memory_root(bytes(image)))
+                changed = dict(e.changed)
+                changed[3] = bytes(image[3072:4096])
+                s.close()
+                s = ex.session((forged, bytes(image)))
+                out.append(dataclasses.replace(e, record=dataclasses.replace(e.record, post_state=forged.root), state=forged,
+                                               changed=tuple(sorted(changed.items()))))
+                before_prev = None
+                continue
             if i in repeat and out:
                 with ex.session(before_prev) as again:
                     out.append(again.run(out[-1].invocation, i))
@@ -269,6 +289,8 @@ def stateful_history(n: int, *, repeat: set[int] = frozenset(), skip: set[int] =
                 snaps.append((s.state, s.image()))
             before_prev = (s.state, s.image())
             out.append(s.run(add(i + 1), i))
+    finally:
+        s.close()
     return out, snaps
 
 

@@ -399,3 +399,13 @@ def test_skipped_steps_are_caught_by_the_state_chain(pool, workdir):
     assert p.epsilon == 0  # what it bills was really run; the customer's computation was not
     trials = c.run_trials(pool, p, "10b", TRIALS, UNIFORM)
     check_row(p, trials, f"10b steps skipped: lineage jumps ahead ({len(skip)}x)", {"state chain"})
+
+
+def test_forged_post_state_that_the_lineage_continues_from_is_caught_by_re_execution(pool, workdir):
+    forge = c.pick("stateful forge", range(1, SEGMENTS - 1), lambda s: len(s) >= SEGMENTS // 20)
+    entries, snaps = c.stateful_history(SEGMENTS, forge=forge)
+    assert all(a.record.post_state == b.record.pre_state for a, b in zip(entries, entries[1:]))  # the chain holds
+    p = c.make_stateful_provider("10c forged post-state", str(workdir / "forge.poe"), STATEFUL_DEAL, entries, snaps, bad=forge)
+    trials = c.run_trials(pool, p, "10c", TRIALS, UNIFORM)
+    check_row(p, trials, f"10c post-state forged, lineage goes on ({len(forge)}x)", {"re-execution: post_state"},
+              note="each later segment re-executes correctly from the forged state: the lie is one leaf (spec §13.6)")
