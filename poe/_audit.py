@@ -365,7 +365,7 @@ def audit(claim: Claim, challenge: Challenge, openings: list[Opening], service: 
     # An honest bundle holds one state per distinct stateful pre-state among the openings: a
     # bundle with more asks for work nobody needs.
     pre_roots = set()
-    for o in openings:
+    for o in (by_target[t] for t in wanted):  # openings nobody asked for must not raise the bound
         if len(o.record) == 288 and o.record[224:256] != _ZERO:
             pre_roots.add(o.record[224:256])
     outcomes = _reexecute_all(list(unique.values()), jobs, stateful.get("genesis"), states, report.cost_model.limits.memory_pages,
@@ -378,7 +378,9 @@ def audit(claim: Claim, challenge: Challenge, openings: list[Opening], service: 
         if observed != o.record:
             diff = record_diff(committed, Record.decode(observed))
             problems.append(f"{o.target}: re-execution of segment {o.index} disagrees on {', '.join(diff)}")
-            if fraud is None or fraud["kind"] != "re-execution":
+            # A stateful segment's proof must carry its pre-state: only one such bundle is built.
+            provable = committed.pre_state == _ZERO or pre is not None
+            if provable and (fraud is None or fraud["kind"] != "re-execution"):
                 fraud = {
                     "format": "poe fraud proof v1", "kind": "re-execution",
                     "claim": claim.to_json(), "opening": o.to_json(), "observed_record": observed.hex(),
@@ -419,11 +421,16 @@ def _reexecute_in(pool: _Pool, items: list[tuple[tuple, bytes | None, bytes]], g
         return out
     assert genesis is not None
     batch: list[tuple[tuple, State, bytes]] = []
+    proof_bundle: list[int] = []  # one fraud proof needs one pre-state: build at most one bundle
 
     def flush() -> None:
         for (t, state, image), rec in zip(batch, pool.map(_reexecute_or_error, [t + (state.encoded, image) for t, state, image in batch])):
             differs = isinstance(rec, bytes) and rec != committed[t[5]]
-            out[t[5]] = (rec, _single_state_bundle(genesis, (state, image)) if differs else None)
+            bundle = None
+            if differs and not proof_bundle:
+                bundle = _single_state_bundle(genesis, (state, image))
+                proof_bundle.append(t[5])
+            out[t[5]] = (rec, bundle)
         batch.clear()
 
     ready = [(genesis[0], genesis[1])] if genesis[0].root in by_root else []
@@ -438,11 +445,12 @@ def _reexecute_in(pool: _Pool, items: list[tuple[tuple, bytes | None, bytes]], g
                 break
         flush()
     except PoEError as exc:  # the bundle itself is bad: every sample still waiting on it fails
+        failed = ((exc.code, f"the provider's state bundle is unusable: {exc.message}"), None)
         for t, _, _ in batch:
-            out.setdefault(t[5], ((exc.code, exc.message), None))
+            out.setdefault(t[5], failed)
         for ts in by_root.values():
             for t in ts:
-                out[t[5]] = ((exc.code, exc.message), None)
+                out[t[5]] = failed
     return out
 
 

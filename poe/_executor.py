@@ -542,8 +542,13 @@ class Session:
                 raise StateMismatchError("the state has memory but the module has none: a state for another module", expected=0, observed=state.pages)
         else:
             grow = state.pages - length // WASM_PAGE
-            if grow and not self._memory.grow(self._store, grow) >= 0:
-                raise StateMismatchError("cannot grow memory to the state's size", expected=state.pages, observed=length // WASM_PAGE)
+            try:
+                if grow:
+                    self._memory.grow(self._store, grow)
+            except wasmtime.WasmtimeError:  # beyond the module's own declared maximum
+                maximum = self._memory.type(self._store).limits.max
+                raise StateMismatchError(f"the state has {state.pages} pages, beyond the module's declared memory maximum ({maximum}): "
+                                         "no run of this module reaches it", expected=maximum, observed=state.pages) from None
             address, length = self._region()
             ctypes.memmove(address, image, length)
         ctx = self._store._context()

@@ -390,6 +390,8 @@ class TraceStore:
         while True:
             row = self._read("SELECT header, delta FROM states WHERE idx = ?", (k,)).fetchone()
             if row is None:
+                if want_root is not None and k == index == -1:
+                    raise StateUnavailableError("the first stateful segment of a store starts a lineage: put its genesis snapshot first")
                 if want_root is not None and k == index:
                     raise StateUnavailableError(
                         f"segment {index + 1} starts from a state that is neither a kept snapshot nor the post-state of segment {index}, "
@@ -535,6 +537,7 @@ class TraceStore:
         end = info.end_index
         with self._transaction():
             keep_roots = {r.pre_state for r in self._records_from(end)} - {h.ZERO_DIGEST}
+            keep_roots.add(self.record(self._next_index - 1).post_state)  # the log's last state: for --resume
             # The state the last collected segment left lives in the deltas about to go: keep it
             # whole, for the segment after it or for a later `run --resume`.
             if end > 0:

@@ -700,3 +700,62 @@ def test_state_chain_fraud_proof_is_rechecked_by_the_cli(tmp_path, sort_run):
     (tmp_path / "m.wasm").write_bytes(SORT.main)
     r = CliRunner().invoke(main, ["check-fraud-proof", str(tmp_path / "v.json"), "--module", str(tmp_path / "m.wasm")])
     assert r.exit_code == 0 and "FRAUD PROVEN: segment 40" in r.output and "forged pre-state" in r.output
+
+
+CAPPED = Service(wasmtime.wat2wasm("""(module
+  (memory (export "memory") 1 2)
+  (global $count (export "count") (mut i32) (i32.const 0))
+  (func (export "step") (result i32)
+    (global.set $count (i32.add (global.get $count) (i32.const 1)))
+    (i32.lt_u (global.get $count) (i32.const 5))))"""), name="capped.wasm")
+
+
+def test_pre_state_beyond_the_modules_declared_maximum_is_a_rejected_sample_not_a_crash():
+    ex = Executor(CAPPED, CM)
+    state, _ = ex.genesis()
+    big = State(3, 5, memory_root(bytes(3 * 65536)), state.globals)  # 3 pages: under the cost model's 160, over the module's 2
+    with pytest.raises(StateMismatchError, match="declared memory maximum"):
+        ex.run_stateful((big, bytes(3 * 65536)), STEP)
+
+
+def test_openings_nobody_asked_for_do_not_raise_the_bundle_bound(tmp_path):
+    from poe._audit import Opening
+
+    ex = Executor(COUNTER, CM)
+    path = str(tmp_path / "j.poe")
+    with TraceStore.create_or_open(path, CM) as store:
+        store.register_service(COUNTER)
+        with ex.session() as s:
+            store.put_snapshot(s.state, s.image())
+            for i in range(8):
+                store.append(s.run(inv("add", i64(i)), i))
+    claim, store = counter_claim(path)
+    g_state = ex.genesis()[0]
+    ch = next(c for n in range(20_000)
+              if 5 in (c := Challenge.draw(claim, n.to_bytes(32, "little"), Fraction("1/2"), Fraction("1/100"), 16)).uniform)
+    openings = open_targets(store, claim, ch)
+    states = json.loads(json.dumps(open_states(store, openings, ex.genesis())))
+    junk_openings = [Opening(f"x{k}", 0, bytes(224) + k.to_bytes(32, "little") + bytes(32), b"", b"", {}) for k in range(1, 9)]
+    junk_state = {"state": State(CM.limits.memory_pages, 0, bytes(32), g_state.globals).encoded.hex(), "base": "genesis", "delta": ""}
+    verdict = audit(claim, ch, openings + junk_openings, COUNTER, deal=claim.deal, states={**states, "states": [junk_state] * 8 + states["states"]})
+    assert verdict.verdict == "REJECT" and any("at most" in p for p in verdict.problems)
+
+
+def test_gc_of_an_older_epoch_after_a_newer_one_keeps_the_state_to_resume_from(tmp_path):
+    path = str(tmp_path / "g.poe")
+    ex = Executor(COUNTER, CM)
+    with ex.session() as s:
+        for _ in range(2):
+            with TraceStore.create_or_open(path, CM) as store:
+                store.register_service(COUNTER)
+                if store.next_index == 0:
+                    store.put_snapshot(s.state, s.image())
+                for _ in range(4):
+                    store.append(s.run(inv("add", i64(3)), store.next_index))
+            with TraceStore.open(path, seal=True) as st:
+                st.seal()
+        last = s.state
+    with TraceStore.create_or_open(path, CM) as store:
+        store.collect(1)
+        store.collect(0)
+        assert store.last_state()[0] == last

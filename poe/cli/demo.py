@@ -238,7 +238,8 @@ def _stateful_demo(workdir: str, beacon: bytes, quiet: bool, keep: bool) -> dict
     rows = [settle([v], claim.deal)["payouts"][0] for v, (_, claim) in zip(verdicts, providers.values())]
     say(f"guarantee: {Challenge.draw(providers['honest'][1], beacon, STEP_EPSILON, STEP_DELTA, STEP_UNIFORM).guarantee()}")
     say("settlement: " + "; ".join(f"{role} {row['payout']:,} ({row['status']})" for role, row in zip(providers, rows)))
-    return {"epsilon": str(STEP_EPSILON), "delta": str(STEP_DELTA), "providers": summary, "payouts": rows}
+    return {"epsilon": str(STEP_EPSILON), "delta": str(STEP_DELTA), "providers": summary,
+            "payouts": {"format": "poe payouts v1", "payouts": rows, "total": sum(r["payout"] for r in rows)}}
 
 
 class _progress:
