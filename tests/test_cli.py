@@ -197,6 +197,12 @@ def test_demo_runs_the_whole_loop_and_settles_honest_and_cheat(tmp_path):
     assert steps["cheating"]["verdict"] == "REJECT" and steps["cheating"]["repeated_steps"] > 0
     assert "fraud_proof_segment" in steps["cheating"]
     assert (tmp_path / "cheating-steps-verdict.json").exists()
+    assert (tmp_path / "honest-claim.json").exists() and (tmp_path / "payouts.json").exists() and (tmp_path / "steps-payouts.json").exists()
+    again = _poe("demo", "--segments", "10", "--no-stateful", "--keep", str(tmp_path))
+    assert again.exit_code == 3 and "already holds" in again.stderr
+    honest_verdict = str(tmp_path / "honest-verdict.json")
+    r = _poe("check-fraud-proof", honest_verdict, "--module", f"{M}/csv_agg.wasm")
+    assert r.exit_code == 1 and "no fraud proof" in r.stderr
 
 
 def test_demo_without_the_stateful_part(tmp_path):

@@ -6,6 +6,7 @@ import click
 
 from .._audit import check_fraud_proof
 from .._executor import Service
+from ..errors import VerificationError
 from ._options import emit_json, info, json_option, load_json, read_file
 
 
@@ -23,6 +24,8 @@ def check_fraud_proof_cmd(proof_path, module_path, as_json):
     """
     doc = load_json(proof_path, "fraud proof")
     if isinstance(doc, dict) and doc.get("format") == "poe verdict v1":
+        if not doc.get("fraud_proof"):
+            raise VerificationError(f"the verdict ({doc.get('verdict')}) carries no fraud proof: nothing is proven")
         doc = doc.get("fraud_proof")
     result = check_fraud_proof(doc, Service(read_file(module_path, "module")))
     if as_json:

@@ -23,6 +23,7 @@ from .._executor import Execution, Executor, Service
 from .._invocation import Invocation
 from .._schemes import get_scheme
 from .._store import TraceStore
+from ..errors import InputError
 from ._options import emit_json, info, json_option
 
 DEAL_ID = "demo-deal"
@@ -53,6 +54,8 @@ def demo(segments, epsilon, delta, cheat_rate, seed, keep, stateful, as_json):
     """
     workdir = keep or tempfile.mkdtemp(prefix="poe-demo-")
     os.makedirs(workdir, exist_ok=True)
+    if keep and any(name.endswith(".poe") for name in os.listdir(workdir)):
+        raise InputError(f"--keep {keep} already holds a demo's stores; give an empty or new directory")
     try:
         result = _demo(workdir, segments, Fraction(epsilon), Fraction(delta), cheat_rate, seed, as_json, keep is not None)
         if stateful:
@@ -142,8 +145,15 @@ def _demo(workdir, segments, epsilon, delta, cheat_rate, seed, quiet, keep) -> d
 
             with open(os.path.join(workdir, f"{role}-verdict.json"), "w") as f:
                 json.dump(v, f, indent=2)
+            with open(os.path.join(workdir, f"{role}-claim.json"), "w") as f:
+                json.dump(claim.to_json(), f, indent=2)
     rows = [settle([v], claim.deal)["payouts"][0] for v, (_, claim) in zip(verdicts, providers.values())]
     payouts = {"format": "poe payouts v1", "payouts": rows, "total": sum(r["payout"] for r in rows)}
+    if keep:
+        import json
+
+        with open(os.path.join(workdir, "payouts.json"), "w") as f:
+            json.dump(payouts, f, indent=2)
     say(f"guarantee: {challenge.guarantee()}")
     say("settlement:")
     for row, role in zip(payouts["payouts"], providers):
@@ -235,11 +245,18 @@ def _stateful_demo(workdir: str, beacon: bytes, quiet: bool, keep: bool) -> dict
 
             with open(os.path.join(workdir, f"{role}-steps-verdict.json"), "w") as f:
                 json.dump(verdicts[-1], f, indent=2)
+            with open(os.path.join(workdir, f"{role}-steps-claim.json"), "w") as f:
+                json.dump(claim.to_json(), f, indent=2)
     rows = [settle([v], claim.deal)["payouts"][0] for v, (_, claim) in zip(verdicts, providers.values())]
     say(f"guarantee: {Challenge.draw(providers['honest'][1], beacon, STEP_EPSILON, STEP_DELTA, STEP_UNIFORM).guarantee()}")
     say("settlement: " + "; ".join(f"{role} {row['payout']:,} ({row['status']})" for role, row in zip(providers, rows)))
-    return {"epsilon": str(STEP_EPSILON), "delta": str(STEP_DELTA), "providers": summary,
-            "payouts": {"format": "poe payouts v1", "payouts": rows, "total": sum(r["payout"] for r in rows)}}
+    payouts = {"format": "poe payouts v1", "payouts": rows, "total": sum(r["payout"] for r in rows)}
+    if keep:
+        import json
+
+        with open(os.path.join(workdir, "steps-payouts.json"), "w") as f:
+            json.dump(payouts, f, indent=2)
+    return {"epsilon": str(STEP_EPSILON), "delta": str(STEP_DELTA), "providers": summary, "payouts": payouts}
 
 
 class _progress:
