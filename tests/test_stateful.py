@@ -759,3 +759,25 @@ def test_gc_of_an_older_epoch_after_a_newer_one_keeps_the_state_to_resume_from(t
         store.collect(1)
         store.collect(0)
         assert store.last_state()[0] == last
+
+
+def test_store_missing_a_state_chunk_says_which(tmp_path, sort_run):
+    genesis, runs, _ = sort_run
+    path = str(tmp_path / "m.poe")
+    with TraceStore.create_or_open(path, CM) as store:
+        store.register_service(SORT)
+        store.put_snapshot(*genesis)
+        for e in runs[:150]:
+            store.append(e)
+    import sqlite3
+
+    db = sqlite3.connect(path)
+    (digest,) = db.execute("SELECT digest FROM chunks WHERE digest != ? LIMIT 1", (blake3.blake3(bytes(1024)).digest(),)).fetchone()
+    db.execute("DELETE FROM chunks WHERE digest = ?", (digest,))
+    db.commit()
+    db.close()
+    with TraceStore.open(path) as store:
+        with pytest.raises(StateUnavailableError, match=f"missing state chunk {bytes(digest).hex()}"):
+            for k in range(150):
+                state, manifest = store.pre_state(k)
+                store.image(state, manifest)
