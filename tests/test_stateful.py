@@ -229,14 +229,19 @@ def test_store_keeps_about_the_dirty_bytes_per_step_and_rebuilds_every_pre_state
             assert store.image(state, manifest) == image
 
 
-def test_store_refuses_a_state_chunk_whose_bytes_were_damaged(tmp_path, sort_run):
-    genesis, runs, _ = sort_run
-    path = str(tmp_path / "s.poe")
+def sort_store(path: str, genesis, executions) -> None:
+    """A store holding the step example's genesis and these executions."""
     with TraceStore.create_or_open(path, CM) as store:
         store.register_service(SORT)
         store.put_snapshot(*genesis)
-        for e in runs[:200]:
+        for e in executions:
             store.append(e)
+
+
+def test_store_refuses_a_state_chunk_whose_bytes_were_damaged(tmp_path, sort_run):
+    genesis, runs, _ = sort_run
+    path = str(tmp_path / "s.poe")
+    sort_store(path, genesis, runs[:200])
     import sqlite3
 
     db = sqlite3.connect(path)
@@ -552,6 +557,17 @@ def counter_claim(path: str) -> tuple[Claim, TraceStore]:
     return Claim(COUNTER_DEAL, env, COUNTER_DEAL.amount(st.totals)), store
 
 
+def counter_lineage_claim(path: str, n: int) -> tuple[Claim, TraceStore]:
+    """A sealed and claimed counter lineage of n add() steps."""
+    with TraceStore.create_or_open(path, CM) as store:
+        store.register_service(COUNTER)
+        with Executor(COUNTER, CM).session() as s:
+            store.put_snapshot(s.state, s.image())
+            for i in range(n):
+                store.append(s.run(inv("add", i64(i)), i))
+    return counter_claim(path)
+
+
 def counter_audit(claim: Claim, store: TraceStore, index: int, states_edit=None):
     ch = None
     for n in range(20_000):
@@ -607,14 +623,7 @@ def test_committed_invocation_of_a_missing_export_is_a_rejected_sample_not_a_cra
 @pytest.mark.parametrize("junk", ["more states than asked for", "a state beyond the memory limit"])
 def test_bundle_asking_for_work_nobody_needs_is_refused_cheaply(tmp_path, junk):
     ex = Executor(COUNTER, CM)
-    path = str(tmp_path / "j.poe")
-    with TraceStore.create_or_open(path, CM) as store:
-        store.register_service(COUNTER)
-        with ex.session() as s:
-            store.put_snapshot(s.state, s.image())
-            for i in range(8):
-                store.append(s.run(inv("add", i64(i)), i))
-    claim, store = counter_claim(path)
+    claim, store = counter_lineage_claim(str(tmp_path / "j.poe"), 8)
     g_state = ex.genesis()[0]
     if junk == "more states than asked for":
         entry = lambda st: {"state": State(1, 7, g_state.memory, g_state.globals).encoded.hex(), "base": "genesis", "delta": ""}
@@ -722,14 +731,7 @@ def test_openings_nobody_asked_for_do_not_raise_the_bundle_bound(tmp_path):
     from poe._audit import Opening
 
     ex = Executor(COUNTER, CM)
-    path = str(tmp_path / "j.poe")
-    with TraceStore.create_or_open(path, CM) as store:
-        store.register_service(COUNTER)
-        with ex.session() as s:
-            store.put_snapshot(s.state, s.image())
-            for i in range(8):
-                store.append(s.run(inv("add", i64(i)), i))
-    claim, store = counter_claim(path)
+    claim, store = counter_lineage_claim(str(tmp_path / "j.poe"), 8)
     g_state = ex.genesis()[0]
     ch = next(c for n in range(20_000)
               if 5 in (c := Challenge.draw(claim, n.to_bytes(32, "little"), Fraction("1/2"), Fraction("1/100"), 16)).uniform)
@@ -764,11 +766,7 @@ def test_gc_of_an_older_epoch_after_a_newer_one_keeps_the_state_to_resume_from(t
 def test_store_missing_a_state_chunk_says_which(tmp_path, sort_run):
     genesis, runs, _ = sort_run
     path = str(tmp_path / "m.poe")
-    with TraceStore.create_or_open(path, CM) as store:
-        store.register_service(SORT)
-        store.put_snapshot(*genesis)
-        for e in runs[:150]:
-            store.append(e)
+    sort_store(path, genesis, runs[:150])
     import sqlite3
 
     db = sqlite3.connect(path)

@@ -11,7 +11,7 @@ import click
 
 from .. import _hashing as h
 from .._costmodel import CostModel
-from .._executor import Executor, Service
+from .._executor import Execution, Executor, Service
 from .._invocation import Invocation, Payload, Value
 from .._store import Totals, TraceStore
 from ..errors import ArgumentError, InputError
@@ -125,20 +125,13 @@ def run(module, store_path, export, args, env, stdin_path, files, links, repeat,
                 inv = base if repeat == 1 else base.with_seed(h.digest(h.CTX_SEED, base_seed + struct.pack("<Q", i)))
                 last = executor.run(inv, store.next_index)
                 store.append(last)
-                r = last.record
-                totals.add(r)
-                peak = max(peak, r.peak_pages)
-                key = r.describe_outcome()
-                outcomes[key] = outcomes.get(key, 0) + 1
+                peak = _tally(last.record, totals, outcomes, peak)
                 bar.update(1)
     elapsed = time.perf_counter() - started
 
     assert last is not None
     if repeat == 1 and not as_json and not quiet:
-        sys.stdout.buffer.write(last.output.stdout.data)
-        sys.stdout.flush()
-        sys.stderr.buffer.write(last.output.stderr.data)
-        sys.stderr.flush()
+        _echo_guest(last)
     summary = {
         "store": store_path,
         "module_digest": service.digest.hex(),
@@ -193,10 +186,7 @@ def _run_stateful(executor: Executor, inv: Invocation, store_path: str, steps: i
                     last = session.run(inv, store.next_index)
                     store.append(last)
                     r = last.record
-                    totals.add(r)
-                    peak = max(peak, r.peak_pages)
-                    key = r.describe_outcome()
-                    outcomes[key] = outcomes.get(key, 0) + 1
+                    peak = _tally(r, totals, outcomes, peak)
                     bar.update(1)
                     if r.outcome.name != "OK" or (stop_at_zero and last.output.results[0].bits == 0):
                         done = r.outcome.name == "OK"
@@ -210,10 +200,7 @@ def _run_stateful(executor: Executor, inv: Invocation, store_path: str, steps: i
     grown = {k: usage[k] - usage_before[k] for k in usage}
     stored = grown["chunk_bytes"] + grown["delta_bytes"] + grown["manifest_bytes"]
     if not as_json and not quiet:
-        sys.stdout.buffer.write(last.output.stdout.data)
-        sys.stdout.flush()
-        sys.stderr.buffer.write(last.output.stderr.data)
-        sys.stderr.flush()
+        _echo_guest(last)
     summary = {
         "store": store_path,
         "stateful": True,
@@ -247,6 +234,22 @@ def _run_stateful(executor: Executor, inv: Invocation, store_path: str, steps: i
     info(f"  state    : {last.record.post_state.hex()[:16]}... after the last step; dirty chunks found by {tracking}")
     info(f"  stored   : {human(stored)}B of state ({stored / n:,.0f} B/step: changed chunks, deltas, checkpoints)")
     info(f"  time     : {elapsed:.3f} s ({n / elapsed:,.0f} steps/s)" if elapsed > 0 else "")
+
+
+def _echo_guest(last: Execution) -> None:
+    """The guest's captured stdout and stderr, on ours."""
+    sys.stdout.buffer.write(last.output.stdout.data)
+    sys.stdout.flush()
+    sys.stderr.buffer.write(last.output.stderr.data)
+    sys.stderr.flush()
+
+
+def _tally(r, totals: Totals, outcomes: dict[str, int], peak: int) -> int:
+    """Count one record into the run's summary; returns the new peak pages."""
+    totals.add(r)
+    key = r.describe_outcome()
+    outcomes[key] = outcomes.get(key, 0) + 1
+    return max(peak, r.peak_pages)
 
 
 class _NoBar:
