@@ -430,6 +430,11 @@ class TraceStore:
             raise StateUnavailableError(f"the store has no state for segment {index}")
         return State.decode(_blob(row[0]))
 
+    def post_state_image(self, index: int) -> tuple[State, bytes]:
+        """Stateful segment `index`'s post-state and its memory image (checked against its root)."""
+        state = self.state_after(index)
+        return state, self.image(state, self._manifest_after(index))
+
     def pre_state(self, index: int) -> tuple[State, bytearray]:
         """Stateful segment `index`'s pre-state and its manifest."""
         r = self.record(index)

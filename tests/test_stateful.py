@@ -779,3 +779,19 @@ def test_store_missing_a_state_chunk_says_which(tmp_path, sort_run):
             for k in range(150):
                 state, manifest = store.pre_state(k)
                 store.image(state, manifest)
+
+
+def test_a_dumped_memory_image_hashes_to_the_state_with_plain_blake3(tmp_path):
+    wasm = tmp_path / "counter.wasm"
+    wasm.write_bytes(module_bytes("counter.wasm"))
+    store = str(tmp_path / "d.poe")
+    assert CliRunner().invoke(main, ["run", str(wasm), "--stateful", "--steps", "3", "--store", store]).exit_code == 0
+    r = CliRunner().invoke(main, ["inspect", store, "--segment", "2", "--dump-memory", str(tmp_path / "mem.bin"), "--json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    image = (tmp_path / "mem.bin").read_bytes()
+    assert blake3.blake3(image).hexdigest() == doc["post_state"]["memory"] == doc["dumped"]["blake3"]
+    with TraceStore.open(store) as st:
+        assert st.state_after(2).root.hex() == doc["record"]["post_state"]
+    r = CliRunner().invoke(main, ["inspect", store, "--dump-memory", str(tmp_path / "x.bin")])
+    assert r.exit_code == 3 and "needs --segment" in r.output

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from .._store import TraceStore
+from ..errors import InputError, StateUnavailableError
 from ._options import emit_json, human, info, json_option
 
 
@@ -13,13 +14,21 @@ from ._options import emit_json, human, info, json_option
 @click.option("--segment", "index", type=click.IntRange(min=0), default=None, help="Show one segment: record, invocation and output.")
 @click.option("--epoch", type=click.IntRange(min=0), default=None, help="Summarise one epoch only.")
 @click.option("--check", is_flag=True, help="Check the store's integrity (SQLite, contiguous log, digests); exit 1 on a problem.")
+@click.option("--dump-memory", "dump_path", type=click.Path(dir_okay=False), default=None,
+              help="With --segment of a stateful segment: write its post-state's memory image here (check it with b3sum).")
 @json_option
-def inspect_cmd(store_path, index, epoch, check, as_json):
-    """Summarise a trace store: cost model, services, epochs, totals and outcomes."""
+def inspect_cmd(store_path, index, epoch, check, dump_path, as_json):
+    """Summarise a trace store: cost model, services, epochs, totals and outcomes.
+
+    With --segment, one segment in full; for a stateful segment also its pre- and post-state
+    roots, and with --dump-memory FILE the post-state's linear memory, whose plain BLAKE3 hash
+    (`b3sum FILE`) is the state's memory root."""
+    if dump_path is not None and index is None:
+        raise InputError("--dump-memory needs --segment")
     store = TraceStore.open(store_path)
     try:
         if index is not None:
-            _show_segment(store, index, as_json)
+            _show_segment(store, index, as_json, dump_path)
             return
         totals, outcomes = store.summary(epoch)
         data = {
@@ -63,9 +72,22 @@ def inspect_cmd(store_path, index, epoch, check, as_json):
         store.close()
 
 
-def _show_segment(store: TraceStore, index: int, as_json: bool) -> None:
+def _show_segment(store: TraceStore, index: int, as_json: bool, dump_path: str | None = None) -> None:
     record, invocation, output = store.segment(index)
     data = {"record": record.to_json(), "invocation": invocation.to_json(), "output": output.to_json()}
+    if record.post_state != bytes(32):
+        try:
+            data["post_state"] = store.state_after(index).to_json()
+        except StateUnavailableError as exc:
+            data["post_state"] = {"root": record.post_state.hex(), "unavailable": exc.message}
+    if dump_path is not None:
+        if record.post_state == bytes(32):
+            raise InputError(f"segment {index} is stateless: it has no memory to dump")
+        state, image = store.post_state_image(index)
+        with open(dump_path, "wb") as f:
+            f.write(image)
+        data["dumped"] = {"path": dump_path, "bytes": len(image), "blake3": state.memory.hex()}
+        info(f"poe: wrote segment {index}'s post-state memory ({len(image):,} bytes) to {dump_path}; b3sum gives {state.memory.hex()}")
     if as_json:
         emit_json(data)
         return
@@ -74,6 +96,12 @@ def _show_segment(store: TraceStore, index: int, as_json: bool) -> None:
     info(f"  export {invocation.export} argv {data['invocation']['argv']} params {[str(v) for v in invocation.params]}")
     for key in ("module_digest", "cost_model_digest", "input_digest", "output_digest", "io_digest"):
         info(f"  {key:<18} {r[key]}")
+    if record.pre_state != bytes(32):
+        info(f"  {'pre_state':<18} {r['pre_state']}")
+        info(f"  {'post_state':<18} {r['post_state']}")
+        post = data.get("post_state", {})
+        if "memory" in post:
+            info(f"    {post['pages']} pages, memory BLAKE3 {post['memory']}, clock {post['clock_ns']:,} ns, {len(post['globals'])} globals")
     if output.results:
         info(f"  results {[str(v) for v in output.results]}")
     if output.stdout.data:
