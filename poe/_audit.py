@@ -458,7 +458,8 @@ def _chain_images(first: list[tuple[State, bytes]], states: dict[str, Any] | Non
                   max_pages: int, max_states: int, needed: set[bytes]):
     yield from first
     if states is not None and needed:
-        yield from open_bundle(states, genesis_image, max_pages=max_pages, max_states=max_states, wanted=needed)
+        # Images are hashed where they are restored (Session.attach checks the root), once.
+        yield from open_bundle(states, genesis_image, max_pages=max_pages, max_states=max_states, wanted=needed, check_images=False)
 
 
 def _single_state_bundle(genesis: tuple[State, bytes], pre: tuple[State, bytes]) -> dict[str, Any]:

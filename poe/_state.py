@@ -259,14 +259,15 @@ def bundle_roots(bundle: Any) -> set[bytes]:
 
 
 def open_bundle(bundle: Any, genesis_image: bytes, *, max_pages: int = MAX_PAGES, max_states: int | None = None,
-                wanted: set[bytes] | None = None) -> Iterator[tuple[State, bytes]]:
+                wanted: set[bytes] | None = None, check_images: bool = True) -> Iterator[tuple[State, bytes]]:
     """Every (state, memory image) of a bundle, in order, each image checked against its state's
     memory root; lazily, so a caller holds one image at a time. With `wanted`, only those states
     are hashed and yielded (the others are only applied on the way). A verifier bounds the work a
     hostile bundle can cause: `max_pages` (its cost model's memory limit) and `max_states` (how
     many states it needs). Raises EncodingError for a malformed or oversized bundle and
     StateMismatchError for a chunk or an image that does not hash to what it claims, or a chunk
-    the bundle does not carry."""
+    the bundle does not carry. `check_images=False` leaves the image check to a caller that
+    hashes every image anyway (restoring one into an instance does)."""
     try:
         if not isinstance(bundle, dict) or bundle.get("format") != "poe state bundle v1":
             raise EncodingError("not a poe state bundle v1")
@@ -293,11 +294,11 @@ def open_bundle(bundle: Any, genesis_image: bytes, *, max_pages: int = MAX_PAGES
             raise EncodingError(f"the bundle carries {len(entries)} states; at most {max_states} were asked for")
     except (KeyError, TypeError, ValueError, AttributeError, zlib.error) as exc:
         raise EncodingError(f"malformed state bundle: {type(exc).__name__}: {exc}") from None
-    return _images(entries, pool, genesis_image, max_pages * WASM_PAGE, wanted)
+    return _images(entries, pool, genesis_image, max_pages * WASM_PAGE, wanted, check_images)
 
 
 def _images(entries: list, pool: dict[bytes, bytes], genesis_image: bytes, max_bytes: int,
-            wanted: set[bytes] | None) -> Iterator[tuple[State, bytes]]:
+            wanted: set[bytes] | None, check_images: bool) -> Iterator[tuple[State, bytes]]:
     image = bytearray(genesis_image)
     for n, e in enumerate(entries):
         try:
@@ -323,5 +324,8 @@ def _images(entries: list, pool: dict[bytes, bytes], genesis_image: bytes, max_b
                                          expected=dg.hex(), observed=None)
             image[idx * CHUNK_SIZE : (idx + 1) * CHUNK_SIZE] = c
         if wanted is None or state.root in wanted:
-            state.check_image(image)
+            if check_images:
+                state.check_image(image)
+            elif len(image) != state.memory_bytes:
+                raise EncodingError(f"bundle state {n}'s image is {len(image)} bytes, not {state.memory_bytes}")
             yield state, bytes(image)

@@ -795,3 +795,24 @@ def test_a_dumped_memory_image_hashes_to_the_state_with_plain_blake3(tmp_path):
         assert st.state_after(2).root.hex() == doc["record"]["post_state"]
     r = CliRunner().invoke(main, ["inspect", store, "--dump-memory", str(tmp_path / "x.bin")])
     assert r.exit_code == 3 and "needs --segment" in r.output
+
+
+def test_bundle_whose_image_is_not_its_headers_memory_is_rejected(tmp_path):
+    from poe._state import ZERO_CHUNK_DIGEST
+
+    claim, store = counter_lineage_claim(str(tmp_path / "h.poe"), 12)
+
+    def zero_a_chunk(states):
+        # every header stays (so the roots the records name are all there), but each delta's
+        # first chunk is pointed at the zero chunk: the images no longer hash to their headers
+        entries = []
+        for e in states["states"]:
+            d = bytes.fromhex(e["delta"])
+            if d:
+                d = d[:4] + ZERO_CHUNK_DIGEST + d[36:]
+            entries.append({**e, "delta": d.hex()})
+        return {**states, "states": entries}
+
+    verdict = counter_audit(claim, store, 5, zero_a_chunk)
+    assert verdict.verdict == "REJECT"
+    assert any("state.mismatch" in p and "does not hash" in p for p in verdict.problems), verdict.problems
