@@ -549,6 +549,21 @@ def memory_root(data: Any) -> bytes:
     return bytes(_ffi.buffer(out, HASH_SIZE))
 
 
+def manifest(data: Any) -> bytes:
+    """Plain BLAKE3 of every 1 KiB chunk of an image (bytes-like, a multiple of 1 KiB), in order."""
+    _require()
+    view, n = _bytes_like(data, "image")
+    if n % CHUNK_SIZE:
+        raise InputError(f"image length must be a multiple of {CHUNK_SIZE}, got {n}")
+    count = n // CHUNK_SIZE
+    if count == 0:
+        return b""
+    idx = _ffi.from_buffer("uint32_t[]", array("I", range(count)))
+    out = _uninitialised(count * HASH_SIZE)
+    _status(_lib.poe_chunk_digests(_ffi.cast("uint8_t *", _ptr(view)), idx, count, out), "chunk_digests")
+    return bytes(_ffi.buffer(out, count * HASH_SIZE))
+
+
 def memory_root_at(address: int, length: int) -> bytes:
     """Standard BLAKE3 of the `length` bytes at a raw address."""
     _require()

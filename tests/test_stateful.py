@@ -816,3 +816,14 @@ def test_bundle_whose_image_is_not_its_headers_memory_is_rejected(tmp_path):
     verdict = counter_audit(claim, store, 5, zero_a_chunk)
     assert verdict.verdict == "REJECT"
     assert any("state.mismatch" in p and "does not hash" in p for p in verdict.problems), verdict.problems
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_manifest_is_every_chunks_plain_blake3_on_both_paths(monkeypatch, native):
+    from poe import _native
+
+    if native and not _native.AVAILABLE:
+        pytest.skip(_native.LOAD_ERROR or "native kernel unavailable")
+    monkeypatch.setattr(_native, "AVAILABLE", native and _native.AVAILABLE)
+    image = os.urandom(3 * 1024) + bytes(2048) + os.urandom(1024)
+    assert bytes(manifest_of(image)) == b"".join(blake3.blake3(image[k:k + 1024]).digest() for k in range(0, len(image), 1024))
