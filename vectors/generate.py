@@ -495,17 +495,23 @@ def state_vectors() -> dict[str, dict]:
         out[f"memory_{pages}_pages"] = {"desc": f"memory commitment of a {pages}-page image: plain BLAKE3 (b3sum)", "kind": "memory",
                                         "image_zlib_b64": _packed(img), "memory": blake3.blake3(img).hexdigest(), "expect": "ok"}
 
-    # a lineage of the counter module under the pinned cost model: genesis root and records
+    # lineages under the pinned cost model: genesis root and records
     cm = CostModel.current(LIMITS)
-    ex = Executor(Service((MODULES / "counter.wasm").read_bytes()), cm)
-    steps = [{"export": "add", "params": [["i64", str(k)]]} for k in (5, 6, 7)]
-    steps += [{"export": "grow", "params": [["i32", "2"]]}, {"export": "step"}, {"export": "trap"}, {"export": "get"}]
-    with ex.session(tracking="rehash") as s:
-        genesis = s.state
-        records = [s.run(build_invocation(spec), i).record_bytes.hex() for i, spec in enumerate(steps)]
-    out["lineage_counter"] = {"desc": "counter.wasm from genesis: add x3, grow, step, a trap, get; each record chains to the next", "kind": "lineage",
-                              "module": "counter.wasm", "cost_model": cm.to_json(), "genesis": genesis.encoded.hex(),
-                              "genesis_root": genesis.root.hex(), "invocations": steps, "records": records, "expect": "ok"}
+    counter_steps = [{"export": "add", "params": [["i64", str(k)]]} for k in (5, 6, 7)]
+    counter_steps += [{"export": "grow", "params": [["i32", "2"]]}, {"export": "step"}, {"export": "trap"}, {"export": "get"}]
+    lineages = {
+        "lineage_counter": ("counter.wasm from genesis: add x3, grow, step, a trap, get; each record chains to the next",
+                            "counter.wasm", counter_steps),
+        "lineage_entropy_clock": ("a C program's _start run 3 times on one instance: random bytes keyed by seed and pre-state, "
+                                  "clocks continuing from the lineage's clock", "entropy_clock.wasm", [{"argv": ["entropy_clock"]}] * 3),
+    }
+    for name, (desc, module, steps) in lineages.items():
+        ex = Executor(Service((MODULES / module).read_bytes()), cm)
+        with ex.session(tracking="rehash") as s:
+            genesis = s.state
+            records = [s.run(build_invocation(spec), i).record_bytes.hex() for i, spec in enumerate(steps)]
+        out[name] = {"desc": desc, "kind": "lineage", "module": module, "cost_model": cm.to_json(), "genesis": genesis.encoded.hex(),
+                     "genesis_root": genesis.root.hex(), "invocations": steps, "records": records, "expect": "ok"}
 
     # a bundle of two states over a genesis image
     g_img = _image(1, 3)
