@@ -83,7 +83,10 @@ CREATE INDEX segments_by_epoch ON segments(epoch, idx);
 _STATE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS chunks(digest BLOB PRIMARY KEY, data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS states(idx INTEGER PRIMARY KEY, header BLOB NOT NULL, delta BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS snapshots(root BLOB PRIMARY KEY, header BLOB NOT NULL, manifest BLOB NOT NULL)
+CREATE TABLE IF NOT EXISTS snapshots(
+    root BLOB PRIMARY KEY, header BLOB NOT NULL, manifest BLOB NOT NULL,
+    start INTEGER NOT NULL DEFAULT 0  -- 1: a lineage may start here (genesis), 0: a checkpoint
+)
 """
 
 
@@ -160,7 +163,7 @@ class TraceStore:
         self._has_state = _Rows(conn, "SELECT COUNT(*) FROM sqlite_master WHERE name = 'states'", (), path).fetchone()[0] == 1
         self._pending_states: list[tuple[int, bytes, bytes]] = []
         self._pending_chunks: dict[bytes, bytes] = {}
-        self._pending_snapshots: dict[bytes, tuple[bytes, bytes]] = {}
+        self._pending_snapshots: dict[bytes, tuple[bytes, bytes, int]] = {}
         self._known_chunks: set[bytes] = set()
         # The lineage being appended to: its latest post-state root, that state's manifest,
         # and how many delta entries were written since the last full manifest.
@@ -300,8 +303,9 @@ class TraceStore:
             )
             if self._pending_chunks or self._pending_states or self._pending_snapshots:
                 self._db.executemany("INSERT OR IGNORE INTO chunks VALUES (?, ?)", self._pending_chunks.items())
-                self._db.executemany("INSERT OR IGNORE INTO snapshots VALUES (?, ?, ?)",
-                                     [(root, hd, mf) for root, (hd, mf) in self._pending_snapshots.items()])
+                # A start mark is never lost: a checkpoint of a state later put as a start becomes one.
+                self._db.executemany("INSERT INTO snapshots VALUES (?, ?, ?, ?) ON CONFLICT(root) DO UPDATE SET start = MAX(start, excluded.start)",
+                                     [(root, hd, mf, st) for root, (hd, mf, st) in self._pending_snapshots.items()])
                 self._db.executemany("INSERT INTO states VALUES (?, ?, ?)", self._pending_states)
         if len(self._known_blobs) > 100_000:
             self._known_blobs.clear()
@@ -323,9 +327,10 @@ class TraceStore:
             raise StateUnavailableError(f"store {self.path} predates stateful segments (format 1) and holds no states")
 
     def put_snapshot(self, state: State, image: bytes | memoryview) -> None:
-        """Keep a full state (a lineage's genesis): its manifest and every chunk of its image."""
+        """Keep a full state a lineage starts from (its genesis): its manifest and every chunk of
+        its image. Only such states may begin a lineage in the log; checkpoints may not."""
         self._require_writer()
-        if self._has_snapshot(state.root):
+        if self._snapshot_manifest(state.root, starts_only=True) is not None:
             return
         view = memoryview(image)
         manifest = manifest_of(view)
@@ -333,7 +338,7 @@ class TraceStore:
             d = bytes(manifest[k * 32 : k * 32 + 32])
             if d not in self._known_chunks and d not in self._pending_chunks:
                 self._pending_chunks[d] = bytes(view[k * CHUNK_SIZE : (k + 1) * CHUNK_SIZE])
-        self._pending_snapshots[state.root] = (state.encoded, bytes(manifest))
+        self._pending_snapshots[state.root] = (state.encoded, bytes(manifest), 1)
 
     def _has_snapshot(self, root: bytes) -> bool:
         if root in self._pending_snapshots:
@@ -346,9 +351,10 @@ class TraceStore:
         if self._lineage is not None and self._lineage[0] == r.pre_state:
             manifest = self._lineage[1]
         else:
-            # A new lineage starts from a kept snapshot (its genesis, put first) or resumes
-            # from the store's own last state.
-            manifest = self._snapshot_manifest(r.pre_state)
+            # A new lineage starts from a state put as a start (its genesis, put first), or the
+            # log's last segment is continued (a resume). A checkpoint is neither: continuing
+            # from one across a stateless segment would commit a chain no auditor accepts.
+            manifest = self._snapshot_manifest(r.pre_state, starts_only=True)
             self._since_checkpoint = 0
             if manifest is None:
                 manifest, self._since_checkpoint = self._rebuild(self._next_index - 1, want_root=r.pre_state)
@@ -368,13 +374,18 @@ class TraceStore:
         # Checkpoint once the deltas since the last full manifest outweigh one: rebuilding any
         # state then reads at most about two manifests' worth, and storage stays ~ dirty bytes.
         if self._since_checkpoint > max(post.chunks, 64):
-            self._pending_snapshots[r.post_state] = (post.encoded, bytes(manifest))
+            if r.post_state not in self._pending_snapshots:
+                self._pending_snapshots[r.post_state] = (post.encoded, bytes(manifest), 0)
             self._since_checkpoint = 0
 
-    def _snapshot_manifest(self, root: bytes) -> bytearray | None:
-        if root in self._pending_snapshots:
-            return bytearray(self._pending_snapshots[root][1])
-        row = self._read("SELECT manifest FROM snapshots WHERE root = ?", (root,)).fetchone() if self._has_state else None
+    def _snapshot_manifest(self, root: bytes, *, starts_only: bool = False) -> bytearray | None:
+        pending = self._pending_snapshots.get(root)
+        if pending is not None and (pending[2] or not starts_only):
+            return bytearray(pending[1])
+        if not self._has_state:
+            return None
+        sql = "SELECT manifest FROM snapshots WHERE root = ?" + (" AND start = 1" if starts_only else "")
+        row = self._read(sql, (root,)).fetchone()
         return bytearray(_blob(row[0])) if row else None
 
     def _manifest_after(self, index: int) -> bytearray:
@@ -552,7 +563,7 @@ class TraceStore:
                     keep_roots.add(last)
                     if not self._has_snapshot(last) and not collected:  # (collected: an earlier gc went further)
                         state = self.state_after(end - 1)
-                        self._db.execute("INSERT OR IGNORE INTO snapshots VALUES (?, ?, ?)", (last, state.encoded, bytes(self._manifest_after(end - 1))))
+                        self._db.execute("INSERT OR IGNORE INTO snapshots VALUES (?, ?, ?, 0)", (last, state.encoded, bytes(self._manifest_after(end - 1))))
             keep_roots |= {State.decode(_blob(hd)).root for (hd,) in self._read("SELECT header FROM states WHERE idx >= ?", (end,))}
             states = self._db.execute("DELETE FROM states WHERE idx < ?", (end,)).rowcount
             snaps = 0

@@ -1394,6 +1394,8 @@ def _instrument(b: bytes) -> Instrumented:
                     )
             rewrites[i] = grows
 
+    if existing_flag := info.export(POE_GROW_FLAG_EXPORT):
+        raise _fail(f"the module exports {POE_GROW_FLAG_EXPORT!r} ({existing_flag.kind}); that export name is reserved by poe")
     for e in info.exports:
         if e.name.startswith(POE_GLOBAL_EXPORT_PREFIX):
             raise _fail(f"the module exports {e.name!r} ({e.kind}); export names starting with {POE_GLOBAL_EXPORT_PREFIX!r} are reserved by poe")
@@ -1410,8 +1412,6 @@ def _instrument(b: bytes) -> Instrumented:
     guard_type_index = 0
     guard_code = b""
     flag_global = info.imported_global_count + len(info.globals)
-    if existing_flag := info.export(POE_GROW_FLAG_EXPORT):
-        raise _fail(f"the module exports {POE_GROW_FLAG_EXPORT!r} ({existing_flag.kind}); that export name is reserved by poe")
     if rewrites:
         assert mem0 is not None
         guard_index = info.func_count

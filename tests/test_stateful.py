@@ -827,3 +827,28 @@ def test_manifest_is_every_chunks_plain_blake3_on_both_paths(monkeypatch, native
     monkeypatch.setattr(_native, "AVAILABLE", native and _native.AVAILABLE)
     image = os.urandom(3 * 1024) + bytes(2048) + os.urandom(1024)
     assert bytes(manifest_of(image)) == b"".join(blake3.blake3(image[k:k + 1024]).digest() for k in range(0, len(image), 1024))
+
+
+def test_module_exporting_the_reserved_grow_flag_name_is_refused_even_without_memory():
+    wasm = wasmtime.wat2wasm('(module (global i32 (i32.const 1)) (export "__poe_grow_refused" (global 0)))')
+    with pytest.raises(ModuleError, match="reserved"):
+        instrument(wasm)
+
+
+def test_a_checkpoint_is_not_a_lineage_start(tmp_path):
+    # 70 steps write checkpoints; a stateless segment then ends the lineage, and continuing it
+    # from its last state (which may be a checkpoint) must be refused, not committed.
+    ex = Executor(COUNTER, CM)
+    with TraceStore.create_or_open(str(tmp_path / "c.poe"), CM) as store:
+        store.register_service(COUNTER)
+        with ex.session() as s:
+            store.put_snapshot(s.state, s.image())
+            for i in range(70):
+                store.append(s.run(inv("poke", i32((i * 1024) % 65532), i32(i + 1)), i))
+            store.flush()
+            assert store.state_usage()["snapshots"] >= 2
+            # make the last state a checkpoint, whatever the count since the last one
+            store._pending_snapshots[s.state.root] = (s.state.encoded, bytes(store._lineage[1]), 0)
+            store.append(ex.run(inv("get"), 70))
+            with pytest.raises(StateUnavailableError, match="continues its predecessor"):
+                store.append(s.run(STEP, 71))

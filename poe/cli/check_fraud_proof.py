@@ -15,7 +15,7 @@ from ._options import emit_json, info, json_option, load_json, read_file
 @click.option("--module", "module_path", required=True, type=click.Path(dir_okay=False), help="The module the committed record names.")
 @json_option
 def check_fraud_proof_cmd(proof_path, module_path, as_json):
-    """Exit 0 if the fraud is proven, else 1.
+    """Exit 0 if the fraud is proven, 1 if it is not, 3 if FILE is not a fraud proof.
 
     FILE is a fraud proof, or a verdict that contains one. A `re-execution` proof is proven when
     the signed, committed record does not re-execute (from the pre-state the proof carries, for a

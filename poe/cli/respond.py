@@ -22,8 +22,9 @@ from ._options import info, load_json, write_output
 def respond(store_path, claim_path, challenge_path, out):
     """For every target: the record, its inclusion proof and everything needed to re-execute it.
 
-    A stateful segment's opening also carries its neighbours' records (the state chain) and the
-    document a bundle of the pre-states (changed chunks over the module's genesis state)."""
+    A stateful segment's opening also carries its neighbours' records (the state chain), and the
+    document a bundle of the sampled pre-states: each the chunks that changed since the previous
+    one in the bundle (the first since the module's genesis), and those chunks."""
     c = Claim.from_json(load_json(claim_path, "claim"))
     ch = Challenge.from_json(load_json(challenge_path, "challenge"))
     if ch.claim_id != c.claim_id:

@@ -45,8 +45,8 @@ def _pairs(values: tuple[str, ...], what: str, *, name_optional: bool = False) -
 @click.option("--repeat", type=click.IntRange(min=1), default=1, show_default=True, help="Run the invocation N times, one segment each.")
 @click.option("--seed", default=None, help="32-byte hex seed for random_get (default all zero); with --repeat, segment i uses a seed derived from it and i.")
 @click.option("--stateful", is_flag=True, help="Keep one instance across segments; each record commits the state (memory, globals, clock) before and after it. See --steps.")
-@click.option("--steps", type=click.IntRange(min=1), default=None, help="With --stateful: call the export (default: step) up to N times, stopping early when it returns the i32 0 (done).")
-@click.option("--all-steps", is_flag=True, help="With --steps: run all N steps even when the export returns 0.")
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="With --stateful: call the export (default: step) up to N times, stopping early when it returns the i32 0 (done) or a segment does not end ok.")
+@click.option("--all-steps", is_flag=True, help="With --steps: run all N steps even when the export returns 0 (a trap or exit still stops).")
 @click.option("--resume", is_flag=True, help="With --stateful: continue the lineage the store's last segment left, instead of starting from the module's genesis state.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or guest output; only the summary.")
 @limit_options
