@@ -72,15 +72,17 @@ INLINE __m256i rot7(__m256i x) { return _mm256_or_si256(_mm256_srli_epi32(x, 7),
 
 #include "blake3_rounds.h"
 
-INLINE void compress8(__m256i h[8], const __m256i m[16], uint32_t block_len, uint32_t flags) {
+/* One compression of 8 lanes, each with its own counter (low and high words in clo, chi). */
+INLINE void compress8_ctr(__m256i h[8], const __m256i m[16], __m256i clo, __m256i chi, uint32_t block_len,
+                          uint32_t flags) {
     __m256i v0 = h[0], v1 = h[1], v2 = h[2], v3 = h[3];
     __m256i v4 = h[4], v5 = h[5], v6 = h[6], v7 = h[7];
     __m256i v8 = _mm256_set1_epi32((int)poe_b3_iv[0]);
     __m256i v9 = _mm256_set1_epi32((int)poe_b3_iv[1]);
     __m256i v10 = _mm256_set1_epi32((int)poe_b3_iv[2]);
     __m256i v11 = _mm256_set1_epi32((int)poe_b3_iv[3]);
-    __m256i v12 = _mm256_setzero_si256();
-    __m256i v13 = _mm256_setzero_si256();
+    __m256i v12 = clo;
+    __m256i v13 = chi;
     __m256i v14 = _mm256_set1_epi32((int)block_len);
     __m256i v15 = _mm256_set1_epi32((int)flags);
     SEVEN_ROUNDS4(m);
@@ -92,6 +94,11 @@ INLINE void compress8(__m256i h[8], const __m256i m[16], uint32_t block_len, uin
     h[5] = XOR(v5, v13);
     h[6] = XOR(v6, v14);
     h[7] = XOR(v7, v15);
+}
+
+/* Every lane at counter 0 (records: each is the first chunk of its own tree). */
+INLINE void compress8(__m256i h[8], const __m256i m[16], uint32_t block_len, uint32_t flags) {
+    compress8_ctr(h, m, _mm256_setzero_si256(), _mm256_setzero_si256(), block_len, flags);
 }
 
 /* 8x8 transpose of 32-bit words (its own inverse): x[i] word j <-> x[j] word i. */
@@ -183,29 +190,6 @@ TARGET void poe_hash_many_avx2(const uint8_t *in, size_t in_stride, size_t n, si
 
 /* ---------------------------------------------------------------- chaining values (memtree.c) */
 
-/* compress8 with a counter per lane (low and high words in clo, chi). */
-INLINE void compress8_ctr(__m256i h[8], const __m256i m[16], __m256i clo, __m256i chi,
-                          uint32_t flags) {
-    __m256i v0 = h[0], v1 = h[1], v2 = h[2], v3 = h[3];
-    __m256i v4 = h[4], v5 = h[5], v6 = h[6], v7 = h[7];
-    __m256i v8 = _mm256_set1_epi32((int)poe_b3_iv[0]);
-    __m256i v9 = _mm256_set1_epi32((int)poe_b3_iv[1]);
-    __m256i v10 = _mm256_set1_epi32((int)poe_b3_iv[2]);
-    __m256i v11 = _mm256_set1_epi32((int)poe_b3_iv[3]);
-    __m256i v12 = clo;
-    __m256i v13 = chi;
-    __m256i v14 = _mm256_set1_epi32(B3_BLOCK_LEN);
-    __m256i v15 = _mm256_set1_epi32((int)flags);
-    SEVEN_ROUNDS4(m);
-    h[0] = XOR(v0, v8);
-    h[1] = XOR(v1, v9);
-    h[2] = XOR(v2, v10);
-    h[3] = XOR(v3, v11);
-    h[4] = XOR(v4, v12);
-    h[5] = XOR(v5, v13);
-    h[6] = XOR(v6, v14);
-    h[7] = XOR(v7, v15);
-}
 
 /* 8 inputs of `blocks` full blocks each, lane j reading rows[j] and writing outs[j]; with
  * `prefetch`, block k of the next group (next) is prefetched while block k is hashed (scattered
@@ -221,7 +205,7 @@ INLINE void cv8_body(const uint8_t *const rows[8], const uint8_t *const *next, s
             for (int j = 0; j < 8; j++) _mm_prefetch((const char *)(next[j] + off), _MM_HINT_T0);
         load_block8(rows, off, m);
         uint32_t f = flags | (k == 0 ? first : 0u) | (k + 1 == blocks ? last : 0u);
-        compress8_ctr(h, m, clo, chi, f);
+        compress8_ctr(h, m, clo, chi, B3_BLOCK_LEN, f);
     }
     transpose8(h);
     for (int i = 0; i < 8; i++) _mm256_storeu_si256((void *)outs[i], h[i]);

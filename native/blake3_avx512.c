@@ -62,17 +62,17 @@
 
 #include "blake3_rounds.h"
 
-/* Compress one block in all 16 lanes: h (8 chaining-value vectors) is updated in place.
- * Counter is 0 in every lane (each input is a single chunk); block_len and flags are common. */
-INLINE void compress16(__m512i h[8], const __m512i m[16], uint32_t block_len, uint32_t flags) {
+/* One compression of 16 lanes, each with its own counter (low and high words in clo, chi). */
+INLINE void compress16_ctr(__m512i h[8], const __m512i m[16], __m512i clo, __m512i chi, uint32_t block_len,
+                          uint32_t flags) {
     __m512i v0 = h[0], v1 = h[1], v2 = h[2], v3 = h[3];
     __m512i v4 = h[4], v5 = h[5], v6 = h[6], v7 = h[7];
     __m512i v8 = _mm512_set1_epi32((int)poe_b3_iv[0]);
     __m512i v9 = _mm512_set1_epi32((int)poe_b3_iv[1]);
     __m512i v10 = _mm512_set1_epi32((int)poe_b3_iv[2]);
     __m512i v11 = _mm512_set1_epi32((int)poe_b3_iv[3]);
-    __m512i v12 = _mm512_setzero_si512();
-    __m512i v13 = _mm512_setzero_si512();
+    __m512i v12 = clo;
+    __m512i v13 = chi;
     __m512i v14 = _mm512_set1_epi32((int)block_len);
     __m512i v15 = _mm512_set1_epi32((int)flags);
     SEVEN_ROUNDS4(m);
@@ -85,6 +85,14 @@ INLINE void compress16(__m512i h[8], const __m512i m[16], uint32_t block_len, ui
     h[6] = XOR(v6, v14);
     h[7] = XOR(v7, v15);
 }
+
+/* Every lane at counter 0 (records: each is the first chunk of its own tree). */
+INLINE void compress16(__m512i h[8], const __m512i m[16], uint32_t block_len, uint32_t flags) {
+    compress16_ctr(h, m, _mm512_setzero_si512(), _mm512_setzero_si512(), block_len, flags);
+}
+
+/* Compress one block in all 16 lanes: h (8 chaining-value vectors) is updated in place.
+ * Counter is 0 in every lane (each input is a single chunk); block_len and flags are common. */
 
 /* 4x4 transpose of 32-bit words inside every 128-bit lane of four vectors. */
 INLINE void transpose4_in_lanes(__m512i *a, __m512i *b, __m512i *c, __m512i *d) {
@@ -200,29 +208,6 @@ TARGET void poe_hash_many_avx512(const uint8_t *in, size_t in_stride, size_t n, 
 
 /* ---------------------------------------------------------------- chaining values (memtree.c) */
 
-/* compress16 with a counter per lane (low and high words in clo, chi). */
-INLINE void compress16_ctr(__m512i h[8], const __m512i m[16], __m512i clo, __m512i chi,
-                           uint32_t flags) {
-    __m512i v0 = h[0], v1 = h[1], v2 = h[2], v3 = h[3];
-    __m512i v4 = h[4], v5 = h[5], v6 = h[6], v7 = h[7];
-    __m512i v8 = _mm512_set1_epi32((int)poe_b3_iv[0]);
-    __m512i v9 = _mm512_set1_epi32((int)poe_b3_iv[1]);
-    __m512i v10 = _mm512_set1_epi32((int)poe_b3_iv[2]);
-    __m512i v11 = _mm512_set1_epi32((int)poe_b3_iv[3]);
-    __m512i v12 = clo;
-    __m512i v13 = chi;
-    __m512i v14 = _mm512_set1_epi32(B3_BLOCK_LEN);
-    __m512i v15 = _mm512_set1_epi32((int)flags);
-    SEVEN_ROUNDS4(m);
-    h[0] = XOR(v0, v8);
-    h[1] = XOR(v1, v9);
-    h[2] = XOR(v2, v10);
-    h[3] = XOR(v3, v11);
-    h[4] = XOR(v4, v12);
-    h[5] = XOR(v5, v13);
-    h[6] = XOR(v6, v14);
-    h[7] = XOR(v7, v15);
-}
 
 /* 16 inputs of `blocks` full blocks each, lane j reading rows[j] and writing outs[j]. With
  * `next` (scattered inputs), block k of the next group's rows is prefetched while block k of
@@ -239,7 +224,7 @@ INLINE void cv16_body(const uint8_t *const rows[16], const uint8_t *const *next,
             for (int j = 0; j < 16; j++) _mm_prefetch((const char *)(next[j] + off), _MM_HINT_T0);
         load_block16(rows, off, m);
         uint32_t f = flags | (k == 0 ? first : 0u) | (k + 1 == blocks ? last : 0u);
-        compress16_ctr(h, m, clo, chi, f);
+        compress16_ctr(h, m, clo, chi, B3_BLOCK_LEN, f);
     }
     store_out16(h, outs);
 }
