@@ -189,6 +189,7 @@ class Executor:
         self.host = WasiHost(cm)
         self._hazards: list[str] | None = None
         self._genesis: tuple[State, bytes] | None = None
+        self._replay_session: Session | None = None
         self._linker = wasmtime.Linker(self._engine)
         self.host.define(self._linker)
         if self._links:
@@ -291,9 +292,29 @@ class Executor:
 
     def run_stateful(self, start: tuple[State, bytes], inv: Invocation, index: int = 0) -> Execution:
         """Re-execute one stateful segment from a given pre-state (what an auditor does). The
-        post-state is rehashed in full, independently of any dirty-chunk tracking."""
-        with Session(self, start, tracking="rehash") as s:
+        post-state is rehashed in full, independently of any dirty-chunk tracking.
+
+        One instance is reused from call to call while its memory is no larger than the next
+        pre-state's: restoring overwrites all of the state a snapshot holds (memory, globals,
+        clock), and stateful modules have no other mutable state (tables and segment drops are
+        refused), so it is the same as a fresh instance, without re-instantiating and faulting
+        in fresh copy-on-write pages every time."""
+        s = self._replay_session
+        try:
+            if s is not None and s._tree is not None and s.pages <= start[0].pages:
+                s.restore(start)
+            else:
+                if s is not None:
+                    s.close()
+                self._replay_session = None
+                s = Session(self, start, tracking="rehash")
+            self._replay_session = s
             return s.run(inv, index)
+        except BaseException:
+            if self._replay_session is not None:
+                self._replay_session.close()
+            self._replay_session = None
+            raise
 
     # -- running -------------------------------------------------------------------------
 
@@ -480,22 +501,36 @@ class Session:
         flag = _export(store, self._instance, compiled.grow_flag) if compiled.grow_flag else None
         self._flag = flag if isinstance(flag, wasmtime.Global) else None
         self._tree = MemoryTree(tracking)
-        clock = 0
         if start is not None:
+            self.restore(start)
+        else:
+            address, length = self._region()
+            self.state = State(length // WASM_PAGE, 0, self._tree.attach(address, length), self._read_globals())
+
+    def restore(self, start: tuple[State, bytes]) -> None:
+        """Put the instance in state `start` (memory image, globals, clock), checked against it.
+        The instance's memory must not be larger than the state's (memory never shrinks)."""
+        assert self._tree is not None, "session is closed"
+        try:
             self._restore(*start)
-            clock = start[0].clock
-        address, length = self._region()
-        memory = self._tree.attach(address, length)
-        if start is not None and memory != start[0].memory:  # hashed once, here, as the tree is built
+            address, length = self._region()
+            memory = self._tree.attach(address, length)  # hashed once, here, as the tree is built
+            if memory != start[0].memory:
+                raise StateMismatchError(f"the memory image does not hash to state {start[0].root.hex()[:16]}...'s memory root",
+                                         expected=start[0].memory.hex(), observed=memory.hex())
+            self.state = State(length // WASM_PAGE, start[0].clock, memory, self._read_globals())
+            if self.state != start[0]:
+                raise StateMismatchError(
+                    "the restored instance does not reproduce the state it was given",
+                    expected=start[0].root.hex(), observed=self.state.root.hex(),
+                )
+        except BaseException:
             self.close()
-            raise StateMismatchError(f"the memory image does not hash to state {start[0].root.hex()[:16]}...'s memory root",
-                                     expected=start[0].memory.hex(), observed=memory.hex())
-        self.state = State(length // WASM_PAGE, clock, memory, self._read_globals())
-        if start is not None and self.state != start[0]:
-            raise StateMismatchError(
-                "the restored instance does not reproduce the state it was given",
-                expected=start[0].root.hex(), observed=self.state.root.hex(),
-            )
+            raise
+
+    @property
+    def pages(self) -> int:
+        return self._region()[1] // WASM_PAGE
 
     @property
     def tracking(self) -> str:

@@ -852,3 +852,23 @@ def test_a_checkpoint_is_not_a_lineage_start(tmp_path):
             store.append(ex.run(inv("get"), 70))
             with pytest.raises(StateUnavailableError, match="continues its predecessor"):
                 store.append(s.run(STEP, 71))
+
+
+def test_replaying_many_pre_states_on_one_executor_matches_fresh_instances(sort_run):
+    """The auditor reuses one instance across samples (restoring each pre-state over the last);
+    every record must be what a fresh instance gives, in any order, including smaller states."""
+    genesis, runs, images = sort_run
+    reused = Executor(SORT, CM)
+    order = [700, 45, 2000, 1, 128, 700, 0]
+    for k in order:
+        pre = (runs[k - 1].state, images[k]) if k else genesis
+        assert reused.run_stateful(pre, STEP, k).record_bytes == runs[k].record_bytes
+    small = Executor(COUNTER, CM)
+    with small.session() as s:
+        s.run(inv("grow", i32(3)), 0)
+        big = (s.state, s.image())
+    g = small.genesis()
+    a = small.run_stateful(big, inv("add", i64(1)), 1)
+    b = small.run_stateful(g, inv("add", i64(1)), 1)  # fewer pages than the instance now has: a fresh one
+    assert b.record_bytes == Executor(COUNTER, CM).run_stateful(g, inv("add", i64(1)), 1).record_bytes
+    assert a.record.peak_pages == 4 and b.record.peak_pages == 1
