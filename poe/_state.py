@@ -37,13 +37,14 @@ from typing import Any, Iterable, Iterator
 import blake3
 
 from . import _hashing as h
+from . import _native
 from ._costmodel import WASM_PAGE
+from ._memtree import CHUNK_SIZE, memory_root
 from .errors import EncodingError, StateMismatchError
 
 __all__ = ["State", "STATE_VERSION", "CHUNK_SIZE", "ZERO_CHUNK_DIGEST", "memory_root", "bundle_states", "open_bundle", "delta_between"]
 
 STATE_VERSION = 1
-CHUNK_SIZE = 1024
 CHUNKS_PER_PAGE = WASM_PAGE // CHUNK_SIZE
 MAX_PAGES = 65536
 GLOBAL_TYPES = ("i32", "i64", "f32", "f64")
@@ -52,11 +53,6 @@ ZERO_CHUNK_DIGEST = blake3.blake3(bytes(CHUNK_SIZE)).digest()
 _HEAD = struct.Struct("<HHIQ32sI")
 _GLOBAL = struct.Struct("<IBQ")
 _DELTA = struct.Struct("<I32s")
-
-
-def memory_root(image: bytes | bytearray | memoryview) -> bytes:
-    """The memory commitment: the standard BLAKE3 hash of the image (checkable with b3sum)."""
-    return blake3.blake3(image, max_threads=blake3.blake3.AUTO if len(image) >= 1 << 20 else 1).digest()
 
 
 @dataclass(frozen=True)
@@ -168,8 +164,6 @@ class State:
 
 def manifest_of(image: bytes | bytearray | memoryview) -> bytearray:
     """Every chunk's plain BLAKE3, in order: natively when the kernel is there."""
-    from . import _native
-
     if _native.AVAILABLE and len(image) % CHUNK_SIZE == 0:
         return bytearray(_native.manifest(image))
     view = memoryview(image)
