@@ -19,7 +19,7 @@ import wasmtime
 from . import _hashing as h
 from ._costmodel import MAX_MODULES, WASM_PAGE, CostModel
 from ._invocation import EMPTY, VALTYPES, Invocation, Output, Payload, Value
-from ._record import Outcome, Record, TrapKind
+from ._record import Outcome, Record, TrapKind, describe_outcome
 from ._wasi import WASI_FUNCTIONS, WASI_MODULE, HostStop, WasiHost, wasi_signature
 from ._state import State
 from ._wasmbin import POE_MEMORY_EXPORT, instrument, state_hazards
@@ -349,28 +349,25 @@ class Executor:
                 mem = _export(store, instance, POE_MEMORY_EXPORT)
                 if isinstance(mem, wasmtime.Memory):
                     pages += mem.size(store)
+        output, record = self._record(inv, index, ctx, outcome, code, fuel, pages, results)
+        self.host.ctx = None
+        return Execution(record, inv, output, ctx.log)
+
+    def _record(self, inv: Invocation, index: int, ctx, outcome: Outcome, code: int, fuel: int, pages: int,
+                results: tuple[Value, ...], pre_state: bytes = bytes(32), post_state: bytes = bytes(32)) -> tuple[Output, Record]:
+        """A finished segment's output and record, in either mode."""
         output = Output(
             results,
             Payload(bytes(ctx.stdout)) if ctx.stdout else EMPTY,
             Payload(bytes(ctx.stderr)) if ctx.stderr else EMPTY,
         )
         record = Record(
-            index=index,
-            outcome=outcome,
-            outcome_code=code,
-            fuel=fuel,
-            peak_pages=pages,
-            input_bytes=inv.payload_bytes,
-            output_bytes=output.payload_bytes,
-            host_calls=ctx.calls,
-            module_digest=self.module_digest,
-            cost_model_digest=cm.digest,
-            input_digest=inv.digest,
-            output_digest=output.digest,
-            io_digest=ctx.io.digest(),
+            index=index, outcome=outcome, outcome_code=code, fuel=fuel, peak_pages=pages,
+            input_bytes=inv.payload_bytes, output_bytes=output.payload_bytes, host_calls=ctx.calls,
+            module_digest=self.module_digest, cost_model_digest=self.cost_model.digest, input_digest=inv.digest,
+            output_digest=output.digest, io_digest=ctx.io.digest(), pre_state=pre_state, post_state=post_state,
         )
-        self.host.ctx = None
-        return Execution(record, inv, output, ctx.log)
+        return output, record
 
     @staticmethod
     def _grow_refused(store: wasmtime.Store, instances: list[tuple[_Compiled, wasmtime.Instance]]) -> bool:
@@ -488,8 +485,7 @@ class Session:
         finally:
             ex.host.ctx = None
         if outcome is not None:
-            what = Record(0, outcome, code, 0, 0, 0, 0, 0, bytes(32), bytes(32), bytes(32), bytes(32), bytes(32)).describe_outcome()
-            raise StatefulModuleError(f"the module cannot start a stateful lineage: instantiating it ends in {what}")
+            raise StatefulModuleError(f"the module cannot start a stateful lineage: instantiating it ends in {describe_outcome(outcome, code)}")
         compiled, self._instance = instances[-1]
         mem = _export(store, self._instance, POE_MEMORY_EXPORT)
         self._memory = mem if isinstance(mem, wasmtime.Memory) else None
@@ -629,17 +625,7 @@ class Session:
         memory, changed = self._tree.commit(address, length)
         clock = min(pre.clock + fuel * cm.clock_ns_per_fuel + ctx.slept_ns, _U64_MAX)  # saturates, never wraps
         post = State(length // WASM_PAGE, clock, memory, self._read_globals())
-        output = Output(
-            results,
-            Payload(bytes(ctx.stdout)) if ctx.stdout else EMPTY,
-            Payload(bytes(ctx.stderr)) if ctx.stderr else EMPTY,
-        )
-        record = Record(
-            index=index, outcome=outcome, outcome_code=code, fuel=fuel, peak_pages=post.pages,
-            input_bytes=inv.payload_bytes, output_bytes=output.payload_bytes, host_calls=ctx.calls,
-            module_digest=ex.module_digest, cost_model_digest=cm.digest, input_digest=inv.digest,
-            output_digest=output.digest, io_digest=ctx.io.digest(), pre_state=pre.root, post_state=post.root,
-        )
+        output, record = ex._record(inv, index, ctx, outcome, code, fuel, post.pages, results, pre.root, post.root)
         self.state = post
         chunks = tuple((i, ctypes.string_at(address + i * 1024, 1024)) for i in changed)
         return Execution(record, inv, output, ctx.log, post, chunks)

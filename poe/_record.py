@@ -90,6 +90,17 @@ class TrapKind(enum.IntEnum):
 _ZERO32 = bytes(32)
 
 
+def describe_outcome(outcome: Outcome, code: int) -> str:
+    """"exit(3)", "trap(unreachable)", "memory-limit", "ok"...: an outcome and its code as text."""
+    if outcome is Outcome.EXIT:
+        return f"exit({code})"
+    if outcome is Outcome.TRAP:
+        return f"trap({TrapKind(code).label})"
+    if outcome is Outcome.MEMORY_LIMIT:
+        return "memory-limit" if code == 0 else "table-limit"
+    return outcome.label
+
+
 @dataclass(frozen=True, slots=True)
 class Record:
     index: int
@@ -205,13 +216,7 @@ class Record:
         return cls(index, kind, code, fuel, pages, in_bytes, out_bytes, calls, *digests)
 
     def describe_outcome(self) -> str:
-        if self.outcome is Outcome.EXIT:
-            return f"exit({self.outcome_code})"
-        if self.outcome is Outcome.TRAP:
-            return f"trap({TrapKind(self.outcome_code).label})"
-        if self.outcome is Outcome.MEMORY_LIMIT:
-            return "memory-limit" if self.outcome_code == 0 else "table-limit"
-        return self.outcome.label
+        return describe_outcome(self.outcome, self.outcome_code)
 
     def to_json(self) -> dict[str, object]:
         return {
