@@ -15,7 +15,6 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import _hashing as h
 from ._attest import verify_envelope
 from ._billing import Challenge, Claim, Deal, landing_offset
 from ._costmodel import CostModel
@@ -24,7 +23,7 @@ from ._invocation import Invocation
 from ._record import Record
 from ._replay import record_diff
 from ._schemes import get_scheme
-from ._state import State, bundle_roots, bundle_states, open_bundle
+from ._state import CHUNK_SIZE, State, bundle_roots, bundle_states, manifest_of, open_bundle
 from ._treebuild import Tree
 from ._treehash import leaf
 from ._treeverify import InclusionProof, verify_inclusion
@@ -112,19 +111,16 @@ def open_targets(store: Any, claim: Claim, challenge: Challenge) -> list[Opening
     picks += [(f"u{j}", i) for j, i in enumerate(challenge.uniform)]
     out = []
 
-    def opened(i: int) -> tuple[int, bytes, bytes]:
-        return (i, store.record(i).encode(), InclusionProof(i, tree.size, tuple(tree.inclusion_path(i))).encode())
+    def proof(i: int) -> bytes:
+        return InclusionProof(i, tree.size, tuple(tree.inclusion_path(i))).encode()
 
     for target, index in picks:
         record, inv, _ = store.segment(index)
         neighbors = []
         if record.pre_state != _ZERO:
-            if index > 0:
-                neighbors.append(opened(index - 1))
-            if index + 1 < tree.size:
-                neighbors.append(opened(index + 1))
+            neighbors = [(i, store.record(i).encode(), proof(i)) for i in (index - 1, index + 1) if 0 <= i < tree.size]
         out.append(Opening(
-            target, index, record.encode(), InclusionProof(index, tree.size, tuple(tree.inclusion_path(index))).encode(),
+            target, index, record.encode(), proof(index),
             inv.encoded, {p.digest.hex(): p.data.hex() for p in inv.blobs()}, tuple(neighbors),
         ))
     return out
@@ -133,8 +129,6 @@ def open_targets(store: Any, claim: Claim, challenge: Challenge) -> list[Opening
 def open_states(store: Any, openings: list[Opening], genesis: tuple[State, bytes]) -> dict[str, Any] | None:
     """The provider's side: a bundle of the pre-states of every stateful opening (None when there
     are none), as deltas over the lineage's genesis; `genesis` is the module's genesis state."""
-    from ._state import manifest_of
-
     indices = sorted({o.index for o in openings if Record.decode(o.record).pre_state != _ZERO})
     if not indices:
         return None
@@ -181,14 +175,11 @@ def _reexecute_or_error(task: tuple) -> bytes | tuple[str, str]:
     this module cannot run) as (code, message): plain values that cross a process pool."""
     try:
         return reexecute(task)
-    except InputError as exc:  # bad provider data: ModuleError, ArgumentError, StateMismatchError...
-        return (exc.code, exc.message)
-    except (VerificationError, StoreError) as exc:
+    except (InputError, VerificationError, StoreError) as exc:  # ModuleError, ArgumentError, StateMismatchError...
         return (exc.code, exc.message)
 
 
-def check_state_chain(record: Record, neighbors: tuple[tuple[int, bytes, bytes], ...], root: Any, genesis_root: bytes, *,
-                      first: int = 0) -> None:
+def check_state_chain(record: Record, neighbors: tuple[tuple[int, bytes, bytes], ...], root: Any, genesis_root: bytes) -> None:
     """Check a stateful record against its adjacent records (each already proven against `root`
     here): its pre-state must be genesis or the previous segment's post-state, and the next
     segment, if it continues a lineage, must start from this one's post-state. Raises
@@ -396,9 +387,9 @@ def audit(claim: Claim, challenge: Challenge, openings: list[Opening], service: 
 
 def _reexecute_all(items: list[tuple[tuple, bytes | None, bytes]], jobs: int, genesis: tuple[State, bytes] | None,
                    states: dict[str, Any] | None, max_pages: int, max_states: int) -> dict[int, tuple[Any, dict[str, Any] | None]]:
-    """Re-execute each (task, pre-state root, committed record) once: index -> (record bytes or
-    the PoEError that stopped it, and for a stateful record that differs from the committed one,
-    a bundle of its pre-state for the fraud proof). Stateful tasks run as the bundle's images are
+    """Re-execute each (task, pre-state root, committed record) once: index -> (record bytes, or
+    the (code, message) of the provider error that stopped it; and for one stateful record that
+    differs from the committed one, a bundle of its pre-state for the fraud proof). Stateful tasks run as the bundle's images are
     rebuilt, one image at a time, in batches: an audit holds a few images, not one per sample."""
     # One pool for the whole audit: a spawned worker costs more to start than a batch to run.
     with _Pool(jobs if len(items) > 1 else 1) as pool:
@@ -407,7 +398,6 @@ def _reexecute_all(items: list[tuple[tuple, bytes | None, bytes]], jobs: int, ge
 
 def _reexecute_in(pool: _Pool, items: list[tuple[tuple, bytes | None, bytes]], genesis: tuple[State, bytes] | None,
                   states: dict[str, Any] | None, max_pages: int, max_states: int) -> dict[int, tuple[Any, dict[str, Any] | None]]:
-    jobs = pool.jobs
     out: dict[int, tuple[Any, dict[str, Any] | None]] = {}
     committed = {t[5]: c for t, _, c in items}
     plain = [t for t, root, _ in items if root is None]
@@ -439,7 +429,7 @@ def _reexecute_in(pool: _Pool, items: list[tuple[tuple, bytes | None, bytes]], g
         for state, image in _chain_images(ready, states, genesis[1], max_pages, max_states, needed):
             for t in by_root.pop(state.root, ()):
                 batch.append((t, state, image))
-            if len(batch) >= 4 * max(1, jobs):
+            if len(batch) >= 4 * pool.jobs:
                 flush()
             if not by_root:
                 break
@@ -463,14 +453,10 @@ def _chain_images(first: list[tuple[State, bytes]], states: dict[str, Any] | Non
 
 
 def _single_state_bundle(genesis: tuple[State, bytes], pre: tuple[State, bytes]) -> dict[str, Any]:
-    from ._state import CHUNK_SIZE, manifest_of
-
-    image = pre[1]
-    chunks = {}
-    for k in range(0, len(image), CHUNK_SIZE):
-        c = image[k : k + CHUNK_SIZE]
-        chunks[h.blob_digest(c)] = c
-    return bundle_states(bytes(manifest_of(genesis[1])), [(pre[0], manifest_of(image))], chunks.__getitem__)
+    state, image = pre
+    manifest = manifest_of(image)  # every chunk hashed once: the manifest also addresses the chunks
+    chunks = {bytes(manifest[k * 32 : k * 32 + 32]): image[k * CHUNK_SIZE : (k + 1) * CHUNK_SIZE] for k in range(state.chunks)}
+    return bundle_states(bytes(manifest_of(genesis[1])), [(state, manifest)], chunks.__getitem__)
 
 
 class _Pool:
