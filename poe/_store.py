@@ -388,6 +388,16 @@ class TraceStore:
         row = self._read(sql, (root,)).fetchone()
         return bytearray(_blob(row[0])) if row else None
 
+    def _snapshot(self, root: bytes) -> tuple[State, bytearray] | None:
+        """A kept full state by its root: (header, manifest)."""
+        row = self._read("SELECT header, manifest FROM snapshots WHERE root = ?", (root,)).fetchone() if self._has_state else None
+        return (State.decode(_blob(row[0])), bytearray(_blob(row[1]))) if row else None
+
+    def _state_row(self, index: int) -> tuple[State, bytes] | None:
+        """Segment `index`'s stored post-state header and delta, if it has them."""
+        row = self._read("SELECT header, delta FROM states WHERE idx = ?", (index,)).fetchone() if self._has_state else None
+        return (State.decode(_blob(row[0])), _blob(row[1])) if row else None
+
     def _manifest_after(self, index: int) -> bytearray:
         """The manifest of segment `index`'s post-state, rebuilt from the nearest full one."""
         return self._rebuild(index)[0]
@@ -399,7 +409,7 @@ class TraceStore:
         deltas: list[tuple[int, bytes]] = []
         k = index
         while True:
-            row = self._read("SELECT header, delta FROM states WHERE idx = ?", (k,)).fetchone()
+            row = self._state_row(k)
             if row is None:
                 if want_root is not None and k == index == -1:
                     raise StateUnavailableError("the first stateful segment of a store starts a lineage: put its genesis snapshot first")
@@ -412,7 +422,7 @@ class TraceStore:
                     f"the store has no state for segment {k}" + (" (it is not a stateful segment, or its state was collected)" if k >= 0 else "")
                     + "; cannot rebuild the state a stateful segment starts from"
                 )
-            header = State.decode(_blob(row[0]))
+            header, delta = row
             if want_root is not None and k == index and header.root != want_root:
                 raise StateUnavailableError(
                     f"segment {index + 1}'s pre-state is neither a kept snapshot nor segment {index}'s post-state; "
@@ -421,7 +431,7 @@ class TraceStore:
             base = self._snapshot_manifest(header.root)
             if base is not None:
                 break
-            deltas.append((header.chunks, _blob(row[1])))
+            deltas.append((header.chunks, delta))
             pre = self.record(k).pre_state
             base = self._snapshot_manifest(pre)
             if base is not None:
@@ -451,9 +461,9 @@ class TraceStore:
         r = self.record(index)
         if r.pre_state == h.ZERO_DIGEST:
             raise StateUnavailableError(f"segment {index} is stateless")
-        row = self._read("SELECT header, manifest FROM snapshots WHERE root = ?", (r.pre_state,)).fetchone() if self._has_state else None
-        if row is not None:
-            return State.decode(_blob(row[0])), bytearray(_blob(row[1]))
+        snap = self._snapshot(r.pre_state)
+        if snap is not None:
+            return snap
         state = self.state_after(index - 1) if index > 0 else None
         if state is None or state.root != r.pre_state:
             raise StateUnavailableError(f"the store cannot rebuild segment {index}'s pre-state (no snapshot of it and segment {index - 1} did not leave it)")
@@ -484,11 +494,11 @@ class TraceStore:
                 if snap is None:
                     return None
                 manifest = snap
-            row = self._read("SELECT header, delta FROM states WHERE idx = ?", (k,)).fetchone() if self._has_state else None
+            row = self._state_row(k)
             if row is None:
                 return None
-            state = State.decode(_blob(row[0]))
-            manifest = apply_delta(manifest, _blob(row[1]), state.chunks, in_place=True)
+            state, delta = row
+            manifest = apply_delta(manifest, delta, state.chunks, in_place=True)
         return to, state, manifest
 
     def chunk(self, digest: bytes) -> bytes:
@@ -527,10 +537,10 @@ class TraceStore:
         if post == h.ZERO_DIGEST:
             return None
         self.flush()
-        row = self._read("SELECT header, manifest FROM snapshots WHERE root = ?", (post,)).fetchone()
         walked = 0
-        if row is not None:
-            state, manifest = State.decode(_blob(row[0])), bytearray(_blob(row[1]))
+        snap = self._snapshot(post)
+        if snap is not None:
+            state, manifest = snap
         else:
             state = self.state_after(last)
             manifest, walked = self._rebuild(last)
@@ -589,14 +599,14 @@ class TraceStore:
             yield Record.decode(_blob(raw))
 
     def state_usage(self) -> dict[str, int]:
-        """What the state tables hold: rows and bytes (chunks, deltas, manifests)."""
+        """What the state tables hold: rows and bytes (chunks, deltas, manifests), and all bytes."""
         if not self._has_state:
-            return {"chunks": 0, "chunk_bytes": 0, "states": 0, "delta_bytes": 0, "snapshots": 0, "manifest_bytes": 0}
+            return {"chunks": 0, "chunk_bytes": 0, "states": 0, "delta_bytes": 0, "snapshots": 0, "manifest_bytes": 0, "bytes": 0}
         c = self._read("SELECT COUNT(*), COALESCE(SUM(LENGTH(data)), 0) FROM chunks").fetchone()
         st = self._read("SELECT COUNT(*), COALESCE(SUM(LENGTH(delta) + LENGTH(header)), 0) FROM states").fetchone()
         sn = self._read("SELECT COUNT(*), COALESCE(SUM(LENGTH(manifest) + LENGTH(header)), 0) FROM snapshots").fetchone()
         return {"chunks": int(c[0]), "chunk_bytes": int(c[1]), "states": int(st[0]), "delta_bytes": int(st[1]),
-                "snapshots": int(sn[0]), "manifest_bytes": int(sn[1])}
+                "snapshots": int(sn[0]), "manifest_bytes": int(sn[1]), "bytes": int(c[1]) + int(st[1]) + int(sn[1])}
 
     # -- reading -------------------------------------------------------------------------------
 

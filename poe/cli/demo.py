@@ -214,7 +214,7 @@ def _stateful_demo(workdir: str, beacon: bytes, quiet: bool, keep: bool) -> dict
                        sealed.root, EMPTY_ROOT, consistency_digest(None), int(time.time()))
         claim = Claim(deal, Envelope(st.encode(), scheme.sign(sk, st.digest), scheme.identity(pk), cm.to_json(), None), deal.amount(st.totals))
         providers[role] = (store, claim)
-        stored = usage["chunk_bytes"] + usage["delta_bytes"] + usage["manifest_bytes"]
+        stored = usage["bytes"]
         summary[role] = {"steps": sealed.end_index, "repeated_steps": repeated, "run_seconds": round(run_seconds, 3),
                          "state_bytes_per_step": round(stored / sealed.end_index), "guest_output": stdout, "claimed": claim.amount}
         say(f"  {role:>8} provider: {sealed.end_index:,} steps in {run_seconds:.2f} s ({stdout!r}); "

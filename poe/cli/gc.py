@@ -37,5 +37,5 @@ def gc(store_path, epoch, as_json):
         return
     info(f"poe: collected the states of epochs <= {epoch}: {freed['states']:,} deltas, {freed['snapshots']:,} snapshots, "
          f"{freed['chunks']:,} chunks ({human(freed['bytes'])}B)")
-    kept = after["chunk_bytes"] + after["delta_bytes"] + after["manifest_bytes"]
+    kept = after["bytes"]
     info(f"  kept     : {after['chunks']:,} chunks, {after['states']:,} deltas, {after['snapshots']:,} snapshots ({human(kept)}B)")

@@ -63,7 +63,7 @@ def inspect_cmd(store_path, index, epoch, check, dump_path, as_json):
             u = data["state_store"]
             if u["states"] or u["snapshots"]:
                 info(f"states     : {u['states']:,} stateful segments, {u['snapshots']:,} full snapshots, {u['chunks']:,} chunks "
-                     f"({human(u['chunk_bytes'] + u['delta_bytes'] + u['manifest_bytes'])}B)")
+                     f"({human(u['bytes'])}B)")
             if problems is not None:
                 info("integrity  : ok" if not problems else "integrity  : PROBLEMS\n  " + "\n  ".join(problems))
         if problems:

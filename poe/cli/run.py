@@ -198,7 +198,7 @@ def _run_stateful(executor: Executor, inv: Invocation, store_path: str, steps: i
     assert last is not None
     n = totals.segments
     grown = {k: usage[k] - usage_before[k] for k in usage}
-    stored = grown["chunk_bytes"] + grown["delta_bytes"] + grown["manifest_bytes"]
+    stored = grown["bytes"]
     if not as_json and not quiet:
         _echo_guest(last)
     summary = {
