@@ -89,13 +89,7 @@ def _demo(workdir, segments, epsilon, delta, cheat_rate, seed, quiet, keep) -> d
     cheated = set()
     providers = {}
     for role in ("honest", "cheating"):
-        sk = scheme.generate_key()
-        pk = scheme.public_key(sk)
-        deal = Deal.from_json({
-            "format": "poe deal v1", "deal_id": f"{DEAL_ID}-{role}", "provider": {"scheme": scheme.name, "public_key": pk.hex()},
-            "module_digest": service.digest.hex(), "cost_model_digest": cm.digest.hex(),
-            "prices": {"fuel": 1, "mem": 0, "io": 10}, "subscription": 100_000, "penalty": {"kind": "slash", "amount": 5_000_000},
-        })
+        sk, pk, deal = _provider(scheme, service, cm, f"{DEAL_ID}-{role}", {"fuel": 1, "mem": 0, "io": 10}, 100_000)
         path = os.path.join(workdir, f"{role}.poe")
         with TraceStore.create_or_open(path, cm) as store:
             store.register_service(service)
@@ -104,12 +98,7 @@ def _demo(workdir, segments, epsilon, delta, cheat_rate, seed, quiet, keep) -> d
                     cheated.add(e.record.index)
                     e = Execution(dataclasses.replace(e.record, fuel=e.record.fuel * 3), e.invocation, e.output)
                 store.append(e)
-        store = TraceStore.open(path, seal=True)
-        sealed = store.seal()
-        st = Statement(scheme.name, cm.digest, service.digest, pk, deal.deal_id, sealed.epoch, sealed.first_index, sealed.end_index,
-                       sealed.root, EMPTY_ROOT, consistency_digest(None), int(time.time()))
-        envelope = Envelope(st.encode(), scheme.sign(sk, st.digest), scheme.identity(pk), cm.to_json(), None)
-        claim = Claim(deal, envelope, deal.amount(st.totals))
+        store, sealed, claim = _seal_and_claim(path, scheme, sk, pk, deal, service, cm)
         providers[role] = (store, claim)
         say(f"  {role:>8} provider {scheme.identity(pk)}: sealed {sealed.root.size} segments, "
             f"root {sealed.root.hash.hex()[:16]}..., claims {claim.amount:,} units")
@@ -141,19 +130,12 @@ def _demo(workdir, segments, epsilon, delta, cheat_rate, seed, quiet, keep) -> d
             say(f"            fraud proof re-checked independently: segment {proven['segment']} ({diffs})")
             summary[role]["fraud_proof_segment"] = proven["segment"]
         if keep:
-            import json
-
-            with open(os.path.join(workdir, f"{role}-verdict.json"), "w") as f:
-                json.dump(v, f, indent=2)
-            with open(os.path.join(workdir, f"{role}-claim.json"), "w") as f:
-                json.dump(claim.to_json(), f, indent=2)
+            _keep(workdir, f"{role}-verdict.json", v)
+            _keep(workdir, f"{role}-claim.json", claim.to_json())
     rows = [settle([v], claim.deal)["payouts"][0] for v, (_, claim) in zip(verdicts, providers.values())]
     payouts = {"format": "poe payouts v1", "payouts": rows, "total": sum(r["payout"] for r in rows)}
     if keep:
-        import json
-
-        with open(os.path.join(workdir, "payouts.json"), "w") as f:
-            json.dump(payouts, f, indent=2)
+        _keep(workdir, "payouts.json", payouts)
     say(f"guarantee: {challenge.guarantee()}")
     say("settlement:")
     for row, role in zip(payouts["payouts"], providers):
@@ -179,13 +161,7 @@ def _stateful_demo(workdir: str, beacon: bytes, quiet: bool, keep: bool) -> dict
     say("          every step is a segment whose record commits the state (memory, globals, clock) before and after it")
     providers, summary = {}, {}
     for role in ("honest", "cheating"):
-        sk = scheme.generate_key()
-        pk = scheme.public_key(sk)
-        deal = Deal.from_json({
-            "format": "poe deal v1", "deal_id": f"{DEAL_ID}-steps-{role}", "provider": {"scheme": scheme.name, "public_key": pk.hex()},
-            "module_digest": service.digest.hex(), "cost_model_digest": cm.digest.hex(),
-            "prices": {"fuel": 1, "mem": 0, "io": 0}, "subscription": 0, "penalty": {"kind": "slash", "amount": 5_000_000},
-        })
+        sk, pk, deal = _provider(scheme, service, cm, f"{DEAL_ID}-steps-{role}", {"fuel": 1, "mem": 0, "io": 0}, 0)
         path = os.path.join(workdir, f"{role}-steps.poe")
         started = time.perf_counter()
         repeated = 0
@@ -208,11 +184,7 @@ def _stateful_demo(workdir: str, beacon: bytes, quiet: bool, keep: bool) -> dict
             store.flush()
             usage = store.state_usage()
         run_seconds = time.perf_counter() - started
-        store = TraceStore.open(path, seal=True)
-        sealed = store.seal()
-        st = Statement(scheme.name, cm.digest, service.digest, pk, deal.deal_id, sealed.epoch, sealed.first_index, sealed.end_index,
-                       sealed.root, EMPTY_ROOT, consistency_digest(None), int(time.time()))
-        claim = Claim(deal, Envelope(st.encode(), scheme.sign(sk, st.digest), scheme.identity(pk), cm.to_json(), None), deal.amount(st.totals))
+        store, sealed, claim = _seal_and_claim(path, scheme, sk, pk, deal, service, cm)
         providers[role] = (store, claim)
         stored = usage["bytes"]
         summary[role] = {"steps": sealed.end_index, "repeated_steps": repeated, "run_seconds": round(run_seconds, 3),
@@ -241,22 +213,44 @@ def _stateful_demo(workdir: str, beacon: bytes, quiet: bool, keep: bool) -> dict
             summary[role]["fraud_proof_segment"] = proven["segment"]
         verdicts.append(verdict.to_json())
         if keep:
-            import json
-
-            with open(os.path.join(workdir, f"{role}-steps-verdict.json"), "w") as f:
-                json.dump(verdicts[-1], f, indent=2)
-            with open(os.path.join(workdir, f"{role}-steps-claim.json"), "w") as f:
-                json.dump(claim.to_json(), f, indent=2)
+            _keep(workdir, f"{role}-steps-verdict.json", verdicts[-1])
+            _keep(workdir, f"{role}-steps-claim.json", claim.to_json())
     rows = [settle([v], claim.deal)["payouts"][0] for v, (_, claim) in zip(verdicts, providers.values())]
     say(f"guarantee: {Challenge.draw(providers['honest'][1], beacon, STEP_EPSILON, STEP_DELTA, STEP_UNIFORM).guarantee()}")
     say("settlement: " + "; ".join(f"{role} {row['payout']:,} ({row['status']})" for role, row in zip(providers, rows)))
     payouts = {"format": "poe payouts v1", "payouts": rows, "total": sum(r["payout"] for r in rows)}
     if keep:
-        import json
-
-        with open(os.path.join(workdir, "steps-payouts.json"), "w") as f:
-            json.dump(payouts, f, indent=2)
+        _keep(workdir, "steps-payouts.json", payouts)
     return {"epsilon": str(STEP_EPSILON), "delta": str(STEP_DELTA), "providers": summary, "payouts": payouts}
+
+
+def _provider(scheme, service: Service, cm: CostModel, deal_id: str, prices: dict[str, int], subscription: int) -> tuple[bytes, bytes, Deal]:
+    """A fresh provider key and the deal it works under (penalty: a slash of 5,000,000)."""
+    sk = scheme.generate_key()
+    pk = scheme.public_key(sk)
+    deal = Deal.from_json({
+        "format": "poe deal v1", "deal_id": deal_id, "provider": {"scheme": scheme.name, "public_key": pk.hex()},
+        "module_digest": service.digest.hex(), "cost_model_digest": cm.digest.hex(),
+        "prices": prices, "subscription": subscription, "penalty": {"kind": "slash", "amount": 5_000_000},
+    })
+    return sk, pk, deal
+
+
+def _seal_and_claim(path: str, scheme, sk: bytes, pk: bytes, deal: Deal, service: Service, cm: CostModel):
+    """Seal the store's open epoch, sign its head and claim it: (store open for reading, seal, claim)."""
+    store = TraceStore.open(path, seal=True)
+    sealed = store.seal()
+    st = Statement(scheme.name, cm.digest, service.digest, pk, deal.deal_id, sealed.epoch, sealed.first_index, sealed.end_index,
+                   sealed.root, EMPTY_ROOT, consistency_digest(None), int(time.time()))
+    envelope = Envelope(st.encode(), scheme.sign(sk, st.digest), scheme.identity(pk), cm.to_json(), None)
+    return store, sealed, Claim(deal, envelope, deal.amount(st.totals))
+
+
+def _keep(workdir: str, name: str, doc: object) -> None:
+    import json
+
+    with open(os.path.join(workdir, name), "w") as f:
+        json.dump(doc, f, indent=2)
 
 
 class _progress:
