@@ -15,11 +15,11 @@ from fractions import Fraction
 import pytest
 
 from poe import CostModel, Executor, Invocation, Service, TraceStore
-from poe._attest import EMPTY_ROOT, Envelope, Statement, consistency_digest
-from poe._audit import audit, open_targets
-from poe._billing import Challenge, Claim, Deal
-from poe._demo import demo_csv, demo_module
-from poe._schemes import get_scheme
+from poe.protocol.attestation import EMPTY_ROOT, Envelope, Statement, consistency_digest
+from poe.audit.verifier import audit, open_targets
+from poe.protocol.billing import Challenge, Claim, Deal
+from poe.demo import demo_csv, demo_module
+from poe.crypto.schemes import get_scheme
 
 SIZES = [int(s) for s in os.environ.get("POE_BENCH_AUDIT_SIZES", "1000,10000,100000").split(",")]
 SERVICE = Service(demo_module(), name="csv_agg.wasm")

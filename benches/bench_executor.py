@@ -10,7 +10,7 @@ import wasmtime
 from wasmtime import _ffi as ffi
 
 from poe import CostModel, Executor, Invocation, Service, Value
-from poe._executor import _engine
+from poe.wasm.executor import _engine
 
 FUNCS = (Path(__file__).resolve().parent.parent / "vectors" / "modules" / "funcs.wasm").read_bytes()
 CM = CostModel.current()

@@ -14,7 +14,7 @@ import pytest
 from py_ecc.bls import G2ProofOfPossession
 from py_ecc.secp256k1 import secp256k1 as k1
 
-from poe._schemes import BLS, SECP256K1
+from poe.crypto.schemes import BLS, SECP256K1
 
 BATCH = 100  # distinct messages, 10 signing keys
 MESSAGE = hashlib.sha256(b"poe attestation statement").digest()

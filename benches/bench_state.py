@@ -1,4 +1,4 @@
-"""Memory commitment of a 64 MiB linear memory (poe._memtree, native/memtree.c).
+"""Memory commitment of a 64 MiB linear memory (poe.merkle.memory, native/memtree.c).
 
 Group "memroot-64M": the full BLAKE3 hash of 64 MiB, blake3-py on one thread (the baseline,
 `max_threads=1`) against poe's native chunk tree on every SIMD path this machine can run, over
@@ -27,7 +27,7 @@ import blake3
 import pytest
 
 from poe import _memtree, _native
-from poe._memtree import CHUNK_SIZE, MemoryTree
+from poe.merkle.memory import CHUNK_SIZE, MemoryTree
 
 if not _native.AVAILABLE:
     pytest.skip(f"native kernel not available: {_native.LOAD_ERROR}", allow_module_level=True)

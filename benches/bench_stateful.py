@@ -23,8 +23,8 @@ import pytest
 import wasmtime
 
 from poe import CostModel, Executor, Invocation, Service, TraceStore
-from poe._executor import _engine
-from poe._memtree import uffd_unavailable
+from poe.wasm.executor import _engine
+from poe.merkle.memory import uffd_unavailable
 
 SORT = (Path(__file__).resolve().parent.parent / "vectors" / "modules" / "step_sort.wasm").read_bytes()
 CM = CostModel.current()

@@ -7,9 +7,9 @@ import random
 import blake3
 import pytest
 
-from poe._treebuild import CompactRange
-from poe._treehash import CTX_NODE, Node, Root, Sums, leaf
-from poe._treeverify import InclusionProof, root_from_inclusion, verify_inclusion
+from poe.merkle.build import CompactRange
+from poe.merkle.hasher import CTX_NODE, Node, Root, Sums, leaf
+from poe.merkle.verify import InclusionProof, root_from_inclusion, verify_inclusion
 
 from poe import Outcome, Record
 

@@ -3,12 +3,12 @@
 The public surface is what ``__all__`` lists; everything in ``poe._*`` modules is private.
 """
 
-from ._costmodel import CostModel, Limits
-from ._executor import Execution, Executor, Service
-from ._invocation import Invocation, Output, Payload, Value
-from ._record import RECORD_SIZE, Outcome, Record, TrapKind
-from ._store import Totals, TraceStore
-from . import errors
+from poe.formats.costmodel import CostModel, Limits
+from poe.wasm.executor import Execution, Executor, Service
+from poe.formats.invocation import Invocation, Output, Payload, Value
+from poe.formats.record import RECORD_SIZE, Outcome, Record, TrapKind
+from poe.store.tracestore import Totals, TraceStore
+from poe import errors
 
 __version__ = "0.1.0"
 

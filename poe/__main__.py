@@ -1,3 +1,3 @@
-from .cli import main
+from poe.cli import main
 
 main(prog_name="poe")

@@ -25,7 +25,7 @@ from array import array
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
-from .errors import (
+from poe.errors import (
     InclusionProofError,
     InputError,
     InternalError,
@@ -145,7 +145,7 @@ _lib: Any = None
 _alloc: Any = None
 
 try:
-    from . import _poe_native  # type: ignore[attr-defined]
+    from poe import _poe_native  # type: ignore[attr-defined]
 except ImportError as _exc:
     LOAD_ERROR = f"The native kernel poe._poe_native is not built ({_exc}); {_BUILD_HINT}."
 else:

@@ -30,14 +30,14 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from poe import CostModel, Execution, Executor, Invocation, Limits, Output, Payload, Service, TraceStore
-from poe._attest import EMPTY_ROOT, Envelope, Statement, consistency_digest, verify_chain
-from poe._audit import Opening, audit, open_states, open_targets
-from poe._billing import Challenge, Claim, Deal
-from poe._invocation import Value
-from poe._state import State
-from poe._schemes import get_scheme
-from poe._treehash import Node, Root, Sums, leaf, node
-from poe._treeverify import InclusionProof
+from poe.protocol.attestation import EMPTY_ROOT, Envelope, Statement, consistency_digest, verify_chain
+from poe.audit.verifier import Opening, audit, open_states, open_targets
+from poe.protocol.billing import Challenge, Claim, Deal
+from poe.formats.invocation import Value
+from poe.formats.state import State
+from poe.crypto.schemes import get_scheme
+from poe.merkle.hasher import Node, Root, Sums, leaf, node
+from poe.merkle.verify import InclusionProof
 from poe.errors import ChainError
 
 MODULES = Path(__file__).resolve().parent.parent / "vectors" / "modules"
@@ -257,7 +257,7 @@ def stateful_history(n: int, *, repeat: set[int] = frozenset(), skip: set[int] =
       changed), and the lineage goes on from that forged state: the chain stays intact, the lie
       sits in one record (what steering a lineage into states no honest run reaches costs).
     """
-    from poe._state import memory_root
+    from poe.formats.state import memory_root
 
     ex = Executor(COUNTER, CM)
     out: list[Execution] = []

@@ -11,10 +11,10 @@ import pytest
 from click.testing import CliRunner
 
 from poe import CostModel, Executor, Invocation, Limits, Service, TraceStore, Value
-from poe._attest import EMPTY_ROOT, Envelope, Statement, verify_chain, verify_envelope
-from poe._keys import read_key_file, write_key_file
-from poe._schemes import get_scheme
-from poe._treehash import Root, Sums
+from poe.protocol.attestation import EMPTY_ROOT, Envelope, Statement, verify_chain, verify_envelope
+from poe.crypto.keys import read_key_file, write_key_file
+from poe.crypto.schemes import get_scheme
+from poe.merkle.hasher import Root, Sums
 from poe.cli import main
 from poe.errors import (
     ChainError,

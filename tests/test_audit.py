@@ -11,10 +11,10 @@ import pytest
 from click.testing import CliRunner
 
 from poe import CostModel, Execution, Executor, Invocation, Limits, Service, TraceStore
-from poe._attest import EMPTY_ROOT, Envelope, Statement, consistency_digest
-from poe._audit import audit, check_fraud_proof, open_targets, settle
-from poe._billing import Challenge, Claim, Deal, samples_needed
-from poe._schemes import get_scheme
+from poe.protocol.attestation import EMPTY_ROOT, Envelope, Statement, consistency_digest
+from poe.audit.verifier import audit, check_fraud_proof, open_targets, settle
+from poe.protocol.billing import Challenge, Claim, Deal, samples_needed
+from poe.crypto.schemes import get_scheme
 from poe.cli import main
 from poe.errors import EncodingError, InputError, VerificationError
 
@@ -107,7 +107,7 @@ def test_fake_outputs_from_skipped_execution_are_caught_by_uniform_samples(tmp_p
 def test_inflated_totals_with_honest_leaves_are_rejected(tmp_path, executions):
     claim, store = provide(str(tmp_path / "p.poe"), executions)
     st = claim.statement
-    from poe._treehash import Root, Sums
+    from poe.merkle.hasher import Root, Sums
 
     inflated = Root(st.root.size, st.root.hash, Sums(st.root.sums.fuel * 2, st.root.sums.mem, st.root.sums.io))
     forged = dataclasses.replace(st, root=inflated)
@@ -318,7 +318,7 @@ def test_tampering_with_any_field_never_yields_accept_or_a_traceback():
     import copy
     import importlib.util
 
-    from poe._audit import Opening
+    from poe.audit.verifier import Opening
     from poe.errors import PoEError
 
     from .conftest import ROOT
@@ -387,7 +387,7 @@ def test_malformed_payloads_in_an_opening_are_an_encoding_error_not_a_crash(tmp_
     ch = Challenge.draw(claim, BEACON, Fraction(1, 20), Fraction(1, 1000), 1)
     doc = open_targets(store, claim, ch)[0].to_json()
     for payloads in ({"zz": "00"}, {"00" * 32: "not hex"}, {"00": "00"}):
-        from poe._audit import Opening
+        from poe.audit.verifier import Opening
 
         with pytest.raises(EncodingError):
             Opening.from_json(dict(doc, payloads=payloads))

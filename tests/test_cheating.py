@@ -28,7 +28,7 @@ from fractions import Fraction
 import pytest
 
 from poe import Execution, Executor
-from poe._treehash import Root, Sums, leaf
+from poe.merkle.hasher import Root, Sums, leaf
 
 from . import cheaters as c
 

@@ -239,7 +239,7 @@ def test_a_name_cannot_be_both_a_file_and_a_directory(store_path):
 
 
 def test_bundled_demo_modules_are_the_ones_built_from_the_sources():
-    from poe._demo import demo_module, step_module
+    from poe.demo import demo_module, step_module
 
     assert demo_module() == (ROOT / "vectors" / "modules" / "csv_agg.wasm").read_bytes()
     assert step_module() == (ROOT / "vectors" / "modules" / "step_sort.wasm").read_bytes()

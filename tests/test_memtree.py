@@ -1,4 +1,4 @@
-"""The memory commitment (poe._memtree, native/memtree.c): the root is the standard BLAKE3 hash
+"""The memory commitment (poe.merkle.memory, native/memtree.c): the root is the standard BLAKE3 hash
 of the memory image (checked against blake3-py and BLAKE3's official vectors), and a commit's
 `changed` list is exactly the chunks whose bytes differ from the previous image, plus grown
 chunks that are not all zero — for every tracking mode, every SIMD path, and the pure-Python
@@ -10,7 +10,6 @@ from __future__ import annotations
 import ctypes
 import json
 import mmap
-import os
 import random
 
 import pytest
@@ -20,7 +19,7 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from poe import _memtree, _native  # noqa: E402
-from poe._memtree import CHUNK_SIZE, MemoryTree, chunk_digests, memory_root  # noqa: E402
+from poe.merkle.memory import CHUNK_SIZE, MemoryTree, chunk_digests, memory_root  # noqa: E402
 from poe.errors import InputError, InternalError  # noqa: E402
 
 from .conftest import SHARED_VECTORS  # noqa: E402

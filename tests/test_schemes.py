@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 from py_ecc.bls.g2_primitives import G1_to_pubkey, G2_to_signature
 from py_ecc.optimized_bls12_381 import add, neg, normalize
 
-from poe._keccak import _sponge, keccak256
-from poe._schemes import (
+from poe.crypto.keccak import _sponge, keccak256
+from poe.crypto.schemes import (
     BLS,
     SCHEMES,
     SECP256K1,

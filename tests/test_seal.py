@@ -9,9 +9,9 @@ import pytest
 from click.testing import CliRunner
 
 from poe import CostModel, Executor, Invocation, Limits, Service, TraceStore, Value
-from poe._treebuild import Tree
-from poe._treehash import leaf
-from poe._treeverify import verify_consistency, verify_inclusion
+from poe.merkle.build import Tree
+from poe.merkle.hasher import leaf
+from poe.merkle.verify import verify_consistency, verify_inclusion
 from poe.cli import main
 from poe.errors import StoreError, VerificationError
 

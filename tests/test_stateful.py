@@ -19,13 +19,13 @@ import wasmtime
 from click.testing import CliRunner
 
 from poe import CostModel, Execution, Executor, Invocation, Limits, Outcome, Service, TraceStore
-from poe._attest import EMPTY_ROOT, Envelope, Statement, consistency_digest
-from poe._audit import audit, check_fraud_proof, open_states, open_targets
-from poe._billing import Challenge, Claim, Deal
-from poe._invocation import Value
-from poe._schemes import get_scheme
-from poe._state import CHUNK_SIZE, State, bundle_states, manifest_of, memory_root, open_bundle
-from poe._wasmbin import POE_GLOBAL_EXPORT_PREFIX, instrument, state_hazards
+from poe.protocol.attestation import EMPTY_ROOT, Envelope, Statement, consistency_digest
+from poe.audit.verifier import audit, check_fraud_proof, open_states, open_targets
+from poe.protocol.billing import Challenge, Claim, Deal
+from poe.formats.invocation import Value
+from poe.crypto.schemes import get_scheme
+from poe.formats.state import CHUNK_SIZE, State, bundle_states, manifest_of, memory_root, open_bundle
+from poe.wasm.binary import POE_GLOBAL_EXPORT_PREFIX, instrument, state_hazards
 from poe.cli import main
 from poe.errors import (
     EncodingError,
@@ -33,7 +33,6 @@ from poe.errors import (
     StatefulModuleError,
     StateMismatchError,
     StateUnavailableError,
-    VerificationError,
 )
 
 from .conftest import module_bytes
@@ -526,7 +525,7 @@ def test_step_example_is_run_sealed_attested_audited_accepted_and_collected_thro
     run("respond", store, str(tmp_path / "claim.json"), str(tmp_path / "ch.json"), "--out", str(tmp_path / "o.json"))
     openings = json.loads((tmp_path / "o.json").read_text())
     assert openings["states"]["format"] == "poe state bundle v1"
-    r = run("audit", str(tmp_path / "claim.json"), str(tmp_path / "ch.json"), str(tmp_path / "o.json"), "--deal", str(tmp_path / "deal.json"),
+    run("audit", str(tmp_path / "claim.json"), str(tmp_path / "ch.json"), str(tmp_path / "o.json"), "--deal", str(tmp_path / "deal.json"),
             "--module", str(wasm), "--out", str(tmp_path / "v.json"))
     verdict = json.loads((tmp_path / "v.json").read_text())
     assert verdict["verdict"] == "ACCEPT", verdict["problems"]
@@ -728,7 +727,7 @@ def test_pre_state_beyond_the_modules_declared_maximum_is_a_rejected_sample_not_
 
 
 def test_openings_nobody_asked_for_do_not_raise_the_bundle_bound(tmp_path):
-    from poe._audit import Opening
+    from poe.audit.verifier import Opening
 
     ex = Executor(COUNTER, CM)
     claim, store = counter_lineage_claim(str(tmp_path / "j.poe"), 8)
@@ -798,7 +797,7 @@ def test_a_dumped_memory_image_hashes_to_the_state_with_plain_blake3(tmp_path):
 
 
 def test_bundle_whose_image_is_not_its_headers_memory_is_rejected(tmp_path):
-    from poe._state import ZERO_CHUNK_DIGEST
+    from poe.formats.state import ZERO_CHUNK_DIGEST
 
     claim, store = counter_lineage_claim(str(tmp_path / "h.poe"), 12)
 

@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from poe import Outcome, Record
-from poe._treebuild import CompactRange, Tree
-from poe._treehash import EMPTY, Node, Root, Sums, leaf, node
-from poe._treeverify import ConsistencyProof, InclusionProof, root_from_inclusion, verify_consistency, verify_inclusion
+from poe.merkle.build import CompactRange, Tree
+from poe.merkle.hasher import EMPTY, Node, Root, Sums, leaf, node
+from poe.merkle.verify import ConsistencyProof, InclusionProof, root_from_inclusion, verify_consistency, verify_inclusion
 from poe.errors import (
     ConsistencyProofError,
     EncodingError,
@@ -248,7 +248,7 @@ def test_root_encodings_round_trip_and_reject_garbage():
 
 
 def test_leaf_and_node_hashes_follow_the_spec_byte_layout():
-    """Pins the bytes independently of poe._treehash: builder and verifier share node(), so a
+    """Pins the bytes independently of poe.merkle.hasher: builder and verifier share node(), so a
     self-consistent change there (say, swapped operands) would otherwise go unnoticed."""
     import struct
 
@@ -287,7 +287,7 @@ def test_bulk_extension_rejects_partial_records():
 
 def test_native_and_reference_paths_give_the_same_roots_and_proofs():
     from poe import _native
-    from poe._treebuild import _reference_perfect_root, perfect_root, tree_of_records
+    from poe.merkle.build import _reference_perfect_root, perfect_root, tree_of_records
 
     if not _native.AVAILABLE:
         pytest.skip(f"native kernel not built: {_native.LOAD_ERROR}")

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from poe import CostModel, Executor, Record
-from poe._replay import replay
+from poe.wasm.replay import replay
 from poe.errors import CostModelMismatchError
 
 from .conftest import ROOT
@@ -74,8 +74,8 @@ def test_merkle_proof_vectors_verify_to_their_expected_result():
 
 
 def test_merkle_root_and_leaf_vectors_are_reproduced_by_the_reference():
-    from poe._treebuild import Tree
-    from poe._treehash import Root, leaf
+    from poe.merkle.build import Tree
+    from poe.merkle.hasher import Root, leaf
 
     (leaves,) = [v for n, v in _load("merkle") if n == "leaves"]
     assert [leaf(bytes.fromhex(r)).encode().hex() for r in leaves["records"]] == leaves["leaves"]
@@ -93,14 +93,14 @@ def test_attestation_vectors_verify_to_their_expected_result():
 
 
 def test_attestation_vectors_pin_statement_bytes_and_deterministic_keys():
-    from poe._schemes import get_scheme
+    from poe.crypto.schemes import get_scheme
 
     for name, vector in _load("attestation"):
         if name.endswith("_epoch0"):
             env = vector["envelopes"][0]
             scheme = get_scheme(("bls12-381" if name.startswith("bls") else "secp256k1"))
             pk = scheme.public_key(scheme.generate_key(vector["secret_key_seed"].encode()))
-            from poe._attest import Statement
+            from poe.protocol.attestation import Statement
 
             st = Statement.decode(bytes.fromhex(vector["statement"]))
             assert st.public_key == pk and st.digest.hex() == vector["statement_digest"]
@@ -159,8 +159,8 @@ def test_vector_set_folds_to_the_committed_digest():
 
 def test_native_kernel_agrees_with_every_merkle_vector():
     from poe import _native
-    from poe._treehash import Root
-    from poe._treeverify import InclusionProof
+    from poe.merkle.hasher import Root
+    from poe.merkle.verify import InclusionProof
 
     if not _native.AVAILABLE:
         pytest.skip(f"native kernel not built: {_native.LOAD_ERROR}")

@@ -8,8 +8,8 @@ import pytest
 import wasmtime
 
 from poe import CostModel, Invocation, Limits
-from poe._executor import _engine
-from poe._wasi import (
+from poe.wasm.executor import _engine
+from poe.wasm.wasi import (
     EBADF,
     EFAULT,
     ENOENT,
@@ -221,7 +221,7 @@ def test_overlong_paths_are_refused_before_being_read(guest):
 
 
 def test_open_file_descriptors_are_capped(guest):
-    from poe._wasi import EMFILE, MAX_OPEN_FDS
+    from poe.wasm.wasi import EMFILE, MAX_OPEN_FDS
 
     errnos = [guest.open("data.txt")[0] for _ in range(MAX_OPEN_FDS)]
     assert errnos.count(SUCCESS) == MAX_OPEN_FDS - 4 and errnos[-1] == EMFILE

@@ -1,4 +1,4 @@
-"""Tests for poe._wasmbin: the module parser and the memory.grow / __poe_memory instrumentation."""
+"""Tests for poe.wasm.binary: the module parser and the memory.grow / __poe_memory instrumentation."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from poe import _wasmbin as wb
-from poe._wasmbin import POE_MEMORY_EXPORT, ModuleInfo, instrument, parse
+from poe.wasm.binary import POE_MEMORY_EXPORT, ModuleInfo, instrument, parse
 from poe.errors import ModuleError
 
 PAGE = 65536

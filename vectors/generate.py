@@ -191,9 +191,9 @@ def synthetic_record(i: int) -> bytes:
 
 
 def merkle_vectors() -> dict[str, dict]:
-    from poe._treebuild import Tree
-    from poe._treehash import Node, Sums, leaf
-    from poe._treeverify import ConsistencyProof, InclusionProof
+    from poe.merkle.build import Tree
+    from poe.merkle.hasher import Node, Sums, leaf
+    from poe.merkle.verify import ConsistencyProof, InclusionProof
 
     out: dict[str, dict] = {}
     leaves = [synthetic_record(i) for i in range(20)]
@@ -263,8 +263,8 @@ def merkle_vectors() -> dict[str, dict]:
 
 def check_merkle(vector: dict) -> str:
     """What verifying a merkle/ proof vector gives: "ok" or an error code."""
-    from poe._treehash import Root
-    from poe._treeverify import ConsistencyProof, InclusionProof, verify_consistency, verify_inclusion
+    from poe.merkle.hasher import Root
+    from poe.merkle.verify import ConsistencyProof, InclusionProof, verify_consistency, verify_inclusion
 
     try:
         if vector["kind"] == "inclusion":
@@ -282,10 +282,10 @@ ATTEST_SEEDS = {"bls12-381": b"poe attestation vector key, bls12-381 v1", "secp2
 def attestation_vectors() -> dict[str, dict]:
     import dataclasses
 
-    from poe._attest import EMPTY_ROOT, Envelope, Statement, consistency_digest
-    from poe._schemes import get_scheme
-    from poe._treebuild import Tree
-    from poe._treehash import Root, Sums, leaf
+    from poe.protocol.attestation import EMPTY_ROOT, Envelope, Statement, consistency_digest
+    from poe.crypto.schemes import get_scheme
+    from poe.merkle.build import Tree
+    from poe.merkle.hasher import Root, Sums, leaf
 
     records = [synthetic_record(i) for i in range(20)]
     heads = {n: Tree([leaf(r) for r in records[:n]]).root for n in (12, 20)}
@@ -324,7 +324,6 @@ def attestation_vectors() -> dict[str, dict]:
         out[f"{tag}_broken_chain"] = case("epoch 1 claims a previous head epoch 0 never had", [e0, broken], "merkle.root-mismatch")
         trailing = dataclasses.replace(e0, statement_bytes=e0.statement_bytes + b"\x00")
         out[f"{tag}_non_canonical"] = case("statement with a trailing byte", [trailing], "encoding.malformed")
-    bls = get_scheme("bls12-381")
     e = Envelope.loads(json.dumps(out["bls_epoch0"]["envelopes"][0]))
     st = Statement.decode(e.statement_bytes)
     inf = dataclasses.replace(st, public_key=bytes([0xC0]) + bytes(47))
@@ -336,17 +335,17 @@ def attestation_vectors() -> dict[str, dict]:
 
 
 def _consistency_proof(records: list[bytes], m: int, n: int) -> bytes:
-    from poe._treebuild import Tree
-    from poe._treehash import leaf
-    from poe._treeverify import ConsistencyProof
+    from poe.merkle.build import Tree
+    from poe.merkle.hasher import leaf
+    from poe.merkle.verify import ConsistencyProof
 
     return ConsistencyProof(m, n, tuple(Tree([leaf(r) for r in records[:n]]).consistency_path(m))).encode()
 
 
 def check_attestation(vector: dict) -> str:
     """What verifying an attestation/ vector gives: "ok" or an error code."""
-    from poe._attest import Envelope, verify_chain, verify_envelope
-    from poe._schemes import get_scheme
+    from poe.protocol.attestation import Envelope, verify_chain, verify_envelope
+    from poe.crypto.schemes import get_scheme
 
     try:
         envs = [Envelope.loads(json.dumps(e)) for e in vector["envelopes"]]
@@ -368,10 +367,10 @@ def audit_vectors() -> dict[str, dict]:
     from fractions import Fraction
 
     from poe import Execution, TraceStore
-    from poe._attest import EMPTY_ROOT, Envelope, Statement, consistency_digest
-    from poe._audit import audit, open_targets
-    from poe._billing import Challenge, Claim, Deal
-    from poe._schemes import get_scheme
+    from poe.protocol.attestation import EMPTY_ROOT, Envelope, Statement, consistency_digest
+    from poe.audit.verifier import audit, open_targets
+    from poe.protocol.billing import Challenge, Claim, Deal
+    from poe.crypto.schemes import get_scheme
 
     cm = CostModel.current(LIMITS)
     service = build_service("csv_agg.wasm", {})
@@ -430,8 +429,8 @@ def audit_vectors() -> dict[str, dict]:
 
 def check_audit(vector: dict) -> str:
     """What auditing an audit/ vector gives: the verdict, "proven", or an error code."""
-    from poe._audit import Opening, audit, check_fraud_proof
-    from poe._billing import Challenge, Claim, Deal
+    from poe.audit.verifier import Opening, audit, check_fraud_proof
+    from poe.protocol.billing import Challenge, Claim, Deal
 
     service = build_service(vector["module"], {})
     try:
@@ -463,7 +462,7 @@ def _packed(image: bytes) -> str:
 
 
 def state_vectors() -> dict[str, dict]:
-    from poe._state import State, bundle_states, manifest_of, memory_root
+    from poe.formats.state import State, bundle_states, manifest_of, memory_root
 
     out: dict[str, dict] = {}
     image = _image(3, 7)
@@ -558,7 +557,7 @@ def check_state(vector: dict) -> str:
     import base64
     import zlib
 
-    from poe._state import State, memory_root, open_bundle
+    from poe.formats.state import State, memory_root, open_bundle
 
     try:
         if vector["kind"] == "header":

@@ -7,8 +7,8 @@ import traceback
 
 import click
 
-from .. import __version__
-from ..errors import PoEError
+from poe import __version__
+from poe.errors import PoEError
 from ._options import emit_json
 
 

@@ -8,8 +8,8 @@ from typing import Any, Callable
 
 import click
 
-from .._costmodel import Limits
-from ..errors import InputError
+from poe.formats.costmodel import Limits
+from poe.errors import InputError
 
 def _remember_json(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
     # Errors are reported by the group, which must know whether to add JSON on stdout.
@@ -107,7 +107,7 @@ def load_json(path: str, what: str):
     """A JSON document from a file ('-' for stdin), or a clear EncodingError."""
     import json
 
-    from ..errors import EncodingError
+    from poe.errors import EncodingError
 
     try:
         return json.loads(read_file(path, what))

@@ -7,12 +7,12 @@ import time
 
 import click
 
-from .._attest import EMPTY_ROOT, Envelope, Statement, check_deal_id, consistency_digest
-from .._keys import read_key_file
-from .._schemes import get_scheme
-from .._store import TraceStore
-from .._treeverify import ConsistencyProof
-from ..errors import InputError, KeyFileError, StoreError
+from poe.protocol.attestation import EMPTY_ROOT, Envelope, Statement, check_deal_id, consistency_digest
+from poe.crypto.keys import read_key_file
+from poe.crypto.schemes import get_scheme
+from poe.store.tracestore import TraceStore
+from poe.merkle.verify import ConsistencyProof
+from poe.errors import InputError, KeyFileError, StoreError
 from ._options import info, passphrase_option, read_passphrase
 
 

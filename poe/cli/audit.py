@@ -7,10 +7,10 @@ import os
 
 import click
 
-from .._audit import Opening, audit
-from .._billing import Challenge, Claim, Deal
-from .._executor import Service
-from ..errors import EncodingError
+from poe.audit.verifier import Opening, audit
+from poe.protocol.billing import Challenge, Claim, Deal
+from poe.wasm.executor import Service
+from poe.errors import EncodingError
 from ._options import emit_json, info, json_option, load_json, read_file
 
 

@@ -7,8 +7,8 @@ from fractions import Fraction
 
 import click
 
-from .._billing import Challenge, Claim
-from ..errors import InputError
+from poe.protocol.billing import Challenge, Claim
+from poe.errors import InputError
 from ._options import info, load_json, write_output
 
 

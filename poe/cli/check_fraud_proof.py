@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from .._audit import check_fraud_proof
-from .._executor import Service
-from ..errors import VerificationError
+from poe.audit.verifier import check_fraud_proof
+from poe.wasm.executor import Service
+from poe.errors import VerificationError
 from ._options import emit_json, info, json_option, load_json, read_file
 
 

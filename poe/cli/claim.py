@@ -7,9 +7,9 @@ import os
 
 import click
 
-from .._attest import Envelope
-from .._billing import Claim, Deal
-from ..errors import InputError
+from poe.protocol.attestation import Envelope
+from poe.protocol.billing import Claim, Deal
+from poe.errors import InputError
 from ._options import info, read_file, write_output
 
 

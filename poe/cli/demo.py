@@ -14,16 +14,16 @@ from fractions import Fraction
 
 import click
 
-from .._attest import EMPTY_ROOT, Envelope, Statement, consistency_digest
-from .._audit import audit, check_fraud_proof, open_states, open_targets, settle
-from .._billing import Challenge, Claim, Deal
-from .._costmodel import CostModel
-from .._demo import demo_csv, demo_module, step_module
-from .._executor import Execution, Executor, Service
-from .._invocation import Invocation
-from .._schemes import get_scheme
-from .._store import TraceStore
-from ..errors import InputError
+from poe.protocol.attestation import EMPTY_ROOT, Envelope, Statement, consistency_digest
+from poe.audit.verifier import audit, check_fraud_proof, open_states, open_targets, settle
+from poe.protocol.billing import Challenge, Claim, Deal
+from poe.formats.costmodel import CostModel
+from poe.demo import demo_csv, demo_module, step_module
+from poe.wasm.executor import Execution, Executor, Service
+from poe.formats.invocation import Invocation
+from poe.crypto.schemes import get_scheme
+from poe.store.tracestore import TraceStore
+from poe.errors import InputError
 from ._options import emit_json, info, json_option
 
 DEAL_ID = "demo-deal"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .._store import TraceStore
+from poe.store.tracestore import TraceStore
 from ._options import emit_json, human, info, json_option
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from .._store import TraceStore
-from ..errors import InputError, StateUnavailableError
+from poe.store.tracestore import TraceStore
+from poe.errors import InputError, StateUnavailableError
 from ._options import emit_json, human, info, json_option
 
 

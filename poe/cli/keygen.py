@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from .._keys import write_key_file
-from .._schemes import get_scheme
+from poe.crypto.keys import write_key_file
+from poe.crypto.schemes import get_scheme
 from ._options import emit_json, info, json_option, passphrase_option, read_passphrase
 
 SCHEME_CHOICES = {"bls": "bls12-381", "bls12-381": "bls12-381", "secp256k1": "secp256k1"}

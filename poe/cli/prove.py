@@ -6,12 +6,12 @@ import json
 
 import click
 
-from .._record import Record
-from .._store import TraceStore
-from .._treebuild import native_note
-from .._treehash import Root
-from .._treeverify import ConsistencyProof, InclusionProof, verify_consistency, verify_inclusion
-from ..errors import EncodingError, InputError
+from poe.formats.record import Record
+from poe.store.tracestore import TraceStore
+from poe.merkle.build import native_note
+from poe.merkle.hasher import Root
+from poe.merkle.verify import ConsistencyProof, InclusionProof, verify_consistency, verify_inclusion
+from poe.errors import EncodingError, InputError
 from ._options import emit_json, info, json_option, read_file
 
 BUNDLE_FORMAT = "poe proof bundle v1"

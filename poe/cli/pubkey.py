@@ -6,9 +6,9 @@ import base64
 
 import click
 
-from .._keys import read_key_file
-from .._schemes import get_scheme
-from ..errors import KeyFileError
+from poe.crypto.keys import read_key_file
+from poe.crypto.schemes import get_scheme
+from poe.errors import KeyFileError
 from ._options import emit_json, info, json_option, passphrase_option, read_passphrase
 
 

@@ -6,11 +6,11 @@ import json
 
 import click
 
-from .._audit import open_states, open_targets
-from .._executor import Executor
-from .._billing import Challenge, Claim
-from .._store import TraceStore
-from ..errors import InputError
+from poe.audit.verifier import open_states, open_targets
+from poe.wasm.executor import Executor
+from poe.protocol.billing import Challenge, Claim
+from poe.store.tracestore import TraceStore
+from poe.errors import InputError
 from ._options import info, load_json, write_output
 
 

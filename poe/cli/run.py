@@ -9,12 +9,12 @@ import time
 
 import click
 
-from .. import _hashing as h
-from .._costmodel import CostModel
-from .._executor import Execution, Executor, Service
-from .._invocation import Invocation, Payload, Value
-from .._store import Totals, TraceStore
-from ..errors import ArgumentError, InputError
+from poe.formats import hashing as h
+from poe.formats.costmodel import CostModel
+from poe.wasm.executor import Execution, Executor, Service
+from poe.formats.invocation import Invocation, Payload, Value
+from poe.store.tracestore import Totals, TraceStore
+from poe.errors import ArgumentError, InputError
 from ._options import emit_json, human, info, json_option, limit_options, limits_from, read_file
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from .._store import TraceStore
-from .._treebuild import native_note
+from poe.store.tracestore import TraceStore
+from poe.merkle.build import native_note
 from ._options import emit_json, info, json_option
 
 

@@ -7,8 +7,8 @@ import os
 
 import click
 
-from .._audit import settle
-from .._billing import Deal
+from poe.audit.verifier import settle
+from poe.protocol.billing import Deal
 from ._options import info, load_json, read_file, write_output
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from .._attest import Envelope, verify_chain, verify_envelope
-from .._schemes import get_scheme
-from ..errors import BatchVerificationError, EncodingError, PoEError, VerificationError
+from poe.protocol.attestation import Envelope, verify_chain, verify_envelope
+from poe.crypto.schemes import get_scheme
+from poe.errors import BatchVerificationError, EncodingError, PoEError, VerificationError
 from ._options import emit_json, info, json_option, read_file
 
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Callable, Iterable, Mapping, Sequence
 
-from . import _hashing as h
-from .errors import ArgumentError, EncodingError
+from poe.formats import hashing as h
+from poe.errors import ArgumentError, EncodingError
 
 __all__ = ["Payload", "Value", "Invocation", "Output", "VALTYPES"]
 

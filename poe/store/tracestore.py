@@ -21,16 +21,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from . import _hashing as h
-from ._costmodel import CostModel
-from ._executor import Execution, Service
-from ._invocation import Invocation, Output
-from ._record import Record
-from ._state import CHUNK_SIZE, ZERO_CHUNK_DIGEST, State, apply_delta, iter_delta, manifest_of
-from ._treebuild import CompactRange, Tree, perfect_root, tree_of_records
-from ._treehash import Root, Sums
-from ._treeverify import ConsistencyProof, InclusionProof
-from .errors import (
+from poe.formats import hashing as h
+from poe.formats.costmodel import CostModel
+from poe.wasm.executor import Execution, Service
+from poe.formats.invocation import Invocation, Output
+from poe.formats.record import Record
+from poe.formats.state import CHUNK_SIZE, ZERO_CHUNK_DIGEST, State, apply_delta, iter_delta, manifest_of
+from poe.merkle.build import CompactRange, Tree, perfect_root, tree_of_records
+from poe.merkle.hasher import Root, Sums
+from poe.merkle.verify import ConsistencyProof, InclusionProof
+from poe.errors import (
     CostModelMismatchError,
     EncodingError,
     LimitError,

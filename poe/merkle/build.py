@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Callable, Iterable, Sequence
 
-from . import _native
-from ._treehash import EMPTY, LEAF_SIZE, NODE_SIZE, Node, Root, Sums, leaf, node
-from .errors import ConsistencyProofError, EncodingError, InclusionProofError
+from poe import _native
+from poe.merkle.hasher import EMPTY, LEAF_SIZE, NODE_SIZE, Node, Root, Sums, leaf, node
+from poe.errors import ConsistencyProofError, EncodingError, InclusionProofError
 
 __all__ = ["Tree", "CompactRange", "perfect_root", "tree_of_records", "native_note"]
 

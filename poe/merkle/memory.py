@@ -40,8 +40,8 @@ from typing import Any
 
 import blake3 as _blake3
 
-from . import _native
-from .errors import InputError
+from poe import _native
+from poe.errors import InputError
 
 __all__ = ["CHUNK_SIZE", "TRACKING_MODES", "MemoryTree", "memory_root", "chunk_digests", "uffd_unavailable"]
 

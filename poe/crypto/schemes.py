@@ -98,8 +98,8 @@ from py_ecc.optimized_bls12_381 import (
 )
 from py_ecc.secp256k1 import secp256k1 as _k1
 
-from ._keccak import keccak256
-from .errors import BatchVerificationError, InputError, InternalError, KeyFormatError, PoEError, SignatureError
+from poe.crypto.keccak import keccak256
+from poe.errors import BatchVerificationError, InputError, InternalError, KeyFormatError, PoEError, SignatureError
 
 __all__ = [
     "Scheme",

@@ -19,13 +19,12 @@ from typing import Callable
 import blake3
 import wasmtime
 
-from . import _hashing as h
-from ._costmodel import CostModel
-from ._invocation import Invocation
+from poe.formats import hashing as h
+from poe.formats.costmodel import CostModel
+from poe.formats.invocation import Invocation
+from poe.formats.moduleset import WASI_MODULE
 
 __all__ = ["WASI_MODULE", "WASI_FUNCTIONS", "WasiHost", "HostStop"]
-
-WASI_MODULE = "wasi_snapshot_preview1"
 
 # errno values of WASI preview1
 SUCCESS, E2BIG, EBADF, EEXIST, EFAULT, EINVAL = 0, 1, 8, 20, 21, 28

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import blake3
 
-from .errors import EncodingError, SumOverflowError
+from poe.errors import EncodingError, SumOverflowError
 
 __all__ = ["Sums", "Node", "Root", "leaf", "node", "EMPTY", "CTX_LEAF", "CTX_NODE", "CTX_EMPTY", "NODE_SIZE"]
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from ._treehash import _NODE, EMPTY, NODE_SIZE, U128 as _U128, Node, Root, Sums, leaf, node
-from .errors import (
+from poe.merkle.hasher import _NODE, EMPTY, NODE_SIZE, U128 as _U128, Node, Root, Sums, leaf, node
+from poe.errors import (
     ConsistencyProofError,
     EncodingError,
     InclusionProofError,

@@ -10,20 +10,19 @@ outcome is data in the record, never an exception.
 from __future__ import annotations
 
 import ctypes
-import struct
 from dataclasses import dataclass
-from typing import Mapping
 
 import wasmtime
 
-from . import _hashing as h
-from ._costmodel import MAX_MODULES, WASM_PAGE, CostModel
-from ._invocation import EMPTY, VALTYPES, Invocation, Output, Payload, Value
-from ._record import Outcome, Record, TrapKind, describe_outcome
-from ._wasi import WASI_FUNCTIONS, WASI_MODULE, HostStop, WasiHost, wasi_signature
-from ._state import State
-from ._wasmbin import POE_MEMORY_EXPORT, instrument, state_hazards
-from .errors import (
+from poe.formats import hashing as h
+from poe.formats.moduleset import Service
+from poe.formats.costmodel import MAX_MODULES, WASM_PAGE, CostModel
+from poe.formats.invocation import EMPTY, VALTYPES, Invocation, Output, Payload, Value
+from poe.formats.record import Outcome, Record, TrapKind, describe_outcome
+from poe.wasm.wasi import WASI_FUNCTIONS, WASI_MODULE, HostStop, WasiHost, wasi_signature
+from poe.formats.state import State
+from poe.wasm.binary import POE_MEMORY_EXPORT, instrument, state_hazards
+from poe.errors import (
     ArgumentError,
     ExportNotFoundError,
     InternalError,
@@ -69,32 +68,6 @@ _TRAP_KIND = {
     wasmtime.TrapCode.CAST_FAILURE: TrapKind.CAST_FAILURE,
     wasmtime.TrapCode.UNCAUGHT_EXCEPTION: TrapKind.UNCAUGHT_EXCEPTION,
 }
-
-
-class Service:
-    """A main module and the modules whose exports satisfy its imports, by import name."""
-
-    def __init__(self, main: bytes, links: Mapping[str, bytes] | None = None, *, name: str = "main") -> None:
-        self.main = bytes(main)
-        self.links = {k: bytes(v) for k, v in sorted((links or {}).items())}
-        self.name = name
-        for link in self.links:
-            if not link or link == WASI_MODULE:
-                raise ModuleError(f"cannot link a module under the name {link!r}")
-
-    @property
-    def digest(self) -> bytes:
-        """Module-set digest: the main module's and every linked module's BLAKE3, by name."""
-        parts = [h.blob_digest(self.main)]
-        for name, wasm in self.links.items():
-            raw = name.encode()
-            parts.append(struct.pack("<H", len(raw)) + raw + h.blob_digest(wasm))
-        return h.digest(h.CTX_MODULE_SET, b"".join(parts))
-
-    def module_digests(self) -> dict[str, str]:
-        out = {"": h.blob_digest(self.main).hex()}
-        out.update({name: h.blob_digest(w).hex() for name, w in self.links.items()})
-        return out
 
 
 @dataclass(frozen=True)
@@ -464,7 +437,7 @@ class Session:
     """
 
     def __init__(self, executor: Executor, start: tuple[State, bytes] | None = None, *, tracking: str = "auto") -> None:
-        from ._memtree import MemoryTree
+        from poe.merkle.memory import MemoryTree
 
         executor.check_stateful()
         self._ex = ex = executor

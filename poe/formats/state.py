@@ -36,11 +36,11 @@ from typing import Any, Iterable, Iterator
 
 import blake3
 
-from . import _hashing as h
-from . import _native
-from ._costmodel import WASM_PAGE
-from ._memtree import CHUNK_SIZE, memory_root
-from .errors import EncodingError, StateMismatchError
+from poe.formats import hashing as h
+from poe import _native
+from poe.formats.costmodel import WASM_PAGE
+from poe.merkle.memory import CHUNK_SIZE, memory_root
+from poe.errors import EncodingError, StateMismatchError
 
 __all__ = ["State", "STATE_VERSION", "CHUNK_SIZE", "ZERO_CHUNK_DIGEST", "memory_root", "bundle_states", "open_bundle", "delta_between"]
 

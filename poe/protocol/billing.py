@@ -19,11 +19,11 @@ from functools import cached_property
 from fractions import Fraction
 from typing import Any
 
-from . import _hashing as h
-from ._attest import Envelope, Statement
-from ._treehash import Root, Sums
-from ._treeverify import InclusionProof, left_sums
-from .errors import EncodingError, InputError
+from poe.formats import hashing as h
+from poe.protocol.attestation import Envelope, Statement
+from poe.merkle.hasher import Root, Sums
+from poe.merkle.verify import InclusionProof, left_sums
+from poe.errors import EncodingError, InputError
 
 __all__ = ["Deal", "Claim", "Challenge", "samples_needed", "QUANTITIES"]
 

@@ -33,7 +33,7 @@ import enum
 import struct
 from dataclasses import dataclass
 
-from .errors import EncodingError, LimitError
+from poe.errors import EncodingError, LimitError
 
 __all__ = ["Outcome", "TrapKind", "Record", "RECORD_SIZE", "RECORD_VERSION", "U64_MAX"]
 

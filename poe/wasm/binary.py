@@ -48,7 +48,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Union
 
-from .errors import ModuleError
+from poe.errors import ModuleError
 
 __all__ = [
     "POE_MEMORY_EXPORT",

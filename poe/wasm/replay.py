@@ -6,11 +6,11 @@ payloads) and the service; nothing is read from disk. This is the auditor's inne
 
 from __future__ import annotations
 
-from ._costmodel import CostModel
-from ._executor import Execution, Executor, Service
-from ._invocation import Invocation
-from ._record import Record
-from .errors import RecordMismatchError, VerificationError
+from poe.formats.costmodel import CostModel
+from poe.wasm.executor import Execution, Executor, Service
+from poe.formats.invocation import Invocation
+from poe.formats.record import Record
+from poe.errors import RecordMismatchError, VerificationError
 
 __all__ = ["replay", "record_diff"]
 

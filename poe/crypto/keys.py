@@ -22,7 +22,7 @@ from typing import Any
 
 import blake3
 
-from .errors import KeyFileError, PassphraseError
+from poe.errors import KeyFileError, PassphraseError
 
 __all__ = ["KeyFile", "write_key_file", "read_key_file"]
 

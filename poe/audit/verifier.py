@@ -15,19 +15,19 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._attest import verify_envelope
-from ._billing import Challenge, Claim, Deal, landing_offset
-from ._costmodel import CostModel
-from ._executor import Executor, Service
-from ._invocation import Invocation
-from ._record import Record
-from ._replay import record_diff
-from ._schemes import get_scheme
-from ._state import CHUNK_SIZE, State, bundle_roots, bundle_states, manifest_of, open_bundle
-from ._treebuild import Tree
-from ._treehash import leaf
-from ._treeverify import InclusionProof, verify_inclusion
-from .errors import (
+from poe.protocol.attestation import verify_envelope
+from poe.protocol.billing import Challenge, Claim, Deal, landing_offset
+from poe.formats.costmodel import CostModel
+from poe.wasm.executor import Executor, Service
+from poe.formats.invocation import Invocation
+from poe.formats.record import Record
+from poe.wasm.replay import record_diff
+from poe.crypto.schemes import get_scheme
+from poe.formats.state import CHUNK_SIZE, State, bundle_roots, bundle_states, manifest_of, open_bundle
+from poe.merkle.build import Tree
+from poe.merkle.hasher import leaf
+from poe.merkle.verify import InclusionProof, verify_inclusion
+from poe.errors import (
     CostModelMismatchError,
     EncodingError,
     InputError,

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from . import _hashing as h
-from ._costmodel import CostModel
-from ._treehash import EMPTY, Root, Sums
-from ._treeverify import ConsistencyProof, verify_consistency
-from .errors import (
+from poe.formats import hashing as h
+from poe.formats.costmodel import CostModel
+from poe.merkle.hasher import EMPTY, Root, Sums
+from poe.merkle.verify import ConsistencyProof, verify_consistency
+from poe.errors import (
     ChainError,
     CostModelMismatchError,
     EncodingError,

@@ -17,8 +17,8 @@ from functools import cached_property
 from importlib import metadata
 from typing import Any
 
-from . import _hashing as h
-from .errors import CostModelMismatchError, LimitError
+from poe.formats import hashing as h
+from poe.errors import CostModelMismatchError, LimitError
 
 __all__ = ["Limits", "CostModel", "HOST_ABI", "WASM_PAGE"]
 

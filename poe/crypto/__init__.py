@@ -1,0 +1,1 @@
+"""Signature schemes behind one interface, and provider key files."""

@@ -1,0 +1,1 @@
+"""The trace store: one SQLite file per provider store (spec §9)."""

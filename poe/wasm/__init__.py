@@ -1,0 +1,1 @@
+"""Running WebAssembly deterministically: the binary parser and instrumenter, the WASI host, the metered executor and stateful sessions. Importing this package does not import wasmtime; its executor module does."""
