@@ -18,7 +18,8 @@ blake3 = pytest.importorskip("blake3")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from poe import _memtree, _native  # noqa: E402
+from poe import _native  # noqa: E402
+from poe.merkle import memory as _memtree  # noqa: E402
 from poe.merkle.memory import CHUNK_SIZE, MemoryTree, chunk_digests, memory_root  # noqa: E402
 from poe.errors import InputError, InternalError  # noqa: E402
 

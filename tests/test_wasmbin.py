@@ -13,7 +13,7 @@ import wasmtime
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from poe import _wasmbin as wb
+from poe.wasm import binary as wb
 from poe.wasm.binary import POE_MEMORY_EXPORT, ModuleInfo, instrument, parse
 from poe.errors import ModuleError
 
