@@ -16,8 +16,11 @@ import pytest
 
 from poe import CostModel, Executor, Invocation, Service, TraceStore
 from poe.protocol.attestation import EMPTY_ROOT, Envelope, Statement, consistency_digest
-from poe.audit.verifier import audit, open_targets
-from poe.protocol.billing import Challenge, Claim, Deal
+from poe.audit.verifier import audit
+from poe.provider.respond import open_targets
+from poe.protocol.challenge import Challenge
+from poe.protocol.claim import Claim
+from poe.protocol.deal import Deal
 from poe.demo import demo_csv, demo_module
 from poe.crypto.schemes import get_scheme
 

@@ -27,6 +27,7 @@ __all__ = [
     "StateUnavailableError",
     "CostModelMismatchError",
     "VerificationError",
+    "NotProvenError",
     "RecordMismatchError",
     "StateMismatchError",
     "StateChainError",
@@ -163,6 +164,15 @@ class VerificationError(PoEError):
         super().__init__(message, expected=expected, observed=observed, **details)
         self.expected = expected
         self.observed = observed
+
+
+class NotProvenError(VerificationError):
+    """A well-formed fraud proof that proves nothing: the record re-executes as committed, or the
+    states chain. Its own exit status (5), so a script can tell "no fraud here" from "the proof
+    itself does not verify" (1)."""
+
+    code = "fraud.not-proven"
+    exit_code = 5
 
 
 class RecordMismatchError(VerificationError):

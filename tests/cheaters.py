@@ -31,8 +31,12 @@ from typing import Any, Sequence
 
 from poe import CostModel, Execution, Executor, Invocation, Limits, Output, Payload, Service, TraceStore
 from poe.protocol.attestation import EMPTY_ROOT, Envelope, Statement, consistency_digest, verify_chain
-from poe.audit.verifier import Opening, audit, open_states, open_targets
-from poe.protocol.billing import Challenge, Claim, Deal
+from poe.audit.verifier import audit
+from poe.protocol.openings import Opening
+from poe.provider.respond import open_states, open_targets
+from poe.protocol.challenge import Challenge
+from poe.protocol.claim import Claim
+from poe.protocol.deal import Deal
 from poe.formats.invocation import Value
 from poe.formats.state import State
 from poe.crypto.schemes import get_scheme

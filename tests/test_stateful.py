@@ -20,8 +20,12 @@ from click.testing import CliRunner
 
 from poe import CostModel, Execution, Executor, Invocation, Limits, Outcome, Service, TraceStore
 from poe.protocol.attestation import EMPTY_ROOT, Envelope, Statement, consistency_digest
-from poe.audit.verifier import audit, check_fraud_proof, open_states, open_targets
-from poe.protocol.billing import Challenge, Claim, Deal
+from poe.audit.fraud import check_fraud_proof
+from poe.audit.verifier import audit
+from poe.provider.respond import open_states, open_targets
+from poe.protocol.challenge import Challenge
+from poe.protocol.claim import Claim
+from poe.protocol.deal import Deal
 from poe.formats.invocation import Value
 from poe.crypto.schemes import get_scheme
 from poe.formats.state import CHUNK_SIZE, State, bundle_states, manifest_of, memory_root, open_bundle
@@ -727,7 +731,7 @@ def test_pre_state_beyond_the_modules_declared_maximum_is_a_rejected_sample_not_
 
 
 def test_openings_nobody_asked_for_do_not_raise_the_bundle_bound(tmp_path):
-    from poe.audit.verifier import Opening
+    from poe.protocol.openings import Opening
 
     ex = Executor(COUNTER, CM)
     claim, store = counter_lineage_claim(str(tmp_path / "j.poe"), 8)

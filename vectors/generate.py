@@ -368,8 +368,11 @@ def audit_vectors() -> dict[str, dict]:
 
     from poe import Execution, TraceStore
     from poe.protocol.attestation import EMPTY_ROOT, Envelope, Statement, consistency_digest
-    from poe.audit.verifier import audit, open_targets
-    from poe.protocol.billing import Challenge, Claim, Deal
+    from poe.audit.verifier import audit
+    from poe.provider.respond import open_targets
+    from poe.protocol.challenge import Challenge
+    from poe.protocol.claim import Claim
+    from poe.protocol.deal import Deal
     from poe.crypto.schemes import get_scheme
 
     cm = CostModel.current(LIMITS)
@@ -429,8 +432,12 @@ def audit_vectors() -> dict[str, dict]:
 
 def check_audit(vector: dict) -> str:
     """What auditing an audit/ vector gives: the verdict, "proven", or an error code."""
-    from poe.audit.verifier import Opening, audit, check_fraud_proof
-    from poe.protocol.billing import Challenge, Claim, Deal
+    from poe.audit.fraud import check_fraud_proof
+    from poe.audit.verifier import audit
+    from poe.protocol.openings import Opening
+    from poe.protocol.challenge import Challenge
+    from poe.protocol.claim import Claim
+    from poe.protocol.deal import Deal
 
     service = build_service(vector["module"], {})
     try:

@@ -116,15 +116,37 @@ def load_json(path: str, what: str):
 
 
 def write_output(path: str | None, text: str, what: str) -> None:
-    """Write to a new file (never over an existing one), or to stdout without a path."""
+    """Write to a new file, whole or not at all (never over an existing one), or to stdout without a path."""
     if path is None:
         click.echo(text, nl=False)
         return
-    try:
-        with open(path, "x") as f:
-            f.write(text)
-    except FileExistsError:
-        raise InputError(f"{path} already exists; not overwriting the {what}") from None
-    except OSError as exc:
-        raise InputError(f"cannot write {path}: {exc.strerror}") from None
+    from poe._io import write_new
+
+    write_new(path, text.encode(), what)
     info(f"poe: wrote {what} to {path}")
+
+
+def read_link_options(links: tuple[str, ...]) -> dict[str, bytes]:
+    """--link NAME=OTHER.wasm, as every command that takes it reads it."""
+    out: dict[str, bytes] = {}
+    for spec in links:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            from poe.errors import ArgumentError
+
+            raise ArgumentError(f"--link {spec!r} must look like NAME=OTHER.wasm")
+        if name in out:
+            from poe.errors import ArgumentError
+
+            raise ArgumentError(f"--link {name!r} given twice")
+        out[name] = read_file(path, f"linked module {name!r}")
+    return out
+
+
+def read_deal(path: str):
+    """A deal file, JSON or (by its .toml name) TOML."""
+    import os
+
+    from poe.protocol.deal import Deal
+
+    return Deal.load_text(read_file(path, "deal"), os.path.basename(path))

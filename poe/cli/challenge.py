@@ -7,7 +7,9 @@ from fractions import Fraction
 
 import click
 
-from poe.protocol.billing import Challenge, Claim
+from poe.protocol.challenge import Challenge
+
+from poe.protocol.claim import Claim
 from poe.errors import InputError
 from ._options import info, load_json, write_output
 

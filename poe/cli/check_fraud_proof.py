@@ -4,30 +4,27 @@ from __future__ import annotations
 
 import click
 
-from poe.audit.verifier import check_fraud_proof
-from poe.wasm.executor import Service
-from poe.errors import VerificationError
-from ._options import emit_json, info, json_option, load_json, read_file
+from poe.audit.fraud import check_fraud_proof, fraud_proof_of
+from poe.formats.moduleset import Service
+from ._options import emit_json, info, json_option, load_json, read_file, read_link_options
 
 
 @click.command("check-fraud-proof")
 @click.argument("proof_path", metavar="FILE", type=click.Path(dir_okay=False))
 @click.option("--module", "module_path", required=True, type=click.Path(dir_okay=False), help="The module the committed record names.")
+@click.option("--link", "links", multiple=True, help="NAME=OTHER.wasm for multi-module services.")
 @json_option
-def check_fraud_proof_cmd(proof_path, module_path, as_json):
-    """Exit 0 if the fraud is proven, 1 if it is not, 3 if FILE is not a fraud proof.
+def check_fraud_proof_cmd(proof_path, module_path, links, as_json):
+    """Exit 0 if the fraud is proven, 5 if it is not (the record re-executes as committed, or the
+    states chain), 1 if the proof itself does not verify, 3 if FILE is not a fraud proof.
 
     FILE is a fraud proof, or a verdict that contains one. A `re-execution` proof is proven when
     the signed, committed record does not re-execute (from the pre-state the proof carries, for a
     stateful segment); a `state-chain` proof when two adjacent committed records of a stateful
     lineage do not chain (a forged pre-state or a skipped step): no re-execution needed.
     """
-    doc = load_json(proof_path, "fraud proof")
-    if isinstance(doc, dict) and doc.get("format") == "poe verdict v1":
-        if not doc.get("fraud_proof"):
-            raise VerificationError(f"the verdict ({doc.get('verdict')}) carries no fraud proof: nothing is proven")
-        doc = doc.get("fraud_proof")
-    result = check_fraud_proof(doc, Service(read_file(module_path, "module")))
+    proof = fraud_proof_of(load_json(proof_path, "fraud proof"))
+    result = check_fraud_proof(proof, Service(read_file(module_path, "module"), read_link_options(links)))
     if as_json:
         emit_json(result)
     elif result["kind"] == "state-chain":

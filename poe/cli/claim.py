@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 
 import click
 
 from poe.protocol.attestation import Envelope
-from poe.protocol.billing import Claim, Deal
-from poe.errors import InputError
-from ._options import info, read_file, write_output
+from poe.provider.attest import make_claim
+from ._options import info, read_deal, read_file, write_output
 
 
 @click.command("claim")
@@ -21,13 +19,9 @@ def claim(attestation, deal_path, out):
     """Bill an attested epoch: amount = price · epoch totals + subscription, in integers.
 
     ATTESTATION is the envelope from `poe attest`; it must be for the deal's id, module and cost
-    model and signed by the deal's provider key.
+    model, and its signature must verify under the deal's provider key (exit 1 if not).
     """
-    deal = Deal.load_text(read_file(deal_path, "deal"), os.path.basename(deal_path))
-    env = Envelope.loads(read_file(attestation, "attestation"))
-    st = env.statement
-    if (st.deal_id, st.public_key, st.module_digest, st.cost_model_digest) != (deal.deal_id, deal.provider_key, deal.module_digest, deal.cost_model_digest):
-        raise InputError("the attestation does not match the deal (deal id, provider key, module or cost model)")
-    c = Claim(deal, env, deal.amount(st.totals))
+    deal = read_deal(deal_path)
+    c = make_claim(Envelope.loads(read_file(attestation, "attestation")), deal)
     write_output(out, json.dumps(c.to_json(), indent=2) + "\n", "claim")
-    info(f"poe: claim {c.claim_id.hex()[:16]}...: epoch {st.epoch} of {deal.deal_id!r}, amount {c.amount:,} base units")
+    info(f"poe: claim {c.claim_id.hex()[:16]}...: epoch {c.statement.epoch} of {deal.deal_id!r}, amount {c.amount:,} base units")

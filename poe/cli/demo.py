@@ -14,9 +14,13 @@ from fractions import Fraction
 
 import click
 
-from poe.protocol.attestation import EMPTY_ROOT, Envelope, Statement, consistency_digest
-from poe.audit.verifier import audit, check_fraud_proof, open_states, open_targets, settle
-from poe.protocol.billing import Challenge, Claim, Deal
+from poe.audit.fraud import check_fraud_proof
+from poe.audit.settle import settle
+from poe.audit.verifier import audit
+from poe.provider.attest import make_claim, sign_epoch
+from poe.provider.respond import open_states, open_targets
+from poe.protocol.challenge import Challenge
+from poe.protocol.deal import Deal
 from poe.formats.costmodel import CostModel
 from poe.demo import demo_csv, demo_module, step_module
 from poe.wasm.executor import Execution, Executor, Service
@@ -98,12 +102,13 @@ def _demo(workdir, segments, epsilon, delta, cheat_rate, seed, quiet, keep) -> d
                     cheated.add(e.record.index)
                     e = Execution(dataclasses.replace(e.record, fuel=e.record.fuel * 3), e.invocation, e.output)
                 store.append(e)
-        store, sealed, claim = _seal_and_claim(path, scheme, sk, pk, deal, service, cm)
+        store, sealed, claim = _seal_and_claim(path, scheme, sk, deal)
         providers[role] = (store, claim)
         say(f"  {role:>8} provider {scheme.identity(pk)}: sealed {sealed.root.size} segments, "
             f"root {sealed.root.hash.hex()[:16]}..., claims {claim.amount:,} units")
 
     beacon = (random.Random(seed).randbytes(32) if seed is not None else secrets.token_bytes(32))
+    auditor = _auditor_key(scheme)
     say(f"auditor: beacon {beacon.hex()[:16]}... (unpredictable to the providers when they signed)")
     verdicts, summary = [], {}
     for role, (store, claim) in providers.items():
@@ -115,7 +120,7 @@ def _demo(workdir, segments, epsilon, delta, cheat_rate, seed, quiet, keep) -> d
         verdict = audit(claim, challenge, openings, service, deal=claim.deal)  # small segments: one process is fastest
         audit_seconds = time.perf_counter() - t1
         store.close()
-        v = verdict.to_json()
+        v = verdict.sign(*auditor, int(time.time()))
         verdicts.append(v)
         summary[role] = {
             "verdict": verdict.verdict, "reason": verdict.reason, "claimed": claim.amount,
@@ -132,7 +137,7 @@ def _demo(workdir, segments, epsilon, delta, cheat_rate, seed, quiet, keep) -> d
         if keep:
             _keep(workdir, f"{role}-verdict.json", v)
             _keep(workdir, f"{role}-claim.json", claim.to_json())
-    rows = [settle([v], claim.deal)["payouts"][0] for v, (_, claim) in zip(verdicts, providers.values())]
+    rows = _settle(verdicts, providers, auditor)
     payouts = {"format": "poe payouts v1", "payouts": rows, "total": sum(r["payout"] for r in rows)}
     if keep:
         _keep(workdir, "payouts.json", payouts)
@@ -184,7 +189,7 @@ def _stateful_demo(workdir: str, beacon: bytes, quiet: bool, keep: bool) -> dict
             store.flush()
             usage = store.state_usage()
         run_seconds = time.perf_counter() - started
-        store, sealed, claim = _seal_and_claim(path, scheme, sk, pk, deal, service, cm)
+        store, sealed, claim = _seal_and_claim(path, scheme, sk, deal)
         providers[role] = (store, claim)
         stored = usage["bytes"]
         summary[role] = {"steps": sealed.end_index, "repeated_steps": repeated, "run_seconds": round(run_seconds, 3),
@@ -193,6 +198,7 @@ def _stateful_demo(workdir: str, beacon: bytes, quiet: bool, keep: bool) -> dict
             f"state kept {stored / sealed.end_index / 1024:,.1f} KiB/step; claims {claim.amount:,} units"
             + (f" ({repeated} steps billed twice)" if repeated else ""))
     genesis = executor.genesis()
+    auditor = _auditor_key(scheme)
     verdicts = []
     for role, (store, claim) in providers.items():
         t0 = time.perf_counter()
@@ -211,11 +217,11 @@ def _stateful_demo(workdir: str, beacon: bytes, quiet: bool, keep: bool) -> dict
             say(f"            fraud proof ({proven['kind']}) re-checked independently: segment {proven['segment']}: "
                 + proven.get("reason", ", ".join(proven.get("differences", {}))))
             summary[role]["fraud_proof_segment"] = proven["segment"]
-        verdicts.append(verdict.to_json())
+        verdicts.append(verdict.sign(*auditor, int(time.time())))
         if keep:
             _keep(workdir, f"{role}-steps-verdict.json", verdicts[-1])
             _keep(workdir, f"{role}-steps-claim.json", claim.to_json())
-    rows = [settle([v], claim.deal)["payouts"][0] for v, (_, claim) in zip(verdicts, providers.values())]
+    rows = _settle(verdicts, providers, auditor)
     say(f"guarantee: {Challenge.draw(providers['honest'][1], beacon, STEP_EPSILON, STEP_DELTA, STEP_UNIFORM).guarantee()}")
     say("settlement: " + "; ".join(f"{role} {row['payout']:,} ({row['status']})" for role, row in zip(providers, rows)))
     payouts = {"format": "poe payouts v1", "payouts": rows, "total": sum(r["payout"] for r in rows)}
@@ -236,14 +242,22 @@ def _provider(scheme, service: Service, cm: CostModel, deal_id: str, prices: dic
     return sk, pk, deal
 
 
-def _seal_and_claim(path: str, scheme, sk: bytes, pk: bytes, deal: Deal, service: Service, cm: CostModel):
+def _seal_and_claim(path: str, scheme, sk: bytes, deal: Deal):
     """Seal the store's open epoch, sign its head and claim it: (store open for reading, seal, claim)."""
     store = TraceStore.open(path, seal=True)
-    sealed = store.seal()
-    st = Statement(scheme.name, cm.digest, service.digest, pk, deal.deal_id, sealed.epoch, sealed.first_index, sealed.end_index,
-                   sealed.root, EMPTY_ROOT, consistency_digest(None), int(time.time()))
-    envelope = Envelope(st.encode(), scheme.sign(sk, st.digest), scheme.identity(pk), cm.to_json(), None)
-    return store, sealed, Claim(deal, envelope, deal.amount(st.totals))
+    envelope = sign_epoch(store, scheme, sk, deal.deal_id)
+    return store, store.seal(envelope.statement.epoch), make_claim(envelope, deal)
+
+
+def _settle(verdicts: list, providers: dict, auditor: tuple) -> list:
+    """Each provider's signed verdict settled under its own deal, trusting the demo's auditor."""
+    trusted = [(auditor[0].name, auditor[0].public_key(auditor[1]))]
+    return [settle([v], claim.deal, trusted)["payouts"][0] for v, (_, claim) in zip(verdicts, providers.values())]
+
+
+def _auditor_key(scheme) -> tuple:
+    """The auditor's own key: its verdicts are what settlement trusts."""
+    return scheme, scheme.generate_key()
 
 
 def _keep(workdir: str, name: str, doc: object) -> None:

@@ -24,7 +24,7 @@ def pubkey(key_file, pop, passphrase_file, as_json):
     s.check_public_key(key.public_key)
     result = {"scheme": s.name, "public_key": key.public_key.hex(), "identity": s.identity(key.public_key), "encrypted": key.encrypted}
     if pop:
-        if s.name != "bls12-381":
+        if not s.aggregatable:
             raise KeyFileError("a proof of possession exists only for BLS keys")
         unlocked = read_key_file(key_file, read_passphrase(passphrase_file) if key.encrypted else None)
         if s.public_key(unlocked.secret_key) != key.public_key:

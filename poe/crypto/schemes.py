@@ -178,6 +178,9 @@ class Scheme(ABC):
     secret_key_size: int
     public_key_size: int
     signature_size: int
+    # Capabilities, so callers ask what a scheme can do instead of comparing names.
+    aggregatable: bool = False  # signatures aggregate; keys then need a proof of possession (pop_prove/pop_verify)
+    batchable: bool = False  # batch_verify is cheaper than verifying each item
 
     @abstractmethod
     def generate_key(self, seed: bytes | None = None) -> bytes:
@@ -303,6 +306,8 @@ class BLSScheme(Scheme):
     """BLS12-381, proof-of-possession ciphersuite (see the module docstring)."""
 
     name = "bls12-381"
+    aggregatable = True
+    batchable = True
     secret_key_size = 32
     public_key_size = 48
     signature_size = 96

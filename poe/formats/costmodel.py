@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import platform
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from functools import cached_property
 from importlib import metadata
 from typing import Any
@@ -123,15 +123,29 @@ class CostModel:
         return d
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> CostModel:
-        try:
-            if not isinstance(d, dict) or d.get("format") != "poe cost model v1":
-                raise LimitError(f"unknown cost model format {d.get('format')!r}")
-            fields = {k: v for k, v in d.items() if k != "format"}
-            fields["limits"] = Limits(**fields["limits"])
-            return cls(**fields)
-        except (TypeError, KeyError, AttributeError) as exc:
-            raise LimitError(f"malformed cost model: {exc}") from None
+    def from_json(cls, d: Any) -> CostModel:
+        """Exactly the fields `to_json` writes, each of its type: a section left out is an error,
+        never a default filled in."""
+        if not isinstance(d, dict) or d.get("format") != "poe cost model v1":
+            raise LimitError(f"unknown cost model format {d.get('format') if isinstance(d, dict) else d!r:.60}")
+        names = {f.name for f in fields(cls)}
+        if set(d) != names | {"format"}:
+            raise LimitError(f"a cost model has exactly the fields {', '.join(sorted(names))}", expected=sorted(names), observed=sorted(map(str, d)))
+        limits = d["limits"]
+        limit_names = {f.name for f in fields(Limits)}
+        if not isinstance(limits, dict) or set(limits) != limit_names:
+            raise LimitError(f"cost model limits have exactly the fields {', '.join(sorted(limit_names))}")
+        for name in ("wasmtime", "target"):
+            if not isinstance(d[name], str) or len(d[name]) > 256:
+                raise LimitError(f"cost model {name} must be a string")
+        for name in names - {"wasmtime", "target", "limits", "engine"}:
+            value = d[name]
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 1 << 64:
+                raise LimitError(f"cost model {name} must be an integer in [0, 2^64)")
+        engine = d["engine"]
+        if not isinstance(engine, dict) or len(engine) > 256 or not all(isinstance(k, str) and isinstance(v, (bool, int, str)) for k, v in engine.items()):
+            raise LimitError("cost model engine flags must be an object of booleans, integers and strings")
+        return cls(**{**{k: v for k, v in d.items() if k != "format"}, "limits": Limits(**limits), "engine": dict(engine)})
 
     @cached_property
     def canonical_bytes(self) -> bytes:

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 from poe.errors import EncodingError, LimitError
 
-__all__ = ["Outcome", "TrapKind", "Record", "RECORD_SIZE", "RECORD_VERSION", "U64_MAX"]
+__all__ = ["Outcome", "TrapKind", "Record", "RECORD_SIZE", "RECORD_VERSION", "U64_MAX", "record_diff"]
 
 RECORD_VERSION = 1
 U64_MAX = (1 << 64) - 1
@@ -240,3 +240,9 @@ class Record:
             "pre_state": self.pre_state.hex(),
             "post_state": self.post_state.hex(),
         }
+
+
+def record_diff(claimed: Record, observed: Record) -> dict[str, tuple[object, object]]:
+    """Fields whose values differ, as name -> (claimed, observed); digests as hex."""
+    want, have = claimed.to_json(), observed.to_json()
+    return {name: (want[name], have[name]) for name in want if want[name] != have[name]}

@@ -23,6 +23,7 @@ from poe.formats import hashing as h
 from poe.formats.costmodel import CostModel
 from poe.merkle.hasher import EMPTY, Root, Sums
 from poe.merkle.verify import ConsistencyProof, verify_consistency
+from poe.protocol.fields import hexbytes
 from poe.errors import (
     ChainError,
     CostModelMismatchError,
@@ -208,24 +209,39 @@ class Envelope:
             d = json.loads(text)
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise EncodingError(f"attestation envelope is not JSON ({exc})") from None
+        return cls.from_json(d)
+
+    @classmethod
+    def from_json(cls, d: Any) -> Envelope:
         allowed = {"payloadType", "payload", "signatures", "cost_model", "consistency_proof", "proof_of_possession"}
         if not isinstance(d, dict) or set(d) - allowed or not {"payloadType", "payload", "signatures", "cost_model", "consistency_proof"} <= set(d):
             raise EncodingError("attestation envelope must have exactly: payloadType, payload, signatures, cost_model, consistency_proof[, proof_of_possession]")
         if d["payloadType"] != PAYLOAD_TYPE:
-            raise EncodingError(f"payload type {d['payloadType']!r} is not {PAYLOAD_TYPE}")
+            raise EncodingError(f"payload type {d['payloadType']!r:.80} is not {PAYLOAD_TYPE}")
         sigs = d["signatures"]
         if not isinstance(sigs, list) or len(sigs) != 1 or not isinstance(sigs[0], dict) or set(sigs[0]) != {"keyid", "sig"}:
             raise EncodingError("an attestation envelope carries exactly one signature {keyid, sig}")
         try:
-            payload = base64.b64decode(d["payload"], validate=True)
-            sig = base64.b64decode(sigs[0]["sig"], validate=True)
-            proof = bytes.fromhex(d["consistency_proof"]) if d.get("consistency_proof") is not None else None
-            pop = base64.b64decode(d["proof_of_possession"], validate=True) if d.get("proof_of_possession") is not None else None
+            payload = _b64(d["payload"], MAX_ENVELOPE)
+            sig = _b64(sigs[0]["sig"], 256)
+            proof = hexbytes(d["consistency_proof"], "consistency proof", max_length=MAX_ENVELOPE) if d["consistency_proof"] is not None else None
+            pop = _b64(d["proof_of_possession"], 256) if d.get("proof_of_possession") is not None else None
         except (binascii.Error, TypeError, ValueError) as exc:
             raise EncodingError(f"attestation envelope has a malformed field ({exc})") from None
-        if not isinstance(d["cost_model"], dict) or not isinstance(sigs[0]["keyid"], str):
+        if not isinstance(d["cost_model"], dict) or not isinstance(sigs[0]["keyid"], str) or len(sigs[0]["keyid"]) > 256:
             raise EncodingError("attestation envelope: cost_model must be an object and keyid a string")
+        # The cost model must be exactly the spec's (no section a default would fill in).
+        try:
+            CostModel.from_json(d["cost_model"])
+        except LimitError as exc:
+            raise EncodingError(f"envelope cost model is malformed: {exc.message}") from None
         return cls(payload, sig, sigs[0]["keyid"], d["cost_model"], proof, pop)
+
+
+def _b64(value: Any, limit: int) -> bytes:
+    if not isinstance(value, str) or len(value) > 2 * limit:
+        raise ValueError("expected a base64 string")
+    return base64.b64decode(value, validate=True)
 
 
 @dataclass(frozen=True)
@@ -256,7 +272,7 @@ def verify_envelope(
         )
     if not signature_checked:  # a batch check over many envelopes may have done it already
         scheme.verify(st.public_key, st.digest, env.signature)
-    if st.scheme == "bls12-381":
+    if scheme.aggregatable:
         if env.proof_of_possession is None:
             raise EncodingError("a BLS attestation carries the key's proof of possession")
         scheme.pop_verify(st.public_key, env.proof_of_possession)  # so the key can be aggregated safely

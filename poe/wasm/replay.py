@@ -9,20 +9,10 @@ from __future__ import annotations
 from poe.formats.costmodel import CostModel
 from poe.wasm.executor import Execution, Executor, Service
 from poe.formats.invocation import Invocation
-from poe.formats.record import Record
+from poe.formats.record import Record, record_diff
 from poe.errors import RecordMismatchError, VerificationError
 
 __all__ = ["replay", "record_diff"]
-
-
-def record_diff(claimed: Record, observed: Record) -> dict[str, tuple[object, object]]:
-    """Fields whose values differ, as name -> (claimed, observed); digests as hex."""
-    out = {}
-    for name, want in claimed.to_json().items():
-        have = observed.to_json()[name]
-        if want != have:
-            out[name] = (want, have)
-    return out
 
 
 def replay(claimed: Record, invocation: Invocation, service: Service, cost_model: CostModel, *, executor: Executor | None = None) -> Execution:

@@ -1,0 +1,111 @@
+"""Deals (docs/spec.md §12.1): integer prices per unit of fuel, mem and io, a subscription, a penalty.
+
+No floats anywhere near money: every price is an integer number of the deal's base units.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from poe.errors import EncodingError, InputError
+from poe.formats import hashing as h
+from poe.merkle.hasher import Sums
+from poe.protocol.attestation import check_deal_id
+from poe.protocol.fields import document, exact, hexbytes, text, uint
+
+__all__ = ["Deal", "QUANTITIES", "MAX_PRICE", "SCHEME_NAMES"]
+
+QUANTITIES = ("fuel", "mem", "io")
+CTX_DEAL = "poe 2026-11 deal v1"
+MAX_PRICE = 1 << 64
+# The scheme names a deal may give (spec §11.2); the backends themselves load only when a
+# signature is checked.
+SCHEME_NAMES = ("bls12-381", "secp256k1")
+_FIELDS = ("deal_id", "provider", "module_digest", "cost_model_digest", "prices", "subscription", "penalty")
+
+
+def _penalty(value: Any) -> dict[str, Any]:
+    kind = value.get("kind") if isinstance(value, dict) else None
+    if kind == "forfeit":
+        return dict(exact(value, "deal penalty", ["kind"]))
+    if kind == "slash":
+        exact(value, "deal penalty", ["kind", "amount"])
+        return {"kind": "slash", "amount": uint(value["amount"], "penalty amount", MAX_PRICE)}
+    raise EncodingError('penalty must be {"kind": "forfeit"} or {"kind": "slash", "amount": N}')
+
+
+@dataclass(frozen=True)
+class Deal:
+    deal_id: str
+    scheme: str
+    provider_key: bytes
+    module_digest: bytes
+    cost_model_digest: bytes
+    prices: tuple[int, int, int]  # per unit of fuel, mem, io
+    subscription: int
+    penalty: dict[str, Any]
+
+    @classmethod
+    def from_json(cls, doc: Any) -> Deal:
+        d = document(doc, "poe deal v1", _FIELDS)
+        provider = exact(d["provider"], "deal provider", ["scheme", "public_key"])
+        scheme = text(provider["scheme"], "provider scheme")
+        if scheme not in SCHEME_NAMES:
+            raise EncodingError(f"unknown signature scheme {scheme!r}; known: {', '.join(SCHEME_NAMES)}")
+        prices = exact(d["prices"], "deal prices", QUANTITIES)
+        deal_id = text(d["deal_id"], "deal id", 1024)
+        check_deal_id(deal_id)
+        deal = cls(
+            deal_id=deal_id,
+            scheme=scheme,
+            provider_key=hexbytes(provider["public_key"], "provider public key", max_length=128),
+            module_digest=hexbytes(d["module_digest"], "module digest", 32),
+            cost_model_digest=hexbytes(d["cost_model_digest"], "cost model digest", 32),
+            prices=tuple(uint(prices[q], f"price of {q}", MAX_PRICE) for q in QUANTITIES),  # type: ignore[arg-type]
+            subscription=uint(d["subscription"], "subscription", MAX_PRICE),
+            penalty=_penalty(d["penalty"]),
+        )
+        if not any(deal.prices) and not deal.subscription:
+            raise InputError("a deal must price something: every price and the subscription are zero")
+        return deal
+
+    @classmethod
+    def load_text(cls, raw: bytes, name: str) -> Deal:
+        """A deal file: TOML when its name ends in .toml, else JSON."""
+        toml = name.endswith(".toml")
+        try:
+            doc = tomllib.loads(raw.decode()) if toml else json.loads(raw)
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # TOMLDecodeError is a ValueError
+            raise EncodingError(f"{name} is not valid {'TOML' if toml else 'JSON'}: {exc}") from None
+        return cls.from_json(doc)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": "poe deal v1",
+            "deal_id": self.deal_id,
+            "provider": {"scheme": self.scheme, "public_key": self.provider_key.hex()},
+            "module_digest": self.module_digest.hex(),
+            "cost_model_digest": self.cost_model_digest.hex(),
+            "prices": dict(zip(QUANTITIES, self.prices)),
+            "subscription": self.subscription,
+            "penalty": self.penalty,
+        }
+
+    @cached_property
+    def digest(self) -> bytes:
+        return h.digest(CTX_DEAL, json.dumps(self.to_json(), sort_keys=True, separators=(",", ":")).encode())
+
+    def weight(self, sums: Sums) -> int:
+        """The priced weight of some metered quantities: what sampling is proportional to."""
+        return self.prices[0] * sums.fuel + self.prices[1] * sums.mem + self.prices[2] * sums.io
+
+    def amount(self, epoch_totals: Sums) -> int:
+        return self.weight(epoch_totals) + self.subscription
+
+    def penalty_payout(self) -> int:
+        """What a rejected claim pays: nothing (forfeit) or minus the slashed amount."""
+        return 0 if self.penalty["kind"] == "forfeit" else -self.penalty["amount"]
