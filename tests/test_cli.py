@@ -202,7 +202,7 @@ def test_demo_runs_the_whole_loop_and_settles_honest_and_cheat(tmp_path):
     assert again.exit_code == 3 and "already holds" in again.stderr
     honest_verdict = str(tmp_path / "honest-verdict.json")
     r = _poe("check-fraud-proof", honest_verdict, "--module", f"{M}/csv_agg.wasm")
-    assert r.exit_code == 1 and "no fraud proof" in r.stderr
+    assert r.exit_code == 5 and "no fraud proof" in r.stderr  # not proven: its own exit status
 
 
 def test_demo_without_the_stateful_part(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import traceback
 
@@ -12,8 +13,29 @@ from poe.errors import PoEError
 from ._options import emit_json
 
 
+# Commands load on first use, so `poe --version` or `poe inspect` do not import wasmtime or a
+# signature backend they never touch.
+_COMMANDS = {
+    "run": ("run", "run"), "inspect": ("inspect", "inspect_cmd"), "seal": ("seal", "seal"), "gc": ("gc", "gc"),
+    "prove": ("prove", "prove"), "verify-proof": ("prove", "verify_proof"), "keygen": ("keygen", "keygen"),
+    "pubkey": ("pubkey", "pubkey"), "attest": ("attest", "attest"), "verify-attestation": ("verify_attestation", "verify_attestation"),
+    "claim": ("claim", "claim"), "challenge": ("challenge", "challenge"), "respond": ("respond", "respond"),
+    "audit": ("audit", "audit_cmd"), "check-fraud-proof": ("check_fraud_proof", "check_fraud_proof_cmd"),
+    "settle": ("settle", "settle_cmd"), "demo": ("demo", "demo"),
+}
+
+
 class _Group(click.Group):
-    """Maps poe's error tree to exit codes (DESIGN §7) and keeps tracebacks out of sight."""
+    """Maps poe's error tree to exit codes (docs/spec.md, exit codes) and keeps tracebacks out of sight."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in _COMMANDS:
+            return None
+        module, attr = _COMMANDS[name]
+        return getattr(importlib.import_module(f"poe.cli.{module}"), attr)
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         try:
@@ -48,41 +70,6 @@ def main() -> None:
     produce and check inclusion and consistency proofs. `poe demo` shows an honest and a
     cheating provider side by side.
 
-    Exit codes: 0 ok, 1 verification failed, 2 usage, 3 bad input or I/O, 4 internal error.
+    Exit codes: 0 ok, 1 verification failed or claim rejected, 2 usage, 3 bad input or I/O,
+    4 internal error, 5 no fraud proven (check-fraud-proof).
     """
-
-
-from . import demo as _demo  # noqa: E402
-from . import inspect as _inspect  # noqa: E402
-from . import attest as _attest  # noqa: E402
-from . import audit as _audit  # noqa: E402
-from . import challenge as _challenge  # noqa: E402
-from . import check_fraud_proof as _check_fraud_proof  # noqa: E402
-from . import claim as _claim  # noqa: E402
-from . import gc as _gc  # noqa: E402
-from . import keygen as _keygen  # noqa: E402
-from . import prove as _prove  # noqa: E402
-from . import pubkey as _pubkey  # noqa: E402
-from . import respond as _respond  # noqa: E402
-from . import run as _run  # noqa: E402
-from . import seal as _seal  # noqa: E402
-from . import settle as _settle  # noqa: E402
-from . import verify_attestation as _verify_attestation  # noqa: E402
-
-main.add_command(_run.run)
-main.add_command(_inspect.inspect_cmd)
-main.add_command(_seal.seal)
-main.add_command(_gc.gc)
-main.add_command(_prove.prove)
-main.add_command(_prove.verify_proof)
-main.add_command(_keygen.keygen)
-main.add_command(_pubkey.pubkey)
-main.add_command(_attest.attest)
-main.add_command(_verify_attestation.verify_attestation)
-main.add_command(_claim.claim)
-main.add_command(_challenge.challenge)
-main.add_command(_respond.respond)
-main.add_command(_audit.audit_cmd)
-main.add_command(_check_fraud_proof.check_fraud_proof_cmd)
-main.add_command(_settle.settle_cmd)
-main.add_command(_demo.demo)

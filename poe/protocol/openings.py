@@ -50,9 +50,9 @@ class Opening:
         payloads = d["payloads"]
         if not isinstance(payloads, dict) or len(payloads) > 4096:
             raise EncodingError("opening payloads must be an object of digest -> bytes, both hex")
-        for k, v in payloads.items():  # checked as hex now, so decoding later cannot fail
-            hexbytes(k, "payload digest", 32)
-            hexbytes(v, "payload", max_length=MAX_PAYLOAD)
+        canonical = {hexbytes(k, "payload digest", 32).hex(): hexbytes(v, "payload", max_length=MAX_PAYLOAD).hex() for k, v in payloads.items()}
+        if len(canonical) != len(payloads):
+            raise EncodingError("opening payloads name one digest twice")
         neighbors = tuple(
             (uint(n["index"], "neighbour index"), hexbytes(n["record"], "neighbour record", max_length=1024),
              hexbytes(n["proof"], "neighbour proof", max_length=MAX_PROOF))
@@ -62,7 +62,7 @@ class Opening:
             raise EncodingError("an opening without neighbours leaves the field out")
         return cls(target, uint(d["index"], "opening index"), hexbytes(d["record"], "record", max_length=1024),
                    hexbytes(d["proof"], "proof", max_length=MAX_PROOF), hexbytes(d["invocation"], "invocation", max_length=MAX_INVOCATION),
-                   dict(payloads), neighbors)
+                   canonical, neighbors)
 
     def decode_invocation(self) -> Invocation:
         blobs = {bytes.fromhex(k): bytes.fromhex(v) for k, v in self.payloads.items()}
@@ -95,8 +95,10 @@ class Openings:
         states = d.get("states")
         if states is not None and not isinstance(states, dict):
             raise EncodingError("openings states must be a poe state bundle object")
-        return cls(hexbytes(d["claim_id"], "claim id", 32), hexbytes(d["seed"], "seed", 32),
-                   tuple(Opening.from_json(o) for o in array(d["openings"], "openings", MAX_OPENINGS)), states)
+        openings = tuple(Opening.from_json(o) for o in array(d["openings"], "openings", MAX_OPENINGS))
+        if len({o.target for o in openings}) != len(openings):
+            raise EncodingError("openings answer one target twice")
+        return cls(hexbytes(d["claim_id"], "claim id", 32), hexbytes(d["seed"], "seed", 32), openings, states)
 
     def answers(self, claim_id: bytes, seed: bytes) -> None:
         if (self.claim_id, self.seed) != (claim_id, seed):

@@ -23,7 +23,8 @@ from typing import Iterable, Iterator
 
 from poe.formats import hashing as h
 from poe.formats.costmodel import CostModel
-from poe.wasm.executor import Execution, Service
+from poe.formats.execution import Execution
+from poe.formats.moduleset import Service
 from poe.formats.invocation import Invocation, Output
 from poe.formats.record import Record
 from poe.formats.state import CHUNK_SIZE, ZERO_CHUNK_DIGEST, State, apply_delta, iter_delta, manifest_of

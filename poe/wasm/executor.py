@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import wasmtime
 
 from poe.formats import hashing as h
+from poe.formats.execution import Execution
 from poe.formats.moduleset import Service
 from poe.formats.costmodel import MAX_MODULES, WASM_PAGE, CostModel
 from poe.formats.invocation import EMPTY, VALTYPES, Invocation, Output, Payload, Value
@@ -68,22 +69,6 @@ _TRAP_KIND = {
     wasmtime.TrapCode.CAST_FAILURE: TrapKind.CAST_FAILURE,
     wasmtime.TrapCode.UNCAUGHT_EXCEPTION: TrapKind.UNCAUGHT_EXCEPTION,
 }
-
-
-@dataclass(frozen=True)
-class Execution:
-    record: Record
-    invocation: Invocation
-    output: Output
-    io_log: list[tuple] | None = None
-    # Stateful mode: the post-state and the memory chunks (index, bytes) whose contents the
-    # segment changed, which is what a snapshot store keeps per segment.
-    state: State | None = None
-    changed: tuple[tuple[int, bytes], ...] = ()
-
-    @property
-    def record_bytes(self) -> bytes:
-        return self.record.encode()
 
 
 @dataclass(frozen=True)
