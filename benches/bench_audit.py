@@ -51,7 +51,8 @@ def _prepare(n: int, tmp_path_factory) -> tuple:
     st = Statement(SCHEME.name, CM.digest, SERVICE.digest, PK, "bench", 0, 0, n, sealed.root, EMPTY_ROOT, consistency_digest(None), 0)
     env = Envelope(st.encode(), SCHEME.sign(SK, st.digest), SCHEME.identity(PK), CM.to_json(), None)
     deal = Deal.from_json({"format": "poe deal v1", "deal_id": "bench", "provider": {"scheme": SCHEME.name, "public_key": PK.hex()},
-                           "module_digest": SERVICE.digest.hex(), "cost_model_digest": CM.digest.hex(), "prices": {"fuel": 1, "io": 10}})
+                           "module_digest": SERVICE.digest.hex(), "cost_model_digest": CM.digest.hex(), "prices": {"fuel": 1, "mem": 0, "io": 10},
+                           "subscription": 0, "penalty": {"kind": "forfeit"}})
     claim = Claim(deal, env, deal.amount(st.totals))
     challenge = Challenge.draw(claim, BEACON, Fraction(1, 100), Fraction(1, 1000), 16)
     openings = open_targets(store, claim, challenge)

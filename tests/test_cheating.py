@@ -116,8 +116,8 @@ def test_honest_providers_are_never_rejected_or_refused(pool, honest, workdir):
     providers = [
         (c.make_provider("honest: 160 segments, epoch 0", str(workdir / "h1.poe"), DEAL, honest), 700),
         (c.make_provider("honest: epoch 1 of 61+99 segments", str(workdir / "h2.poe"), DEAL, honest, epochs=(61,)), 500),
-        (c.make_provider("honest: 37 segments, io-only prices", str(workdir / "h3.poe"), c.deal("deal-cheat-io", {"io": 3}, 0), honest[:37]), 400),
-        (c.make_provider("honest: 160 re-run in reverse, fuel price", str(workdir / "h4.poe"), c.deal("deal-cheat-fuel", {"fuel": 1}, 50),
+        (c.make_provider("honest: 37 segments, io-only prices", str(workdir / "h3.poe"), c.deal("deal-cheat-io", {"fuel": 0, "mem": 0, "io": 3}, 0), honest[:37]), 400),
+        (c.make_provider("honest: 160 re-run in reverse, fuel price", str(workdir / "h4.poe"), c.deal("deal-cheat-fuel", {"fuel": 1, "mem": 0, "io": 0}, 50),
                          c.execute(invs[::-1])), 400),
     ]
     total, pids, bad = 0, set(), []
