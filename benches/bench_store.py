@@ -52,3 +52,36 @@ def test_append_poe_end_to_end(measured, setup):
     if measured.stats is not None and measured.stats.stats is not None:
         measured.extra_info["segments_per_s"] = round(BATCH / measured.stats.stats.median)
     assert store.count() == next(counter)
+
+
+@pytest.mark.benchmark(group="run-loop")
+def test_run_loop_baseline(measured, setup):
+    """Executing what `poe run --repeat` executes (a fresh seed per segment), without recording."""
+    from poe.provider.run import segment_seed
+
+    ex, _ = setup
+    inv = Invocation.build("add", params=[Value.of("i32", 1), Value.of("i32", 2)], argv=["funcs.wasm", "1", "2"])
+
+    def batch():
+        for i in range(BATCH):
+            ex.run(inv.with_seed(segment_seed(inv.seed, i)), i)
+
+    measured.pedantic(batch, rounds=5, iterations=1)
+
+
+@pytest.mark.benchmark(group="run-loop")
+def test_run_loop_poe(measured, setup, tmp_path):
+    """The loop `poe run funcs.wasm --invoke add --arg 1 --arg 2 --repeat N` runs, store and all."""
+    from poe.provider.run import run_batch
+
+    ex, _ = setup
+    inv = Invocation.build("add", params=[Value.of("i32", 1), Value.of("i32", 2)], argv=["funcs.wasm", "1", "2"])
+    rounds = itertools.count()
+
+    def batch():
+        summary, _ = run_batch(ex, inv, str(tmp_path / f"loop{next(rounds)}.poe"), BATCH)
+        assert summary["totals"]["segments"] == BATCH
+
+    measured.pedantic(batch, rounds=5, iterations=1)
+    if measured.stats is not None and measured.stats.stats is not None:
+        measured.extra_info["segments_per_s"] = round(BATCH / measured.stats.stats.median)

@@ -3,33 +3,26 @@
 from __future__ import annotations
 
 import os
-import struct
 import sys
-import time
 
 import click
 
-from poe.formats import hashing as h
-from poe.formats.costmodel import CostModel
-from poe.wasm.executor import Execution, Executor, Service
-from poe.formats.invocation import Invocation, Payload, Value
-from poe.store.tracestore import Totals, TraceStore
-from poe.errors import ArgumentError, InputError
-from ._options import emit_json, human, info, json_option, limit_options, limits_from, read_file
+from poe.errors import ArgumentError
+from poe.formats.invocation import Payload
+from poe.formats.moduleset import Service
+from ._options import emit_json, human, info, json_option, limit_options, limits_from, read_file, read_link_options
 
 
 def _pairs(values: tuple[str, ...], what: str, *, name_optional: bool = False) -> list[tuple[str, str]]:
     out = []
     for v in values:
-        if "=" in v:
-            name, _, rest = v.partition("=")
-            if not name:
-                raise ArgumentError(f"{what} {v!r}: the name before '=' is empty")
+        name, sep, rest = v.partition("=")
+        if sep and name:
             out.append((name, rest))
-        elif name_optional:
+        elif not sep and name_optional:
             out.append((os.path.basename(v), v))
         else:
-            raise ArgumentError(f"{what} {v!r} must look like NAME=VALUE")
+            raise ArgumentError(f"{what} {v!r} must look like NAME=VALUE" + (" (the name before '=' is empty)" if sep else ""))
     return out
 
 
@@ -72,218 +65,76 @@ def run(module, store_path, export, args, env, stdin_path, files, links, repeat,
     pre- and post-state roots chain (post of one = pre of the next), and the store keeps each
     state as the 1 KiB chunks it changed. An interrupted run continues with --resume.
     """
-    main_wasm = read_file(module, "module")
-    link_wasm = {name: read_file(path, f"linked module {name!r}") for name, path in _pairs(links, "--link")}
-    service = Service(main_wasm, link_wasm, name=os.path.basename(module))
-    limits = limits_from(fuel, max_memory_pages, max_output)
-    cost_model = _choose_cost_model(store_path, limits)
-    executor = Executor(service, cost_model)
+    from poe.provider import run as loop
+    from poe.wasm.executor import Executor
 
     if not stateful and (steps is not None or resume or all_steps):
         raise ArgumentError("--steps, --all-steps and --resume need --stateful")
     if stateful and repeat != 1:
         raise ArgumentError("with --stateful, use --steps N rather than --repeat (each step continues the last one's state)")
-    if stateful:
-        executor.check_stateful()
-        if export is None:
-            export = "step"
-    if export is None:
-        export = "_start"
-        if export not in executor.exports:
-            names = ", ".join(sorted(executor.exports)) or "none"
-            raise ArgumentError(f"the module has no _start; choose a function with --invoke (exported functions: {names})")
-    params_t = executor.exports.get(export, ((), ()))[0]
-    if params_t:
-        if len(args) != len(params_t):
-            raise ArgumentError(f"export {export!r} takes {len(params_t)} argument(s) ({', '.join(params_t)}), got {len(args)}")
-        params, argv = [Value.parse(t, a) for t, a in zip(params_t, args)], [os.path.basename(module), *args]
-    else:
-        params, argv = [], [os.path.basename(module), *args]
-    env_pairs = _pairs(env, "--env")
-    stdin = Payload(read_file(stdin_path, "stdin file")) if stdin_path else Payload(b"")
-    file_map = {}
+    service = Service(read_file(module, "module"), read_link_options(links), name=os.path.basename(module))
+    executor = Executor(service, loop.store_cost_model(store_path, limits_from(fuel, max_memory_pages, max_output)))
+    file_map: dict[str, Payload] = {}
     for name, path in _pairs(files, "--file", name_optional=True):
         if name in file_map:
             raise ArgumentError(f"--file {name!r} given twice")
         file_map[name] = Payload(read_file(path, "input file"))
-    base_seed = _parse_seed(seed)
-    base = Invocation.build(export, params=params, argv=argv, env=[f"{k}={v}" for k, v in env_pairs], stdin=stdin, files=file_map, seed=base_seed)
-    executor.check(base)
-    if stateful:
-        return _run_stateful(executor, base, store_path, steps or 1, not all_steps, resume, quiet, as_json)
-
-    totals, outcomes = Totals(), {}
-    peak = 0
-    started = time.perf_counter()
-    with TraceStore.create_or_open(store_path, executor.cost_model) as store:
-        store.register_service(service)
-        first = store.next_index
-        show_bar = repeat > 1 and not quiet and sys.stderr.isatty()
-        with click.progressbar(length=repeat, label="segments", file=sys.stderr, show_pos=True, show_eta=True) if show_bar else _NoBar() as bar:
-            last = None
-            for i in range(repeat):
-                inv = base if repeat == 1 else base.with_seed(h.digest(h.CTX_SEED, base_seed + struct.pack("<Q", i)))
-                last = executor.run(inv, store.next_index)
-                store.append(last)
-                peak = _tally(last.record, totals, outcomes, peak)
-                bar.update(1)
-    elapsed = time.perf_counter() - started
-
-    assert last is not None
-    if repeat == 1 and not as_json and not quiet:
-        _echo_guest(last)
-    summary = {
-        "store": store_path,
-        "module_digest": service.digest.hex(),
-        "cost_model": executor.cost_model.name,
-        "cost_model_digest": executor.cost_model.digest.hex(),
-        "first_index": first,
-        "last_index": first + repeat - 1,
-        "totals": totals.to_json(),
-        "peak_pages": peak,
-        "outcomes": outcomes,
-        "seconds": round(elapsed, 6),
-        "segments_per_second": round(repeat / elapsed, 1) if elapsed > 0 else None,
-    }
-    if repeat == 1:
-        summary["record"] = last.record.to_json()
-        summary["output"] = last.output.to_json()
+    inv = loop.invocation_for(executor, export, args, argv0=os.path.basename(module), env=[f"{k}={v}" for k, v in _pairs(env, "--env")],
+                              stdin=Payload(read_file(stdin_path, "stdin file") if stdin_path else b""), files=file_map,
+                              seed=loop.parse_seed(seed), stateful=stateful)
+    n = (steps or 1) if stateful else repeat
+    with _progress(n, "steps" if stateful else "segments", quiet) as tick:
+        if stateful:
+            summary, last = loop.run_steps(executor, inv, store_path, n, stop_at_zero=not all_steps, resume=resume, tick=tick)
+        else:
+            summary, last = loop.run_batch(executor, inv, store_path, n, tick=tick)
+    if (stateful or n == 1) and not as_json and not quiet:
+        sys.stdout.buffer.write(last.output.stdout.data)
+        sys.stdout.flush()
+        sys.stderr.buffer.write(last.output.stderr.data)
+        sys.stderr.flush()
     if as_json:
         emit_json(summary)
     else:
-        info(f"poe: recorded segment{'s' if repeat > 1 else ''} {first}..{first + repeat - 1} in {store_path}")
-        info(f"  outcomes : {', '.join(f'{k} x{v}' for k, v in sorted(outcomes.items()))}")
-        info(f"  fuel     : {totals.fuel:,} (avg {totals.fuel // repeat:,}/segment)")
-        info(f"  memory   : peak {peak} pages ({peak * 64} KiB); mem {human(totals.mem)} page-fuel")
-        info(f"  io       : {totals.io:,} payload bytes")
-        info(f"  time     : {elapsed:.3f} s ({repeat / elapsed:,.0f} segments/s)" if elapsed > 0 else "")
+        _print_summary(summary, last)
 
 
-def _run_stateful(executor: Executor, inv: Invocation, store_path: str, steps: int, stop_at_zero: bool, resume: bool, quiet: bool, as_json: bool) -> None:
-    service = executor.service
-    stop_at_zero = stop_at_zero and executor.exports[inv.export][1] == ("i32",)
-    totals, outcomes = Totals(), {}
-    peak, done, last = 0, False, None
-    started = time.perf_counter()
-    with TraceStore.create_or_open(store_path, executor.cost_model) as store:
-        store.register_service(service)
-        usage_before = store.state_usage()
-        first = store.next_index
-        start = None
-        if resume:
-            start = store.last_state()
-            if start is None:
-                raise ArgumentError(f"--resume: the last segment of {store_path} is not stateful; there is no lineage to continue")
-            if store.record(first - 1).module_digest != service.digest:
-                raise ArgumentError("--resume: the store's last lineage ran another module")
-        with executor.session(start) as session:
-            if start is None:
-                store.put_snapshot(session.state, session.image())
-            genesis_root = session.state.root
-            show_bar = steps > 1 and not quiet and sys.stderr.isatty()
-            with click.progressbar(length=steps, label="steps", file=sys.stderr, show_pos=True, show_eta=True) if show_bar else _NoBar() as bar:
-                for _ in range(steps):
-                    last = session.run(inv, store.next_index)
-                    store.append(last)
-                    r = last.record
-                    peak = _tally(r, totals, outcomes, peak)
-                    bar.update(1)
-                    if r.outcome.name != "OK" or (stop_at_zero and last.output.results[0].bits == 0):
-                        done = r.outcome.name == "OK"
-                        break
-            tracking = session.tracking
-        store.flush()
-        usage = store.state_usage()
-    elapsed = time.perf_counter() - started
-    assert last is not None
-    n = totals.segments
-    grown = {k: usage[k] - usage_before[k] for k in usage}
-    stored = grown["bytes"]
-    if not as_json and not quiet:
-        _echo_guest(last)
-    summary = {
-        "store": store_path,
-        "stateful": True,
-        "module_digest": service.digest.hex(),
-        "cost_model": executor.cost_model.name,
-        "cost_model_digest": executor.cost_model.digest.hex(),
-        "first_index": first,
-        "last_index": first + n - 1,
-        "steps": n,
-        "done": done,
-        "resumed": resume,
-        "start_state": genesis_root.hex(),
-        "final_state": last.state.to_json() if last.state else None,
-        "dirty_tracking": tracking,
-        "state_bytes_stored": stored,
-        "state_bytes_per_step": round(stored / n, 1),
-        "totals": totals.to_json(),
-        "peak_pages": peak,
-        "outcomes": outcomes,
-        "seconds": round(elapsed, 6),
-        "segments_per_second": round(n / elapsed, 1) if elapsed > 0 else None,
-    }
-    if as_json:
-        emit_json(summary)
-        return
-    info(f"poe: recorded stateful segments {first}..{first + n - 1} in {store_path}" + (" (resumed)" if resume else ""))
-    info(f"  steps    : {n}" + (", done (the export returned 0)" if done else (" (stopped: " + last.record.describe_outcome() + ")" if last.record.outcome.name != "OK" else ", not done; continue with --resume")))
-    info(f"  outcomes : {', '.join(f'{k} x{v}' for k, v in sorted(outcomes.items()))}")
-    info(f"  fuel     : {totals.fuel:,} (avg {totals.fuel // n:,}/step)")
-    info(f"  memory   : {peak} pages ({peak * 64} KiB); mem {human(totals.mem)} page-fuel")
-    info(f"  state    : {last.record.post_state.hex()[:16]}... after the last step; dirty chunks found by {tracking}")
-    info(f"  stored   : {human(stored)}B of state ({stored / n:,.0f} B/step: changed chunks, deltas, checkpoints)")
-    info(f"  time     : {elapsed:.3f} s ({n / elapsed:,.0f} steps/s)" if elapsed > 0 else "")
+def _print_summary(s: dict, last) -> None:
+    n, t, first = s["last_index"] - s["first_index"] + 1, s["totals"], s["first_index"]
+    stateful = s.get("stateful", False)
+    kind = "stateful segments" if stateful else ("segments" if n > 1 else "segment")
+    info(f"poe: recorded {kind} {first}..{first + n - 1} in {s['store']}" + (" (resumed)" if s.get("resumed") else ""))
+    if stateful:
+        ok = last.record.outcome.name == "OK"
+        how = ", done (the export returned 0)" if s["done"] else (", not done; continue with --resume" if ok else f" (stopped: {last.record.describe_outcome()})")
+        info(f"  steps    : {n}{how}")
+    info(f"  outcomes : {', '.join(f'{k} x{v}' for k, v in sorted(s['outcomes'].items()))}")
+    info(f"  fuel     : {t['fuel']:,} (avg {t['fuel'] // n:,}/{'step' if stateful else 'segment'})")
+    info(f"  memory   : {'' if stateful else 'peak '}{s['peak_pages']} pages ({s['peak_pages'] * 64} KiB); mem {human(t['mem'])} page-fuel")
+    if stateful:
+        info(f"  state    : {last.record.post_state.hex()[:16]}... after the last step; dirty chunks found by {s['dirty_tracking']}")
+        stored = s["state_bytes_stored"]
+        info(f"  stored   : {human(stored)}B of state ({stored / n:,.0f} B/step: changed chunks, deltas, checkpoints)")
+    else:
+        info(f"  io       : {t['io']:,} payload bytes")
+    if s["seconds"] > 0:
+        info(f"  time     : {s['seconds']:.3f} s ({n / s['seconds']:,.0f} {'steps' if stateful else 'segments'}/s)")
 
 
-def _echo_guest(last: Execution) -> None:
-    """The guest's captured stdout and stderr, on ours."""
-    sys.stdout.buffer.write(last.output.stdout.data)
-    sys.stdout.flush()
-    sys.stderr.buffer.write(last.output.stderr.data)
-    sys.stderr.flush()
+class _progress:
+    """A progress bar on a terminal for more than one segment; a no-op tick otherwise."""
 
+    def __init__(self, n: int, label: str, quiet: bool) -> None:
+        show = n > 1 and not quiet and sys.stderr.isatty()
+        self.bar = click.progressbar(length=n, label=label, file=sys.stderr, show_pos=True, show_eta=True) if show else None
 
-def _tally(r, totals: Totals, outcomes: dict[str, int], peak: int) -> int:
-    """Count one record into the run's summary; returns the new peak pages."""
-    totals.add(r)
-    key = r.describe_outcome()
-    outcomes[key] = outcomes.get(key, 0) + 1
-    return max(peak, r.peak_pages)
-
-
-class _NoBar:
     def __enter__(self):
-        return self
+        if self.bar is None:
+            return lambda n: None
+        self.bar.__enter__()
+        return self.bar.update
 
     def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
         return False
-
-    def update(self, n: int) -> None:
-        pass
-
-
-def _parse_seed(seed: str | None) -> bytes:
-    if seed is None:
-        return h.ZERO_DIGEST
-    try:
-        raw = bytes.fromhex(seed)
-    except ValueError:
-        raise ArgumentError("--seed must be hex") from None
-    if len(raw) != 32:
-        raise ArgumentError(f"--seed must be 32 bytes (64 hex digits), got {len(raw)}")
-    return raw
-
-
-def _choose_cost_model(store_path: str, limits) -> CostModel:
-    """The store's own cost model when it exists and no limit was given; else this machine's."""
-    if limits is None and os.path.isfile(store_path):
-        try:
-            existing = TraceStore.open(store_path)
-        except InputError:
-            raise
-        try:
-            return existing.cost_model
-        finally:
-            existing.close()
-    return CostModel.current(limits)

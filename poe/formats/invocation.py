@@ -197,7 +197,17 @@ class Invocation:
         )
 
     def with_seed(self, seed: bytes) -> Invocation:
-        return Invocation(self.export, self.params, self.argv, self.env, self.stdin, self.files, seed)
+        """The same invocation under another seed. A batch builds one per segment, so the checks
+        this invocation already passed are not repeated and its encoding is reused: the seed is
+        its last 32 bytes."""
+        if len(seed) != 32:
+            raise ArgumentError("seed must be 32 bytes")
+        other = object.__new__(Invocation)
+        for name in ("export", "params", "argv", "env", "stdin", "files"):
+            object.__setattr__(other, name, getattr(self, name))
+        object.__setattr__(other, "seed", bytes(seed))
+        other.__dict__["encoded"] = self.encoded[:-32] + other.seed
+        return other
 
     @cached_property
     def encoded(self) -> bytes:

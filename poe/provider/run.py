@@ -1,0 +1,168 @@
+"""The provider's run loop: execute invocations as metered segments and append them to a store.
+
+`poe run` and the benchmark both call these functions, so the figure the benchmark reports is
+the loop users run.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import time
+from typing import Any, Callable
+
+from poe.errors import ArgumentError
+from poe.formats import hashing as h
+from poe.formats.costmodel import CostModel, Limits
+from poe.formats.execution import Execution
+from poe.formats.invocation import Invocation, Payload, Value
+from poe.store.tracestore import Totals, TraceStore
+
+__all__ = ["run_batch", "run_steps", "store_cost_model", "segment_seed", "parse_seed", "invocation_for"]
+
+Tick = Callable[[int], None]
+
+
+def _no_tick(n: int) -> None:
+    pass
+
+
+def segment_seed(base_seed: bytes, i: int) -> bytes:
+    """Segment i of a batch gets its own random_get seed, derived from the batch's."""
+    return h.digest(h.CTX_SEED, base_seed + struct.pack("<Q", i))
+
+
+def store_cost_model(store_path: str, limits: Limits | None) -> CostModel:
+    """The store's own cost model when it exists and no limit was given; else this machine's."""
+    if limits is None and os.path.isfile(store_path):
+        with TraceStore.open(store_path) as existing:
+            return existing.cost_model
+    return CostModel.current(limits)
+
+
+class _Tally:
+    def __init__(self) -> None:
+        self.totals, self.outcomes, self.peak = Totals(), {}, 0
+        self.started = time.perf_counter()
+
+    def add(self, r: Any) -> None:
+        self.totals.add(r)
+        key = r.describe_outcome()
+        self.outcomes[key] = self.outcomes.get(key, 0) + 1
+        self.peak = max(self.peak, r.peak_pages)
+
+    def summary(self, store_path: str, executor: Any, first: int) -> dict[str, Any]:
+        elapsed = time.perf_counter() - self.started
+        n = self.totals.segments
+        return {
+            "store": store_path,
+            "module_digest": executor.service.digest.hex(),
+            "cost_model": executor.cost_model.name,
+            "cost_model_digest": executor.cost_model.digest.hex(),
+            "first_index": first,
+            "last_index": first + n - 1,
+            "totals": self.totals.to_json(),
+            "peak_pages": self.peak,
+            "outcomes": self.outcomes,
+            "seconds": round(elapsed, 6),
+            "segments_per_second": round(n / elapsed, 1) if elapsed > 0 else None,
+        }
+
+
+def run_batch(executor: Any, base: Invocation, store_path: str, repeat: int, *, tick: Tick = _no_tick) -> tuple[dict[str, Any], Execution]:
+    """Run `base` `repeat` times (segment i with seed segment_seed(base.seed, i) when repeat > 1)
+    and append every segment to the store; returns the summary and the last execution."""
+    tally, last = _Tally(), None
+    with TraceStore.create_or_open(store_path, executor.cost_model) as store:
+        store.register_service(executor.service)
+        first = store.next_index
+        run, append, add = executor.run, store.append, tally.add
+        for i in range(repeat):
+            inv = base if repeat == 1 else base.with_seed(segment_seed(base.seed, i))
+            last = run(inv, store.next_index)
+            append(last)
+            add(last.record)
+            tick(1)
+    assert last is not None
+    summary = tally.summary(store_path, executor, first)
+    if repeat == 1:
+        summary["record"] = last.record.to_json()
+        summary["output"] = last.output.to_json()
+    return summary, last
+
+
+def run_steps(executor: Any, inv: Invocation, store_path: str, steps: int, *, stop_at_zero: bool = True, resume: bool = False,
+              tick: Tick = _no_tick) -> tuple[dict[str, Any], Execution]:
+    """Stateful mode: call the export up to `steps` times on one instance, each call a segment
+    whose record commits the state before and after it; stop early when it returns the i32 0
+    (with `stop_at_zero`) or a segment does not end ok. `resume` continues the store's last lineage."""
+    stop_at_zero = stop_at_zero and executor.exports[inv.export][1] == ("i32",)
+    tally, done, last = _Tally(), False, None
+    with TraceStore.create_or_open(store_path, executor.cost_model) as store:
+        start = _resume_point(store, executor, store_path) if resume else None
+        store.register_service(executor.service)  # only once the lineage is known to continue
+        usage_before, first = store.state_usage(), store.next_index
+        with executor.session(start) as session:
+            if start is None:
+                store.put_snapshot(session.state, session.image())
+            genesis_root = session.state.root
+            for _ in range(steps):
+                last = session.run(inv, store.next_index)
+                store.append(last)
+                tally.add(last.record)
+                tick(1)
+                if last.record.outcome.name != "OK" or (stop_at_zero and last.output.results[0].bits == 0):
+                    done = last.record.outcome.name == "OK"
+                    break
+            tracking = session.tracking
+        store.flush()
+        usage = store.state_usage()
+    assert last is not None
+    n, stored = tally.totals.segments, usage["bytes"] - usage_before["bytes"]
+    summary = tally.summary(store_path, executor, first)
+    summary.update({
+        "stateful": True, "steps": n, "done": done, "resumed": resume, "start_state": genesis_root.hex(),
+        "final_state": last.state.to_json() if last.state else None, "dirty_tracking": tracking,
+        "state_bytes_stored": stored, "state_bytes_per_step": round(stored / n, 1),
+    })
+    return summary, last
+
+
+def _resume_point(store: TraceStore, executor: Any, store_path: str) -> Any:
+    start = store.last_state()
+    if start is None:
+        raise ArgumentError(f"--resume: the last segment of {store_path} is not stateful; there is no lineage to continue")
+    if store.record(store.next_index - 1).module_digest != executor.service.digest:
+        raise ArgumentError("--resume: the store's last lineage ran another module")
+    return start
+
+
+def parse_seed(seed: str | None) -> bytes:
+    if seed is None:
+        return h.ZERO_DIGEST
+    try:
+        raw = bytes.fromhex(seed)
+    except ValueError:
+        raise ArgumentError("--seed must be hex") from None
+    if len(raw) != 32:
+        raise ArgumentError(f"--seed must be 32 bytes (64 hex digits), got {len(raw)}")
+    return raw
+
+
+def invocation_for(executor: Any, export: str | None, args: tuple[str, ...], *, argv0: str, env: list[str], stdin: Payload,
+                   files: dict[str, Payload], seed: bytes, stateful: bool) -> Invocation:
+    """What `poe run` means by its flags: the export (default _start, or step when stateful),
+    whose parameters the args fill when it takes any, else the args are the guest's argv."""
+    if stateful:
+        executor.check_stateful()
+    export = export or ("step" if stateful else "_start")
+    if export == "_start" and export not in executor.exports:
+        names = ", ".join(sorted(executor.exports)) or "none"
+        raise ArgumentError(f"the module has no _start; choose a function with --invoke (exported functions: {names})")
+    params_t = executor.exports.get(export, ((), ()))[0]
+    if params_t and len(args) != len(params_t):
+        raise ArgumentError(f"export {export!r} takes {len(params_t)} argument(s) ({', '.join(params_t)}), got {len(args)}")
+    params = [Value.parse(ty, a) for ty, a in zip(params_t, args)]
+    inv = Invocation.build(export, params=params, argv=[argv0, *args], env=env, stdin=stdin, files=files, seed=seed)
+    executor.check(inv)
+    return inv
