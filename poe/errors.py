@@ -2,7 +2,7 @@
 
 Every error poe raises on purpose derives from :class:`PoEError` and carries a stable
 ``code`` (a short dotted string that scripts may match on; it never changes meaning) and
-the CLI exit status it maps to (DESIGN §7: 1 verification failed, 3 bad input or I/O,
+the CLI exit status it maps to (docs/spec.md §12.4: 1 verification failed, 3 bad input or I/O,
 4 internal). Verification failures are :class:`VerificationError` subclasses that carry the
 expected and the observed value, so a caller can show both without parsing messages.
 """
