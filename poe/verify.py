@@ -27,7 +27,7 @@ from poe.formats.moduleset import Service
 from poe.formats.record import Record
 from poe.merkle.hasher import Root
 from poe.merkle.verify import ConsistencyProof, InclusionProof, verify_consistency, verify_inclusion
-from poe.protocol.attestation import Envelope, Statement, verify_chain, verify_envelope
+from poe.protocol.attestation import Envelope, Statement, verify_chain, verify_envelope, verify_envelopes
 from poe.protocol.challenge import Challenge, samples_needed
 from poe.protocol.claim import Claim
 from poe.protocol.deal import Deal
@@ -39,7 +39,7 @@ __all__ = [
     "Deal", "Claim", "Challenge", "Opening", "Openings", "Verdict", "SignedVerdict", "Envelope", "Statement",
     "Service", "Record", "Root", "InclusionProof", "ConsistencyProof",
     "samples_needed", "audit", "Mapper", "LocalPool", "check_state_chain", "check_fraud_proof", "fraud_proof_of",
-    "verify_envelope", "verify_chain", "verify_inclusion", "verify_consistency", "settle",
+    "verify_envelope", "verify_envelopes", "verify_chain", "verify_inclusion", "verify_consistency", "settle",
 ]
 
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import click
 
-from poe.protocol.attestation import Envelope, verify_chain, verify_envelope
-from poe.crypto.schemes import get_scheme
-from poe.errors import BatchVerificationError, EncodingError, PoEError, VerificationError
+from poe.errors import EncodingError, PoEError
+from poe.protocol.attestation import Envelope, verify_envelopes
 from ._options import emit_json, info, json_option, read_file
 
 
@@ -27,7 +26,7 @@ def verify_attestation(files, pubkeys, previous, require_reproducible, as_json):
         trusted = [bytes.fromhex(k) for k in pubkeys] or None
     except ValueError:
         raise EncodingError("--pubkey must be hex") from None
-    results: dict[str, dict] = {}
+    failed: dict[str, dict] = {}
     loaded: dict[str, Envelope] = {}
     for path in files:
         try:
@@ -35,43 +34,10 @@ def verify_attestation(files, pubkeys, previous, require_reproducible, as_json):
             env.statement  # noqa: B018 (decodes and checks the statement)
             loaded[path] = env
         except PoEError as exc:
-            results[path] = {"ok": False, "error": exc.to_json()}
-    batch_checked: set[str] = set()
-    bls = [p for p, e in loaded.items() if e.statement.scheme == "bls12-381"]
-    if len(bls) > 1:
-        scheme = get_scheme("bls12-381")
-        try:
-            scheme.batch_verify([(loaded[p].statement.public_key, loaded[p].statement.digest, loaded[p].signature) for p in bls])
-            batch_checked.update(bls)
-        except BatchVerificationError as exc:
-            bad = {bls[i] for i in exc.bad_indices}
-            for p in bad:
-                results[p] = {"ok": False, "error": {"code": exc.code, "message": "signature does not verify (named by the batch check)"}}
-            batch_checked.update(set(bls) - bad)
-    statements = []
-    for path, env in loaded.items():
-        if path in results:
-            continue
-        st = env.statement
-        try:
-            report = verify_envelope(env, get_scheme(st.scheme), trusted_keys=trusted, require_reproducible=require_reproducible, signature_checked=path in batch_checked)
-            results[path] = {"ok": True, "statement": st.to_json(), "signer": get_scheme(st.scheme).identity(st.public_key),
-                             "cost_model_reproducible": report.reproducible, "note": report.note}
-        except PoEError as exc:
-            results[path] = {"ok": False, "error": exc.to_json()}
-            continue
-        statements.append(st)
-    chain_error = None
-    prior = None
-    if previous is not None:
-        prior_env = Envelope.loads(read_file(previous, "previous attestation"))
-        verify_envelope(prior_env, get_scheme(prior_env.statement.scheme), trusted_keys=trusted)
-        prior = prior_env.statement
-    if statements and (len(statements) > 1 or prior is not None):
-        try:
-            verify_chain(statements, prior)
-        except VerificationError as exc:
-            chain_error = exc.to_json()
+            failed[path] = {"ok": False, "error": exc.to_json()}
+    prior = Envelope.loads(read_file(previous, "previous attestation")) if previous is not None else None
+    checked, chain_error = verify_envelopes(loaded, trusted_keys=trusted, require_reproducible=require_reproducible, previous=prior)
+    results = {path: failed.get(path) or checked[path] for path in files}
     ok = all(r["ok"] for r in results.values()) and chain_error is None
     if as_json:
         emit_json({"ok": ok, "files": results, "chain": {"ok": chain_error is None, "error": chain_error}})

@@ -33,7 +33,7 @@ from poe.errors import (
     VerificationError,
 )
 
-__all__ = ["Statement", "Envelope", "SCHEME_IDS", "PAYLOAD_TYPE", "verify_envelope", "verify_chain", "EMPTY_ROOT"]
+__all__ = ["Statement", "Envelope", "SCHEME_IDS", "PAYLOAD_TYPE", "verify_envelope", "verify_envelopes", "verify_chain", "EMPTY_ROOT"]
 
 STATEMENT_VERSION = 1
 PAYLOAD_TYPE = "application/vnd.poe.attestation.v1"
@@ -333,3 +333,55 @@ def verify_chain(statements: list[Statement], previous: Statement | None = None)
                 raise ChainError(f"deal {deal!r}: epoch {b.epoch} switches cost model, module or scheme mid-chain")
             if b.previous_root != a.root:
                 raise ChainError(f"deal {deal!r}: epoch {b.epoch} does not continue epoch {a.epoch}'s head", expected=a.root.to_json(), observed=b.previous_root.to_json())
+
+
+def verify_envelopes(envelopes: dict[str, Envelope], *, trusted_keys: list[bytes] | None = None, require_reproducible: bool = False,
+                     previous: Envelope | None = None) -> tuple[dict[str, dict[str, Any]], dict[str, Any] | None]:
+    """Verify several envelopes by name, alone and as one history: (per-name result, chain error).
+
+    Signatures of schemes that batch are checked in one batch first, which names any bad one;
+    `previous` is the last attestation already accepted, which the others must continue."""
+    from poe.crypto.schemes import get_scheme
+    from poe.errors import BatchVerificationError
+
+    results: dict[str, dict[str, Any]] = {}
+    batch_checked: set[str] = set()
+    by_scheme: dict[str, list[str]] = {}
+    for name, env in envelopes.items():
+        by_scheme.setdefault(env.statement.scheme, []).append(name)
+    for scheme_name, names in by_scheme.items():
+        scheme = get_scheme(scheme_name)
+        if not scheme.batchable or len(names) < 2:
+            continue
+        try:
+            scheme.batch_verify([(envelopes[n].statement.public_key, envelopes[n].statement.digest, envelopes[n].signature) for n in names])
+            batch_checked.update(names)
+        except BatchVerificationError as exc:
+            bad = {names[i] for i in exc.bad_indices}
+            for n in bad:
+                results[n] = {"ok": False, "error": {"code": exc.code, "message": "signature does not verify (named by the batch check)"}}
+            batch_checked.update(set(names) - bad)
+    statements = []
+    for name, env in envelopes.items():
+        if name in results:
+            continue
+        st = env.statement
+        try:
+            report = verify_envelope(env, get_scheme(st.scheme), trusted_keys=trusted_keys, require_reproducible=require_reproducible,
+                                     signature_checked=name in batch_checked)
+        except PoEError as exc:
+            results[name] = {"ok": False, "error": exc.to_json()}
+            continue
+        results[name] = {"ok": True, "statement": st.to_json(), "signer": get_scheme(st.scheme).identity(st.public_key),
+                         "cost_model_reproducible": report.reproducible, "note": report.note}
+        statements.append(st)
+    prior = None
+    if previous is not None:
+        verify_envelope(previous, get_scheme(previous.statement.scheme), trusted_keys=trusted_keys)
+        prior = previous.statement
+    if statements and (len(statements) > 1 or prior is not None):
+        try:
+            verify_chain(statements, prior)
+        except VerificationError as exc:
+            return results, exc.to_json()
+    return results, None
