@@ -260,7 +260,7 @@ def verify_envelope(
 ) -> Report:
     """Check one attestation: canonical statement, signature, cost model, consistency proof.
 
-    `scheme` is the poe._schemes Scheme for the statement's scheme. Raises typed errors;
+    `scheme` is the poe.crypto Scheme for the statement's scheme. Raises typed errors;
     returns a report. A cost model this machine cannot reproduce is reported (and refused
     when `require_reproducible`), not hidden: a verifier must not compare fuel across it.
     """
