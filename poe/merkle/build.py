@@ -12,7 +12,7 @@ from typing import Callable, Iterable, Sequence
 
 from poe import _native
 from poe.merkle.hasher import EMPTY, LEAF_SIZE, NODE_SIZE, Node, Root, Sums, leaf, node
-from poe.errors import ConsistencyProofError, EncodingError, InclusionProofError
+from poe.errors import ConsistencyProofError, EncodingError, InclusionProofError, InputError
 
 __all__ = ["Tree", "CompactRange", "perfect_root", "tree_of_records", "native_note"]
 
@@ -43,7 +43,7 @@ class Tree:
     def subtree(self, start: int, end: int) -> Node:
         """MTH(D[start:end]) for a range the RFC 9162 recursion can ask for."""
         if not 0 <= start < end <= self.size:
-            raise ValueError(f"range {start}..{end} is outside a tree of {self.size}")
+            raise InputError(f"range {start}..{end} is outside a tree of {self.size}")
         width = end - start
         height = (width - 1).bit_length()
         if start % (1 << height) == 0 and (width == 1 << height or end == self.size):
@@ -133,7 +133,7 @@ class CompactRange:
 
     def __init__(self, size: int = 0, peaks: Sequence[Node] = ()) -> None:
         if len(peaks) != bin(size).count("1"):
-            raise ValueError(f"a compact range of size {size} has {bin(size).count('1')} peaks, got {len(peaks)}")
+            raise EncodingError(f"a compact range of size {size} has {bin(size).count('1')} peaks, got {len(peaks)}")
         self.size = size
         self.peaks = list(peaks)  # largest subtree first
 
