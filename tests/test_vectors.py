@@ -114,6 +114,15 @@ def test_audit_vectors_give_their_expected_verdicts():
         assert gen.check_audit(vector) == vector["expect"], f"audit/{name}: {vector['desc']}"
 
 
+def test_settlement_vectors_settle_to_their_expected_payouts_or_errors():
+    cases = _load("settlement")
+    assert {v["expect"] for _, v in cases} >= {"ok", "encoding.malformed", "verify.failed", "attest.bad-signature"}
+    for name, vector in cases:
+        assert gen.check_settlement(vector) == vector["expect"], f"settlement/{name}: {vector['desc']}"
+    inflated = dict(cases)["inflated_integers_pay_the_signed_amount"]
+    assert inflated["payouts"] == dict(cases)["accept_pays_the_claim"]["payouts"]
+
+
 def test_state_vectors_check_to_their_expected_result():
     cases = _load("state")
     assert {v["expect"] for _, v in cases} >= {"ok", "encoding.malformed", "state.mismatch"}

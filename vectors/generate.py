@@ -451,6 +451,101 @@ def check_audit(vector: dict) -> str:
         return exc.code
 
 
+def settlement_vectors() -> dict[str, dict]:
+    """Signed verdicts (spec §12.4) and the payouts they settle to, with a named mutation for
+    every way a verdict file could claim money its signed inputs do not imply."""
+    import copy
+    import tempfile
+
+    from poe import TraceStore
+    from poe.crypto.schemes import get_scheme
+    from poe.protocol.deal import Deal
+    from poe.protocol.verdict import Verdict
+    from poe.provider.attest import make_claim, sign_epoch
+
+    cm = CostModel.current(LIMITS)
+    service = build_service("csv_agg.wasm", {})
+    ex = Executor(service, cm)
+    scheme = get_scheme("secp256k1")
+    sk = scheme.generate_key(b"poe settlement vector provider key, secp256k1 v1")
+    auditor_sk = scheme.generate_key(b"poe settlement vector auditor key, secp256k1 v1")
+    stranger_sk = scheme.generate_key(b"poe settlement vector untrusted key, secp256k1 v1")
+    rows = (MODULES / "data" / "sales_small.csv").read_bytes().splitlines(keepends=True)
+    deal = Deal.from_json({"format": "poe deal v1", "deal_id": "deal-settlement-vectors",
+                           "provider": {"scheme": scheme.name, "public_key": scheme.public_key(sk).hex()},
+                           "module_digest": service.digest.hex(), "cost_model_digest": cm.digest.hex(),
+                           "prices": {"fuel": 1, "mem": 0, "io": 7}, "subscription": 250, "penalty": {"kind": "slash", "amount": 1000}})
+    claims = []
+    with tempfile.TemporaryDirectory() as d:
+        path = f"{d}/p.poe"
+        for epoch in range(2):
+            with TraceStore.create_or_open(path, cm) as store:
+                store.register_service(service)
+                for i in range(epoch * 6, epoch * 6 + 6):
+                    store.append(ex.run(Invocation.build(argv=["csv_agg"], stdin=b"".join(rows[: 2 + i]), seed=i.to_bytes(32, "little")), i))
+            with TraceStore.open(path, seal=True) as store:
+                claims.append(make_claim(sign_epoch(store, scheme, sk, deal.deal_id, issued_at=1_764_000_000 + epoch), deal))
+    trusted = [[scheme.name, scheme.public_key(auditor_sk).hex()]]
+
+    def signed(claim, outcome="ACCEPT", key=auditor_sk, **kw):
+        return Verdict(outcome, claim, "settlement vector", **kw).sign(scheme, key, 1_764_100_000)
+
+    def case(desc, verdicts, expect, deal_doc=None):
+        return {"desc": desc, "deal": deal_doc or deal.to_json(), "auditors": trusted, "verdicts": verdicts, "expect": expect}
+
+    out = {
+        "accept_pays_the_claim": case("an ACCEPT signed by the trusted auditor pays price x totals + subscription", [signed(claims[0])], "ok"),
+        "reject_pays_the_penalty": case("a REJECT pays minus the deal's slash", [signed(claims[0], "REJECT")], "ok"),
+        "refused_withholds": case("a REFUSED by the provider pays 0, withheld", [signed(claims[0], "REFUSED", refused_by="provider")], "ok"),
+        "two_epochs": case("one verdict per epoch, both paid", [signed(claims[0]), signed(claims[1])], "ok"),
+    }
+    inflated = signed(claims[0])
+    inflated["claimed_amount"] = 10**400
+    inflated["claim"]["amount"] = 2**64  # the claim id covers the deal and the signed statement, not this number
+    inflated["claim"].pop("breakdown")
+    out["inflated_integers_pay_the_signed_amount"] = case(
+        "claimed amount set to 10^400 in the verdict and 2^64 in its claim: settlement recomputes from the attestation", [inflated], "ok")
+    unsigned = Verdict("ACCEPT", claims[0], "settlement vector").to_json()
+    out["unsigned_verdict"] = case("a verdict without the auditor's signature", [unsigned], "encoding.malformed")
+    out["untrusted_auditor"] = case("signed by a key the settler did not name", [signed(claims[0], key=stranger_sk)], "verify.failed")
+    flipped = signed(claims[0], "REJECT")
+    raw = bytearray.fromhex(flipped["statement"])
+    raw[1] = 1
+    flipped["statement"], flipped["verdict"] = raw.hex(), "ACCEPT"
+    out["outcome_flipped_to_accept"] = case("REJECT rewritten to ACCEPT in the signed statement", [flipped], "attest.bad-signature")
+    swapped = signed(claims[0], "REJECT")
+    swapped["claim"] = copy.deepcopy(signed(claims[1])["claim"])
+    out["claim_swapped"] = case("the verdict's claim replaced by another epoch's", [swapped], "encoding.malformed")
+    forged = signed(claims[0])
+    sig = forged["claim"]["attestation"]["signatures"][0]
+    sig["sig"] = ("A" if sig["sig"][0] != "A" else "B") + sig["sig"][1:]
+    out["claim_attestation_forged"] = case("the provider's signature inside the verdict's claim altered", [forged], "attest.bad-signature")
+    other_terms = deal.to_json()
+    other_terms["subscription"] = 251
+    out["other_deal_terms"] = case("settled under a deal with other terms than the verdict's", [signed(claims[0])], "encoding.malformed", other_terms)
+    out["epoch_settled_twice"] = case("two verdicts for one epoch", [signed(claims[0]), signed(claims[0], "REJECT")], "encoding.malformed")
+    for vector in out.values():
+        if vector["expect"] == "ok":
+            vector["payouts"] = _settle_vector(vector)
+    return out
+
+
+def _settle_vector(vector: dict):
+    from poe.audit.settle import settle
+    from poe.protocol.deal import Deal
+
+    return settle(vector["verdicts"], Deal.from_json(vector["deal"]), [(s, bytes.fromhex(k)) for s, k in vector["auditors"]])
+
+
+def check_settlement(vector: dict) -> str:
+    """What settling a settlement/ vector gives: "ok" (with the vector's payouts) or an error code."""
+    try:
+        payouts = _settle_vector(vector)
+    except PoEError as exc:
+        return exc.code
+    return "ok" if payouts == vector.get("payouts") else "payouts differ"
+
+
 def _image(pages: int, salt: int) -> bytes:
     """A deterministic memory image: mostly zero, a few patterned and a few random-looking chunks."""
     img = bytearray(pages * 65536)
@@ -598,7 +693,7 @@ def all_vectors() -> dict[str, dict[str, dict]]:
     return {
         "execution": execution_vectors(), "records": record_vectors(), "invocation": invocation_vectors(),
         "merkle": merkle_vectors(), "attestation": attestation_vectors(), "audit": audit_vectors(),
-        "state": state_vectors(),
+        "state": state_vectors(), "settlement": settlement_vectors(),
     }
 
 
@@ -638,8 +733,9 @@ def main() -> None:
             if old.stem not in cases:
                 old.unlink()
         for name, vector in cases.items():
-            if kind in ("records", "invocation", "attestation", "audit") or "kind" in vector:
-                got = {"merkle": check_merkle, "attestation": check_attestation, "audit": check_audit, "state": check_state}.get(kind, lambda v: check_decodes(kind, v))(vector)
+            if kind in ("records", "invocation", "attestation", "audit", "settlement") or "kind" in vector:
+                got = {"merkle": check_merkle, "attestation": check_attestation, "audit": check_audit, "state": check_state,
+                       "settlement": check_settlement}.get(kind, lambda v: check_decodes(kind, v))(vector)
                 if got != vector["expect"]:
                     raise SystemExit(f"{kind}/{name}: expected {vector['expect']}, decoding gives {got}")
             (folder / f"{name}.json").write_text(render(vector))
