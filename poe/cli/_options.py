@@ -8,7 +8,6 @@ from typing import Any, Callable
 
 import click
 
-from poe.formats.costmodel import Limits
 from poe.errors import InputError
 
 def _remember_json(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
@@ -25,6 +24,8 @@ json_option = click.option(
 
 def limit_options(f: Callable) -> Callable:
     """Per-segment limits; they are part of the cost model, so a store keeps the ones it was made with."""
+    from poe.formats.costmodel import Limits  # only commands that take limits pay for the import
+
     defaults = Limits()
     opts = [
         click.option("--fuel", type=click.IntRange(min=1), default=None,
@@ -43,6 +44,8 @@ def limits_from(fuel: int | None, max_memory_pages: int | None, max_output: int 
     """The limits the user asked for, or None when no limit flag was given."""
     if fuel is None and max_memory_pages is None and max_output is None:
         return None
+    from poe.formats.costmodel import Limits
+
     d = Limits()
     return Limits(
         fuel=fuel if fuel is not None else d.fuel,

@@ -14,7 +14,6 @@ import platform
 import sys
 from dataclasses import asdict, dataclass, field, fields
 from functools import cached_property
-from importlib import metadata
 from typing import Any
 
 from poe.formats import hashing as h
@@ -93,6 +92,8 @@ class Limits:
 
 
 def _wasmtime_version() -> str:
+    from importlib import metadata  # ~30 ms to import: only when a cost model is made here
+
     return metadata.version("wasmtime")
 
 
