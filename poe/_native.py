@@ -59,7 +59,6 @@ __all__ = [
     "verify_inclusion_many",
     "error_for",
     "sums_to_ints",
-    "sums_from_ints",
     "simd_path",
     "simd_paths",
     "CHUNK_SIZE",
@@ -75,7 +74,6 @@ __all__ = [
     "memtree_update",
     "memtree_rehash",
     "memtree_root",
-    "memtree_length",
     "dirty_open",
     "dirty_extend",
     "dirty_scan",
@@ -90,7 +88,6 @@ HASH_SIZE = 32
 SUMS_SIZE = 48
 _NODE_SIZE = HASH_SIZE + SUMS_SIZE
 _U64_LIMIT = 1 << 64
-_U128_LIMIT = 1 << 128
 
 # Result codes of verify_inclusion_many (POE_PROOF_* in native/poe_native.h).
 PROOF_OK = 0
@@ -455,11 +452,6 @@ def sums_to_ints(sums: Any) -> tuple[int, int, int]:
     )
 
 
-def sums_from_ints(fuel: int, mem: int, io: int) -> bytes:
-    """The 48-byte encoding of (fuel, mem, io), each below 2^128."""
-    return b"".join(_int(v, name, _U128_LIMIT).to_bytes(16, "little") for v, name in ((fuel, "fuel"), (mem, "mem"), (io, "io")))
-
-
 def simd_path() -> str:
     """The hash-many path in use: "scalar", "avx2" or "avx512"."""
     _require()
@@ -639,10 +631,6 @@ def memtree_root(tree: Any) -> bytes:
     out = _uninitialised(HASH_SIZE)
     _status(_lib.poe_memtree_root(tree, out), "memtree_root")
     return bytes(_ffi.buffer(out, HASH_SIZE))
-
-
-def memtree_length(tree: Any) -> int:
-    return int(_lib.poe_memtree_length(tree))
 
 
 def dirty_open(kind: int, address: int, length: int) -> Any:
