@@ -18,6 +18,7 @@ import blake3
 import pytest
 
 from poe import _native as native
+from tests import native_kernels as kernels
 
 if not native.AVAILABLE:
     pytest.skip(f"native kernel not available: {native.LOAD_ERROR}", allow_module_level=True)
@@ -42,15 +43,15 @@ def test_merkle_build_baseline(measured, records):
 @pytest.mark.benchmark(group="merkle-build")
 @pytest.mark.parametrize("path", ["scalar", "avx2", "avx512"])
 def test_merkle_build_poe_native(measured, records, path):
-    if path not in native.simd_paths():
+    if path not in kernels.simd_paths():
         pytest.skip(f"SIMD path {path} cannot run on this machine")
-    before = native.simd_path()
-    native._set_simd_path(path)
+    before = kernels.simd_path()
+    kernels.set_simd_path(path)
     try:
         rounds = 3 if path == "scalar" else 7
         measured.pedantic(native.root, args=(records,), rounds=rounds, iterations=1, warmup_rounds=1)
     finally:
-        native._set_simd_path(before)
+        kernels.set_simd_path(before)
     measured.extra_info["path"] = path
     measured.extra_info["records"] = N
 

@@ -28,6 +28,7 @@ import pytest
 
 from poe import _memtree, _native
 from poe.merkle.memory import CHUNK_SIZE, MemoryTree
+from tests import native_kernels as kernels
 
 if not _native.AVAILABLE:
     pytest.skip(f"native kernel not available: {_native.LOAD_ERROR}", allow_module_level=True)
@@ -71,7 +72,7 @@ def _blake3_py(memory: Memory) -> bytes:
 
 
 def _full_native(memory: Memory) -> bytes:
-    return _native.memory_root_at(memory.address, SIZE)
+    return kernels.memory_root_at(memory.address, SIZE)
 
 
 @pytest.mark.benchmark(group="memroot-64M")
@@ -84,17 +85,17 @@ def test_memroot_baseline(measured, memory):
 @pytest.mark.benchmark(group="memroot-64M")
 @pytest.mark.parametrize("path", ["scalar", "avx2", "avx512"])
 def test_memroot_poe_native(measured, memory, path):
-    if path not in _native.simd_paths():
+    if path not in kernels.simd_paths():
         pytest.skip(f"SIMD path {path} cannot run on this machine")
-    before = _native.simd_path()
-    _native._set_simd_path(path)
+    before = kernels.simd_path()
+    kernels.set_simd_path(path)
     try:
         assert _full_native(memory) == _blake3_py(memory)
         rounds = 3 if path == "scalar" else 9
         measured.pedantic(_full_native, args=(memory,), rounds=rounds, iterations=1, warmup_rounds=1)
         ours = _median(lambda: _full_native(memory), 3 if path == "scalar" else 9)
     finally:
-        _native._set_simd_path(before)
+        kernels.set_simd_path(before)
     theirs = _median(lambda: _blake3_py(memory))
     measured.extra_info["path"] = path
     measured.extra_info["GB_per_s"] = _gbps(measured)

@@ -23,6 +23,7 @@ from poe.merkle import memory as _memtree  # noqa: E402
 from poe.merkle.memory import CHUNK_SIZE, MemoryTree, chunk_digests, memory_root  # noqa: E402
 from poe.errors import InputError, InternalError  # noqa: E402
 
+from . import native_kernels as kernels  # noqa: E402
 from .conftest import SHARED_VECTORS  # noqa: E402
 
 BLAKE3_VECTORS = SHARED_VECTORS / "blake3" / "test_vectors.json"
@@ -86,11 +87,11 @@ def buffer():
 def simd_path(request):
     if not _native.AVAILABLE:
         pytest.skip(f"native kernel not available: {_native.LOAD_ERROR}")
-    if request.param not in _native.simd_paths():
+    if request.param not in kernels.simd_paths():
         pytest.skip(f"SIMD path {request.param} cannot run on this machine")
-    _native._set_simd_path(request.param)
+    kernels.set_simd_path(request.param)
     yield request.param
-    _native._set_simd_path("auto")
+    kernels.set_simd_path("auto")
 
 
 @pytest.fixture
@@ -199,11 +200,11 @@ def test_simd_paths_agree(buffer):
     picks = [0, 5, 5, 776, 100, 3, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30]
     results = set()
     try:
-        for path in _native.simd_paths():
-            _native._set_simd_path(path)
+        for path in kernels.simd_paths():
+            kernels.set_simd_path(path)
             results.add((memory_root(data), tuple(chunk_digests(buf.address, picks))))
     finally:
-        _native._set_simd_path("auto")
+        kernels.set_simd_path("auto")
     assert len(results) == 1
 
 

@@ -18,6 +18,8 @@ import pytest
 
 from poe import _native as native
 
+from . import native_kernels as kernels
+
 if not native.AVAILABLE:
     if os.environ.get("POE_REQUIRE_NATIVE") == "1":
         pytest.fail(f"POE_REQUIRE_NATIVE=1 but the native kernel cannot be loaded: {native.LOAD_ERROR}", pytrace=False)
@@ -110,7 +112,7 @@ def ref_path(m: int, nodes):
 def ref_verify(leaf, index: int, size: int, path, root) -> int:
     """Spec §10 verification, returning the result code the native kernel must give."""
     if index >= size:
-        return native.PROOF_BAD_INDEX
+        return kernels.PROOF_BAD_INDEX
     fn, sn, k = index, size - 1, 0
     while sn:  # the path length the index and size call for
         if fn % 2 == 0 and fn == sn:
@@ -118,7 +120,7 @@ def ref_verify(leaf, index: int, size: int, path, root) -> int:
                 fn, sn = fn >> 1, sn >> 1
         fn, sn, k = fn >> 1, sn >> 1, k + 1
     if k != len(path):
-        return native.PROOF_BAD_PATH_LENGTH
+        return kernels.PROOF_BAD_PATH_LENGTH
     fn, sn, r = index, size - 1, leaf
     try:
         for p in path:
@@ -130,13 +132,13 @@ def ref_verify(leaf, index: int, size: int, path, root) -> int:
                 r = ref_node(r, p)
             fn, sn = fn >> 1, sn >> 1
     except OverflowError:
-        return native.PROOF_SUM_OVERFLOW
+        return kernels.PROOF_SUM_OVERFLOW
     assert sn == 0
     if r[0] != root[0]:
-        return native.PROOF_ROOT_HASH_MISMATCH
+        return kernels.PROOF_ROOT_HASH_MISMATCH
     if r[1] != root[1]:
-        return native.PROOF_ROOT_SUMS_MISMATCH
-    return native.PROOF_OK
+        return kernels.PROOF_ROOT_SUMS_MISMATCH
+    return kernels.PROOF_OK
 
 
 def records_of(rng: random.Random, n: int) -> list[bytes]:
@@ -149,7 +151,7 @@ def as_level(nodes):
 
 def case(leaf, index, size, path, root=None):
     """An InclusionCase from reference nodes (hash, int sums)."""
-    return native.InclusionCase(
+    return kernels.InclusionCase(
         leaf[0],
         enc_sums(leaf[1]),
         index,
@@ -163,12 +165,12 @@ def case(leaf, index, size, path, root=None):
 @pytest.fixture(params=PATHS)
 def simd(request):
     """Run the test on one hash-many path (skipped where the CPU lacks it)."""
-    if request.param not in native.simd_paths():
+    if request.param not in kernels.simd_paths():
         pytest.skip(f"SIMD path {request.param} cannot run on this machine")
-    before = native.simd_path()
-    native._set_simd_path(request.param)
+    before = kernels.simd_path()
+    kernels.set_simd_path(request.param)
     yield request.param
-    native._set_simd_path(before)
+    kernels.set_simd_path(before)
 
 
 # ---------------------------------------------------------------- loading
@@ -176,8 +178,8 @@ def simd(request):
 
 def test_module_reports_its_interface_and_path():
     assert native._lib.poe_abi_version() == native.ABI_VERSION == 2
-    assert native.simd_path() in native.simd_paths()
-    assert native.simd_paths()[0] == "scalar"
+    assert kernels.simd_path() in kernels.simd_paths()
+    assert kernels.simd_paths()[0] == "scalar"
 
 
 def _python(code: str, **env: str) -> subprocess.CompletedProcess:
@@ -240,18 +242,18 @@ def test_blake3_official_vectors(vector):
     key, context, c = vector
     data = bytes(i % 251 for i in range(c["input_len"]))
     expect = {
-        "hash": native.blake3(data, length=len(c["hash"]) // 2),
-        "keyed_hash": native.blake3(data, key=key.encode(), length=len(c["keyed_hash"]) // 2),
-        "derive_key": native.blake3(data, derive_key_context=context, length=len(c["derive_key"]) // 2),
+        "hash": kernels.blake3(data, length=len(c["hash"]) // 2),
+        "keyed_hash": kernels.blake3(data, key=key.encode(), length=len(c["keyed_hash"]) // 2),
+        "derive_key": kernels.blake3(data, derive_key_context=context, length=len(c["derive_key"]) // 2),
     }
     for mode, got in expect.items():
         assert got.hex() == c[mode], mode
-    assert native.blake3(data).hex() == c["hash"][:64]
-    assert native.blake3(data, key=key.encode()).hex() == c["keyed_hash"][:64]
-    assert native.blake3(data, derive_key_context=context).hex() == c["derive_key"][:64]
+    assert kernels.blake3(data).hex() == c["hash"][:64]
+    assert kernels.blake3(data, key=key.encode()).hex() == c["keyed_hash"][:64]
+    assert kernels.blake3(data, derive_key_context=context).hex() == c["derive_key"][:64]
     # Every shorter extended output is a prefix of the longer one.
     for n in (0, 1, 31, 33, 63, 64, 65, 130):
-        assert native.blake3(data, length=n).hex() == c["hash"][: 2 * n]
+        assert kernels.blake3(data, length=n).hex() == c["hash"][: 2 * n]
 
 
 lengths_then_bytes = st.integers(0, 10 * 1024).flatmap(lambda n: st.binary(min_size=n, max_size=n))
@@ -267,11 +269,11 @@ lengths_then_bytes = st.integers(0, 10 * 1024).flatmap(lambda n: st.binary(min_s
 )
 def test_blake3_matches_blake3_py(data, mode, key, context, length):
     if mode == "hash":
-        ours, theirs = native.blake3(data, length=length), blake3.blake3(data).digest(length)
+        ours, theirs = kernels.blake3(data, length=length), blake3.blake3(data).digest(length)
     elif mode == "keyed":
-        ours, theirs = native.blake3(data, key=key, length=length), blake3.blake3(data, key=key).digest(length)
+        ours, theirs = kernels.blake3(data, key=key, length=length), blake3.blake3(data, key=key).digest(length)
     else:
-        ours = native.blake3(data, derive_key_context=context, length=length)
+        ours = kernels.blake3(data, derive_key_context=context, length=length)
         theirs = blake3.blake3(data, derive_key_context=context).digest(length)
     assert ours == theirs
 
@@ -279,17 +281,17 @@ def test_blake3_matches_blake3_py(data, mode, key, context, length):
 @pytest.mark.parametrize("n", [0, 1, 1023, 1024, 1025, 2048, 2049, 3072, 4096, 4097, 8193, 16 * 1024 + 5, 100_000])
 def test_blake3_chunk_and_tree_boundaries(n):
     data = random.Random(n).randbytes(n)
-    assert native.blake3(data, length=100) == blake3.blake3(data).digest(100)
-    assert native.blake3(data, derive_key_context="x") == blake3.blake3(data, derive_key_context="x").digest()
+    assert kernels.blake3(data, length=100) == blake3.blake3(data).digest(100)
+    assert kernels.blake3(data, derive_key_context="x") == blake3.blake3(data, derive_key_context="x").digest()
 
 
 def test_blake3_accepts_buffers_of_any_shape():
     raw = bytes(range(256)) * 9
-    assert native.blake3(bytearray(raw)) == blake3.blake3(raw).digest()
-    assert native.blake3(memoryview(raw)[::3]) == blake3.blake3(raw[::3]).digest()
+    assert kernels.blake3(bytearray(raw)) == blake3.blake3(raw).digest()
+    assert kernels.blake3(memoryview(raw)[::3]) == blake3.blake3(raw[::3]).digest()
     words = array("I", range(100))
-    assert native.blake3(words) == blake3.blake3(words.tobytes()).digest()
-    assert native.blake3(b"abc", derive_key_context=b"ctx") == blake3.blake3(b"abc", derive_key_context="ctx").digest()
+    assert kernels.blake3(words) == blake3.blake3(words.tobytes()).digest()
+    assert kernels.blake3(b"abc", derive_key_context=b"ctx") == blake3.blake3(b"abc", derive_key_context="ctx").digest()
 
 
 def test_tree_functions_accept_unaligned_views(simd):
@@ -317,13 +319,13 @@ def test_tree_functions_accept_unaligned_views(simd):
 )
 def test_blake3_rejects_bad_arguments(kwargs):
     with pytest.raises(InputError):
-        native.blake3(b"data", **kwargs)
+        kernels.blake3(b"data", **kwargs)
 
 
 def test_blake3_rejects_non_bytes_data():
     for bad in ("text", 5, None, [1, 2]):
         with pytest.raises(InputError):
-            native.blake3(bad)
+            kernels.blake3(bad)
 
 
 # ---------------------------------------------------------------- leaves, levels, root
@@ -345,7 +347,7 @@ def test_leaf_sums_read_the_metered_fields():
     rec[40:48] = (2**64 - 1).to_bytes(8, "little")  # input bytes
     rec[48:56] = (2**64 - 3).to_bytes(8, "little")  # output bytes: io crosses 2^64
     _, sums = native.leaf_hashes(bytes(rec))
-    assert native.sums_to_ints(sums) == (2**64 - 1, 12345, 2**65 - 4)
+    assert kernels.sums_to_ints(sums) == (2**64 - 1, 12345, 2**65 - 4)
 
 
 @SETTINGS
@@ -393,16 +395,16 @@ def test_root_matches_the_projects_python_tree(n):
         level = [treehash.node(level[i], level[i + 1]) if i + 1 < len(level) else level[i] for i in range(0, len(level), 2)]
     top = level[0] if level else treehash.EMPTY
     h, s = native.root(b"".join(records))
-    assert (h, native.sums_to_ints(s)) == (top.hash, (top.sums.fuel, top.sums.mem, top.sums.io))
+    assert (h, kernels.sums_to_ints(s)) == (top.hash, (top.sums.fuel, top.sums.mem, top.sums.io))
 
 
 def test_simd_paths_agree_with_scalar():
     rng = random.Random(7)
     inputs = [b"".join(records_of(rng, n)) for n in [*range(0, 40), 63, 64, 65, 255, 257, 2049, 4097]]
     results = {}
-    before = native.simd_path()
-    for path in native.simd_paths():
-        native._set_simd_path(path)
+    before = kernels.simd_path()
+    for path in kernels.simd_paths():
+        kernels.set_simd_path(path)
         try:
             out = []
             for blob in inputs:
@@ -415,19 +417,19 @@ def test_simd_paths_agree_with_scalar():
                     out.append(native.parent_level(hs[32:], ss[48:]))
             results[path] = out
         finally:
-            native._set_simd_path(before)
+            kernels.set_simd_path(before)
     for path, out in results.items():
         assert out == results["scalar"], path
 
 
 @pytest.mark.parametrize("path", PATHS)
 def test_env_var_forces_the_path(path):
-    if path not in native.simd_paths():
+    if path not in kernels.simd_paths():
         pytest.skip(f"SIMD path {path} cannot run on this machine")
     code = (
-        "import poe._native as n, random\n"
+        "import poe._native as n, random, tests.native_kernels as k\n"
         "blob = random.Random(3).randbytes(288 * 1001)\n"
-        "print(n.simd_path()); print(n.root(blob)[0].hex()); print(n.leaf_hashes(blob)[0][-32:].hex())\n"
+        "print(k.simd_path()); print(n.root(blob)[0].hex()); print(n.leaf_hashes(blob)[0][-32:].hex())\n"
     )
     out = _python(code, POE_NATIVE_SIMD=path)
     assert out.returncode == 0, out.stderr
@@ -439,15 +441,15 @@ def test_env_var_forces_the_path(path):
 
 
 def test_env_var_with_an_unknown_path_falls_back_to_the_best():
-    out = _python("import poe._native as n; print(n.simd_path())", POE_NATIVE_SIMD="sse9")
+    out = _python("import tests.native_kernels as k; print(k.simd_path())", POE_NATIVE_SIMD="sse9")
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == native.simd_paths()[-1]
+    assert out.stdout.strip() == kernels.simd_paths()[-1]
 
 
 def test_unknown_path_is_refused():
     with pytest.raises(InputError):
-        native._set_simd_path("sse9")
-    assert native.simd_path() in native.simd_paths()
+        kernels.set_simd_path("sse9")
+    assert kernels.simd_path() in kernels.simd_paths()
 
 
 @pytest.mark.parametrize("bad", [b"x" * 287, b"x" * 289, "text", None, 12])
@@ -521,9 +523,9 @@ def test_every_correct_proof_verifies(simd, n):
     leaves, root = _tree(n, n)
     cases = [case(leaves[m], m, n, ref_path(m, leaves)) for m in range(n)]
     shared = (root[0], enc_sums(root[1]))
-    assert native.verify_inclusion_many(cases, root=shared) == [native.PROOF_OK] * n
+    assert kernels.verify_inclusion_many(cases, root=shared) == [kernels.PROOF_OK] * n
     own = [case(leaves[m], m, n, ref_path(m, leaves), root) for m in range(n)]
-    assert native.verify_inclusion_many(own) == [native.PROOF_OK] * n
+    assert kernels.verify_inclusion_many(own) == [kernels.PROOF_OK] * n
 
 
 def test_proofs_in_binary_path_form_and_large_batches():
@@ -531,8 +533,8 @@ def test_proofs_in_binary_path_form_and_large_batches():
     cases = []
     for m in range(1000):
         path = b"".join(h + enc_sums(s) for h, s in ref_path(m, leaves))
-        cases.append(native.InclusionCase(leaves[m][0], enc_sums(leaves[m][1]), m, 1000, path))
-    assert native.verify_inclusion_many(cases, root=(root[0], enc_sums(root[1]))) == [0] * 1000
+        cases.append(kernels.InclusionCase(leaves[m][0], enc_sums(leaves[m][1]), m, 1000, path))
+    assert kernels.verify_inclusion_many(cases, root=(root[0], enc_sums(root[1]))) == [0] * 1000
 
 
 def _flip(b: bytes, bit: int) -> bytes:
@@ -582,30 +584,30 @@ def test_every_mutation_is_rejected_with_its_code(simd, n):
     named = []
     for m in sorted({0, n - 1, rng.randrange(n), n // 2}):
         named.extend(_mutations(leaves, root, m, n, rng))
-    got = native.verify_inclusion_many([c for _, c, _ in named])
+    got = kernels.verify_inclusion_many([c for _, c, _ in named])
     for (name, c, expected), code in zip(named, got):
         want = ref_verify((c.leaf_hash, dec_sums(c.leaf_sums)), c.index, c.size, [(h, dec_sums(s)) for h, s in c.path], (c.root_hash, dec_sums(c.root_sums)))
-        assert code == want, f"{name}: native {native.RESULT_NAMES[code]}, reference {native.RESULT_NAMES[want]}"
+        assert code == want, f"{name}: native {kernels.RESULT_NAMES[code]}, reference {kernels.RESULT_NAMES[want]}"
         if expected is not None:
-            assert code == expected, f"{name}: got {native.RESULT_NAMES[code]}"
+            assert code == expected, f"{name}: got {kernels.RESULT_NAMES[code]}"
         elif not name.startswith("wrong size"):
-            assert code != native.PROOF_OK, name
+            assert code != kernels.PROOF_OK, name
     # A wrong size is rejected unless that size gives the leaf the same position on the same
     # path (e.g. leaf 0 of 3 and of 4): the size comes with the trusted root, not the proof.
     sized = [(name, code) for (name, _, _), code in zip(named, got) if name.startswith("wrong size")]
-    assert any(code != native.PROOF_OK for _, code in sized) or n == 1
+    assert any(code != kernels.PROOF_OK for _, code in sized) or n == 1
 
 
 def test_result_codes_map_to_error_classes():
-    assert native.error_for(native.PROOF_OK) is None
-    assert native.error_for(native.PROOF_BAD_INDEX) is InclusionProofError
-    assert native.error_for(native.PROOF_BAD_PATH_LENGTH) is InclusionProofError
-    assert native.error_for(native.PROOF_ROOT_HASH_MISMATCH) is RootMismatchError
-    assert native.error_for(native.PROOF_ROOT_SUMS_MISMATCH) is RootMismatchError
-    assert native.error_for(native.PROOF_SUM_OVERFLOW) is InclusionProofError  # as the reference verifier
-    assert set(native.RESULT_NAMES) == set(native.RESULT_ERRORS)
+    assert kernels.error_for(kernels.PROOF_OK) is None
+    assert kernels.error_for(kernels.PROOF_BAD_INDEX) is InclusionProofError
+    assert kernels.error_for(kernels.PROOF_BAD_PATH_LENGTH) is InclusionProofError
+    assert kernels.error_for(kernels.PROOF_ROOT_HASH_MISMATCH) is RootMismatchError
+    assert kernels.error_for(kernels.PROOF_ROOT_SUMS_MISMATCH) is RootMismatchError
+    assert kernels.error_for(kernels.PROOF_SUM_OVERFLOW) is InclusionProofError  # as the reference verifier
+    assert set(kernels.RESULT_NAMES) == set(kernels.RESULT_ERRORS)
     with pytest.raises(InputError):
-        native.error_for(99)
+        kernels.error_for(99)
 
 
 def test_c_checks_path_offsets_itself():
@@ -631,7 +633,7 @@ def test_c_checks_path_offsets_itself():
         results,
     )
     assert rc == 0
-    assert list(results) == [native.PROOF_OK, native.PROOF_BAD_ARGUMENT, native.PROOF_BAD_ARGUMENT]
+    assert list(results) == [kernels.PROOF_OK, kernels.PROOF_BAD_ARGUMENT, kernels.PROOF_BAD_ARGUMENT]
     rc = lib.poe_verify_inclusion_many(
         3, ffi.NULL, ffi.NULL, ffi.NULL, ffi.NULL, ffi.NULL, ffi.NULL, 0, ffi.NULL, ffi.NULL, 2, results
     )
@@ -667,15 +669,15 @@ def test_garbage_arguments_never_crash(a, b, kw):
     length = kw.get("length")
     if isinstance(length, int) and 300 < length < 2**48:
         del kw["length"]  # a valid but huge output length only costs time and memory
-    _ok_or_poe_error(native.blake3, a, **kw)
+    _ok_or_poe_error(kernels.blake3, a, **kw)
     _ok_or_poe_error(native.leaf_hashes, a)
     _ok_or_poe_error(native.root, a)
     _ok_or_poe_error(native.tree_levels, a)
     _ok_or_poe_error(native.parent_level, a, b)
-    _ok_or_poe_error(native.verify_inclusion_many, a)
-    _ok_or_poe_error(native.verify_inclusion_many, [a], root=b)
-    _ok_or_poe_error(native.sums_to_ints, a)
-    _ok_or_poe_error(native.error_for, a)
+    _ok_or_poe_error(kernels.verify_inclusion_many, a)
+    _ok_or_poe_error(kernels.verify_inclusion_many, [a], root=b)
+    _ok_or_poe_error(kernels.sums_to_ints, a)
+    _ok_or_poe_error(kernels.error_for, a)
 
 
 proof_fields = st.tuples(
@@ -696,10 +698,10 @@ proof_fields = st.tuples(
 @SETTINGS
 @given(proofs=st.lists(proof_fields.map(lambda t: t[: 5 if t[5] is None and t[6] is None else 7]), max_size=8))
 def test_garbage_proofs_never_crash(proofs):
-    codes = _ok_or_poe_error(native.verify_inclusion_many, proofs)
+    codes = _ok_or_poe_error(kernels.verify_inclusion_many, proofs)
     if codes is not None:
         assert len(codes) == len(proofs)
-        assert set(codes) <= set(native.RESULT_NAMES) - {native.PROOF_BAD_ARGUMENT}
+        assert set(codes) <= set(kernels.RESULT_NAMES) - {kernels.PROOF_BAD_ARGUMENT}
 
 
 @SETTINGS
@@ -716,7 +718,7 @@ def test_random_wellformed_proofs_match_reference(n, index, size, k, seed):
     path = [leaves[rng.randrange(n)] for _ in range(k)]
     leaf = leaves[rng.randrange(n)]
     want = ref_verify(leaf, index, size, path, root)
-    assert native.verify_inclusion_many([case(leaf, index, size, path, root)]) == [want]
+    assert kernels.verify_inclusion_many([case(leaf, index, size, path, root)]) == [want]
 
 
 def test_internal_error_when_unavailable(monkeypatch):
