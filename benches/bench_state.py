@@ -26,7 +26,8 @@ import time
 import blake3
 import pytest
 
-from poe import _memtree, _native
+from poe import _native
+from poe.merkle import memory as _memtree
 from poe.merkle.memory import CHUNK_SIZE, MemoryTree
 from tests import native_kernels as kernels
 
