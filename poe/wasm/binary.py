@@ -46,7 +46,7 @@ the ``name`` section and wasmtime backtraces use.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
+from typing import Any, Union
 
 from poe.errors import ModuleError
 
@@ -1365,74 +1365,95 @@ def _instrument(b: bytes) -> Instrumented:
     layout, info = _parse(b)
     mem0 = info.memory0
     memory_imported = info.imported_memory is not None
-
-    existing = info.export(POE_MEMORY_EXPORT)
-    add_export = False
-    if existing is not None:
-        if mem0 is None or existing.kind != "memory" or existing.index != 0:
-            raise _fail(
-                f"the module exports {POE_MEMORY_EXPORT!r} as {existing.kind} {existing.index}; "
-                "that export name is reserved by poe"
-            )
-    elif mem0 is not None:
-        add_export = True
+    add_export = _memory_export_needed(info)
     memory_export = POE_MEMORY_EXPORT if mem0 is not None else None
-
     first = info.imported_func_count
-    rewrites: dict[int, list[tuple[int, int, int]]] = {}
-    for i, (entry, start, end) in enumerate(layout.bodies):
-        if b.find(b"\x40", start, end) < 0:
-            continue  # cannot contain memory.grow (opcode 0x40)
-        grows = _scan_body(b, entry, start, end, first + i)
-        if grows:
-            for g_start, _, memidx in grows:
-                if memidx != 0:
-                    raise _fail(
-                        f"memory.grow on memory {memidx} in function {first + i} (offset {g_start}): "
-                        "multiple memories are not supported",
-                        g_start,
-                    )
-            rewrites[i] = grows
+    rewrites = _grow_sites(b, layout, first)
+    global_exports = _global_exports(info)
+    if not rewrites and not add_export and not global_exports:
+        return Instrumented(b, None, memory_export, memory_imported)
+    if rewrites and mem0 is None:
+        raise _fail(f"function {first + min(rewrites)} uses memory.grow, but the module has no memory")
+    guard = _Guard(layout, info) if rewrites else None
+    exports: list[bytes] = []
+    if add_export:
+        exports.append(_leb(len(POE_MEMORY_EXPORT)) + POE_MEMORY_EXPORT.encode() + b"\x02\x00")
+    if guard is not None:
+        exports.append(_leb(len(POE_GROW_FLAG_EXPORT)) + POE_GROW_FLAG_EXPORT.encode() + b"\x03" + _leb(guard.flag_global))
+    for name, _ in global_exports:
+        exports.append(_leb(len(name)) + name.encode() + b"\x03" + _leb(int(name[len(POE_GLOBAL_EXPORT_PREFIX):])))
+    out = _emit(b, layout, rewrites, guard, exports)
+    return Instrumented(out, guard.index if guard else None, memory_export, memory_imported,
+                        POE_GROW_FLAG_EXPORT if guard else None, global_exports)
 
+
+def _memory_export_needed(info: Any) -> bool:
+    """Whether memory 0 needs poe's export; a module using that name for something else is refused."""
+    existing = info.export(POE_MEMORY_EXPORT)
+    if existing is not None and (info.memory0 is None or existing.kind != "memory" or existing.index != 0):
+        raise _fail(
+            f"the module exports {POE_MEMORY_EXPORT!r} as {existing.kind} {existing.index}; "
+            "that export name is reserved by poe"
+        )
+    return existing is None and info.memory0 is not None
+
+
+def _global_exports(info: Any) -> tuple[tuple[str, str], ...]:
+    """The export each mutable global gets; a module already using poe's names is refused."""
     if existing_flag := info.export(POE_GROW_FLAG_EXPORT):
         raise _fail(f"the module exports {POE_GROW_FLAG_EXPORT!r} ({existing_flag.kind}); that export name is reserved by poe")
     for e in info.exports:
         if e.name.startswith(POE_GLOBAL_EXPORT_PREFIX):
             raise _fail(f"the module exports {e.name!r} ({e.kind}); export names starting with {POE_GLOBAL_EXPORT_PREFIX!r} are reserved by poe")
-    global_exports = tuple((f"{POE_GLOBAL_EXPORT_PREFIX}{g.index}", g.valtype) for g in info.globals if g.mutable)
+    return tuple((f"{POE_GLOBAL_EXPORT_PREFIX}{g.index}", g.valtype) for g in info.globals if g.mutable)
 
-    if not rewrites and not add_export and not global_exports:
-        return Instrumented(b, None, memory_export, memory_imported)
-    if rewrites and mem0 is None:
-        i = min(rewrites)
-        raise _fail(f"function {first + i} uses memory.grow, but the module has no memory")
 
-    guard_index: int | None = None
-    new_type: FuncType | None = None
-    guard_type_index = 0
-    guard_code = b""
-    flag_global = info.imported_global_count + len(info.globals)
-    if rewrites:
-        assert mem0 is not None
-        guard_index = info.func_count
-        gtype, guard_code = _guard_body(mem0, flag_global)
+def _grow_sites(b: bytes, layout: Any, first: int) -> dict[int, list[tuple[int, int, int]]]:
+    """Body index -> the memory.grow instructions in it, as (start, stop, memory index)."""
+    rewrites: dict[int, list[tuple[int, int, int]]] = {}
+    for i, (entry, start, end) in enumerate(layout.bodies):
+        if b.find(b"\x40", start, end) < 0:
+            continue  # cannot contain memory.grow (opcode 0x40)
+        grows = _scan_body(b, entry, start, end, first + i)
+        for g_start, _, memidx in grows:
+            if memidx != 0:
+                raise _fail(
+                    f"memory.grow on memory {memidx} in function {first + i} (offset {g_start}): "
+                    "multiple memories are not supported",
+                    g_start,
+                )
+        if grows:
+            rewrites[i] = grows
+    return rewrites
+
+
+class _Guard:
+    """The grow guard function poe appends, its type and the flag global it sets."""
+
+    FLAG_ENTRY = b"\x7f\x01\x41\x00\x0b"  # (global (mut i32) (i32.const 0))
+
+    def __init__(self, layout: Any, info: Any) -> None:
+        self.index = info.func_count
+        self.flag_global = info.imported_global_count + len(info.globals)
+        gtype, self.code = _guard_body(info.memory0, self.flag_global)
+        self.new_type: FuncType | None = None
         if gtype in layout.plain_func_types:
-            guard_type_index = layout.plain_func_types[gtype]
+            self.type_index = layout.plain_func_types[gtype]
         else:
-            new_type = gtype
-            guard_type_index = layout.type_count
-        call = b"\x10" + _leb(guard_index)
+            self.new_type, self.type_index = gtype, layout.type_count
+        self.call = b"\x10" + _leb(self.index)
 
-    out: list[bytes] = [b[:8]]
+    def type_bytes(self) -> bytes:
+        t = self.new_type
+        assert t is not None
+        return (bytes([0x60, len(t.params)]) + bytes(0x7E if v == "i64" else 0x7F for v in t.params)
+                + bytes([len(t.results)]) + bytes(0x7E if v == "i64" else 0x7F for v in t.results))
+
+
+def _emit(b: bytes, layout: Any, rewrites: dict[int, list[tuple[int, int, int]]], guard: _Guard | None, exports: list[bytes]) -> bytes:
+    """The module with its sections extended (types, functions, globals, exports, code) and any
+    missing export or global section inserted where the section order puts it."""
     sections = layout.sections
-    exports: list[bytes] = []
-    if add_export:
-        exports.append(_leb(len(POE_MEMORY_EXPORT)) + POE_MEMORY_EXPORT.encode() + b"\x02\x00")
-    if rewrites:
-        exports.append(_leb(len(POE_GROW_FLAG_EXPORT)) + POE_GROW_FLAG_EXPORT.encode() + b"\x03" + _leb(flag_global))
-    for name, _ in global_exports:
-        exports.append(_leb(len(name)) + name.encode() + b"\x03" + _leb(int(name[len(POE_GLOBAL_EXPORT_PREFIX):])))
-    flag_entry = b"\x7f\x01\x41\x00\x0b"  # (global (mut i32) (i32.const 0))
 
     def after(sid: int) -> int:
         """Index of the last present section that must precede a new section `sid` (-1: none)."""
@@ -1445,54 +1466,50 @@ def _instrument(b: bytes) -> Instrumented:
     new_sections: dict[int, list[bytes]] = {}  # position -> sections to insert after it
     if exports and not any(s.id == 7 for s in sections):
         new_sections.setdefault(after(7), []).append(_section(7, _leb(len(exports)) + b"".join(exports)))
-    if rewrites and not any(s.id == 6 for s in sections):
+    if guard is not None and not any(s.id == 6 for s in sections):
         # the global section ranks before exports: insert it first at a shared position
-        new_sections.setdefault(after(6), []).insert(0, _section(6, b"\x01" + flag_entry))
-    out.extend(new_sections.get(-1, []))
-
+        new_sections.setdefault(after(6), []).insert(0, _section(6, b"\x01" + _Guard.FLAG_ENTRY))
+    out: list[bytes] = [b[:8], *new_sections.get(-1, [])]
     for idx, s in enumerate(sections):
         rest = b[s.body : s.end] if s.id in (1, 3, 6, 7) else b""
-        if s.id == 1 and new_type is not None:
-            t = bytes([0x60, len(new_type.params)]) + bytes(
-                0x7E if v == "i64" else 0x7F for v in new_type.params
-            )
-            t += bytes([len(new_type.results)]) + bytes(
-                0x7E if v == "i64" else 0x7F for v in new_type.results
-            )
-            out.append(_section(1, _leb(s.count + 1) + rest + t))
-        elif s.id == 3 and rewrites:
-            out.append(_section(3, _leb(s.count + 1) + rest + _leb(guard_type_index)))
-        elif s.id == 6 and rewrites:
-            out.append(_section(6, _leb(s.count + 1) + rest + flag_entry))
+        if s.id == 1 and guard is not None and guard.new_type is not None:
+            out.append(_section(1, _leb(s.count + 1) + rest + guard.type_bytes()))
+        elif s.id == 3 and guard is not None:
+            out.append(_section(3, _leb(s.count + 1) + rest + _leb(guard.type_index)))
+        elif s.id == 6 and guard is not None:
+            out.append(_section(6, _leb(s.count + 1) + rest + _Guard.FLAG_ENTRY))
         elif s.id == 7 and exports:
             out.append(_section(7, _leb(s.count + len(exports)) + rest + b"".join(exports)))
-        elif s.id == 10 and rewrites:
-            parts = [_leb(s.count + 1)]
-            prev = s.body
-            for i, grows in sorted(rewrites.items()):
-                entry, start, end = layout.bodies[i]
-                parts.append(b[prev:entry])
-                pieces = []
-                last = start
-                for g_start, g_stop, _ in grows:
-                    pieces.append(b[last:g_start])
-                    pieces.append(call)
-                    last = g_stop
-                pieces.append(b[last:end])
-                body = b"".join(pieces)
-                parts.append(_leb(len(body)))
-                parts.append(body)
-                prev = end
-            parts.append(b[prev : s.end])
-            parts.append(_leb(len(guard_code)))
-            parts.append(guard_code)
-            out.append(_section(10, b"".join(parts)))
+        elif s.id == 10 and guard is not None:
+            out.append(_code_section(b, layout, s, rewrites, guard))
         else:
             out.append(b[s.start : s.end])
         out.extend(new_sections.get(idx, []))
+    return b"".join(out)
 
-    flag_export = POE_GROW_FLAG_EXPORT if rewrites else None
-    return Instrumented(b"".join(out), guard_index, memory_export, memory_imported, flag_export, global_exports)
+
+def _code_section(b: bytes, layout: Any, s: Any, rewrites: dict[int, list[tuple[int, int, int]]], guard: _Guard) -> bytes:
+    """The code section with every memory.grow replaced by a call to the guard, and the guard appended."""
+    parts = [_leb(s.count + 1)]
+    prev = s.body
+    for i, grows in sorted(rewrites.items()):
+        entry, start, end = layout.bodies[i]
+        parts.append(b[prev:entry])
+        pieces = []
+        last = start
+        for g_start, g_stop, _ in grows:
+            pieces.append(b[last:g_start])
+            pieces.append(guard.call)
+            last = g_stop
+        pieces.append(b[last:end])
+        body = b"".join(pieces)
+        parts.append(_leb(len(body)))
+        parts.append(body)
+        prev = end
+    parts.append(b[prev : s.end])
+    parts.append(_leb(len(guard.code)))
+    parts.append(guard.code)
+    return _section(10, b"".join(parts))
 
 
 def _state_hazards(b: bytes) -> list[str]:
