@@ -36,8 +36,8 @@ def settle(verdicts: list[Any], deal: Deal, auditors: list[tuple[str, bytes]]) -
         if claim.deal.digest != deal.digest:
             raise EncodingError("a verdict was reached under other deal terms than this deal's",
                                 expected=deal.digest.hex(), observed=claim.deal.digest.hex())
-        if (st.deal_id, st.scheme, st.public_key) != (deal.deal_id, deal.scheme, deal.provider_key):
-            raise VerificationError("a verdict's attestation is not the deal provider's for this deal")
+        if (why := deal.mismatch(st)) is not None:
+            raise VerificationError(f"a verdict's claim: {why}")
         verify_envelope(claim.envelope, get_scheme(st.scheme), trusted_keys=[deal.provider_key])
         key = (st.public_key, st.epoch)
         if key in seen:

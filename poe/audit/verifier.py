@@ -79,10 +79,8 @@ def _check_terms(claim: Claim, deal: Deal, service: Service) -> Verdict | Report
     st = claim.statement
     if claim.deal.digest != deal.digest:
         return Verdict("REJECT", claim, "the claim carries other deal terms than the deal the auditor agreed to")
-    if (st.deal_id, st.scheme, st.public_key) != (deal.deal_id, deal.scheme, deal.provider_key):
-        return Verdict("REJECT", claim, "the attestation is not for this deal or is signed by another provider")
-    if st.module_digest != deal.module_digest or st.cost_model_digest != deal.cost_model_digest:
-        return Verdict("REJECT", claim, "the attestation names another module or cost model than the deal")
+    if (why := deal.mismatch(st)) is not None:
+        return Verdict("REJECT", claim, why)
     from poe.crypto.schemes import get_scheme  # the signature backend loads when a signature is checked
 
     try:

@@ -106,6 +106,15 @@ class Deal:
     def amount(self, epoch_totals: Sums) -> int:
         return self.weight(epoch_totals) + self.subscription
 
+    def mismatch(self, statement: Any) -> str | None:
+        """Why an attested statement is not under this deal (None when it is): the one place
+        claims, audits and settlement match a statement to the deal's id, key, module and cost model."""
+        if (statement.deal_id, statement.scheme, statement.public_key) != (self.deal_id, self.scheme, self.provider_key):
+            return "the attestation is not for this deal or is signed by another provider"
+        if (statement.module_digest, statement.cost_model_digest) != (self.module_digest, self.cost_model_digest):
+            return "the attestation names another module or cost model than the deal"
+        return None
+
     def penalty_payout(self) -> int:
         """What a rejected claim pays: nothing (forfeit) or minus the slashed amount."""
         return 0 if self.penalty["kind"] == "forfeit" else -self.penalty["amount"]

@@ -54,9 +54,8 @@ def make_claim(envelope: Envelope, deal: Deal) -> Claim:
     """Bill an attested epoch under a deal, once the attestation verifies under the deal's key
     and names the deal's id, module and cost model."""
     st = envelope.statement
-    if (st.deal_id, st.scheme, st.public_key, st.module_digest, st.cost_model_digest) != (
-            deal.deal_id, deal.scheme, deal.provider_key, deal.module_digest, deal.cost_model_digest):
-        raise InputError("the attestation does not match the deal (deal id, scheme, provider key, module or cost model)")
+    if (why := deal.mismatch(st)) is not None:
+        raise InputError(why)
     from poe.crypto.schemes import get_scheme
 
     verify_envelope(envelope, get_scheme(st.scheme), trusted_keys=[deal.provider_key])
