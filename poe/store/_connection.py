@@ -1,4 +1,11 @@
-"""The store file: what may be opened, how, by whom; its schema, format version and upgrade."""
+"""The store file: what may be opened, how, by whom; its schema, format version and upgrade.
+
+A file is checked to be a poe store before anything can write to it: SQLite writes on its own
+(switching to WAL rewrites the header; opening a database with a hot journal rolls it back), so a
+file that is not ours is refused after reading its first 100 bytes only. New stores are built
+under a temporary name and linked into place whole, so a store file exists complete or not at
+all, and an empty file or another program's database is never mistaken for a new store.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,7 @@ import errno
 import fcntl
 import json
 import os
+import secrets
 import sqlite3
 import time
 from pathlib import Path
@@ -15,6 +23,7 @@ from poe.formats.costmodel import CostModel
 
 STORE_FORMAT = 2  # 2: stateful segments (chunks, states, snapshots); a format-1 store is upgraded on open for writing
 _APPLICATION_ID = 0x706F6531  # "poe1": marks a SQLite file as a poe store
+_SQLITE_MAGIC = b"SQLite format 3\x00"
 
 _SCHEMA = """
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -77,30 +86,43 @@ class Connection:
         the sealer's short transactions with the writer's batches.
         """
         check_path(path, must_exist=True)
+        require_store(path)
         conn = connect(path, readonly=not seal)
-        return cls(path, conn, None, read_cost_model(conn, path))
+        try:
+            cost_model = read_cost_model(conn, path)
+        except BaseException:
+            conn.close()
+            raise
+        return cls(path, conn, None, cost_model)
 
     @classmethod
     def create_or_open(cls, path: str, cost_model: CostModel):
         """Open for writing, creating the store if needed. Refuses another cost model."""
-        check_path(path, must_exist=False)
+        return cls._open_writer(path, cost_model)
+
+    @classmethod
+    def open_writer(cls, path: str):
+        """Open an existing store for writing under the cost model it was made with (maintenance: gc)."""
+        return cls._open_writer(path, None)
+
+    @classmethod
+    def _open_writer(cls, path: str, cost_model: CostModel | None):
+        check_path(path, must_exist=cost_model is None)
+        # Checked before the lock too, so refusing a foreign file leaves no lock file beside it.
+        exists = require_store(path)
         lock_fd = take_lock(path)
         try:
+            # Another writer may have created the store between the check and the lock.
+            if not exists and not require_store(path):
+                if cost_model is None:
+                    raise StoreError(f"no store at {path}")
+                create(path, cost_model)
             conn = connect(path, readonly=False)
             try:
-                init_schema(conn, path, cost_model)
-                stored = read_cost_model(conn, path)
+                stored = _writable_cost_model(conn, path, cost_model)
             except BaseException:
                 conn.close()
                 raise
-            if stored.digest != cost_model.digest:
-                conn.close()
-                raise CostModelMismatchError(
-                    f"store {path} was made under cost model {stored.name}, this run uses {cost_model.name}; "
-                    "use another store or the same limits and engine",
-                    expected=stored.digest.hex(),
-                    observed=cost_model.digest.hex(),
-                )
             return cls(path, conn, lock_fd, stored)
         except BaseException:
             os.close(lock_fd)
@@ -135,6 +157,19 @@ class Connection:
 
     def _transaction(self) -> Transaction:
         return Transaction(self._db, self.path)
+
+
+def _writable_cost_model(conn: sqlite3.Connection, path: str, wanted: CostModel | None) -> CostModel:
+    upgrade(conn, path)
+    stored = read_cost_model(conn, path)
+    if wanted is not None and stored.digest != wanted.digest:
+        raise CostModelMismatchError(
+            f"store {path} was made under cost model {stored.name}, this run uses {wanted.name}; "
+            "use another store or the same limits and engine",
+            expected=stored.digest.hex(),
+            observed=wanted.digest.hex(),
+        )
+    return stored
 
 
 class Rows:
@@ -224,6 +259,42 @@ def check_path(path: str, *, must_exist: bool) -> None:
         raise StoreError(f"cannot create store {path}: directory {parent} does not exist")
 
 
+def require_store(path: str) -> bool:
+    """False if nothing is at `path`; True if a poe store is; else StoreError, the file unread
+    by SQLite and so unchanged."""
+    try:
+        with open(path, "rb") as f:
+            header = f.read(100)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise StoreError(f"cannot read store {path}: {exc.strerror}") from None
+    if not header:
+        raise StoreError(f"{path} is an empty file, not a poe store; remove it or name a new file")
+    if len(header) < 100 or not header.startswith(_SQLITE_MAGIC):
+        raise StoreError(f"{path} is not a poe store (not a SQLite database)")
+    app_id = int.from_bytes(header[68:72], "big")
+    if app_id == _APPLICATION_ID:
+        return True
+    # A store made by an earlier poe may still have its first transaction in the write-ahead
+    # log, the file's own header not yet updated: only then is SQLite asked (reading only).
+    if app_id == 0 and header[18] == 2 and os.path.exists(os.path.realpath(path) + "-wal"):
+        if _application_id(path) == _APPLICATION_ID:
+            return True
+    raise StoreError(f"{path} is a SQLite database, but not a poe store")
+
+
+def _application_id(path: str) -> int:
+    try:
+        conn = sqlite3.connect(Path(os.path.realpath(path)).as_uri() + "?mode=ro", uri=True)
+        try:
+            return int(conn.execute("PRAGMA application_id").fetchone()[0])
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise StoreError(f"{path} is not a poe store ({exc})") from None
+
+
 def take_lock(path: str) -> int:
     # Named from the resolved path, so two names of one store (a symlink) share one lock.
     lock_path = os.path.realpath(path) + ".lock"
@@ -242,54 +313,64 @@ def take_lock(path: str) -> int:
 
 
 def connect(path: str, *, readonly: bool) -> sqlite3.Connection:
+    """A connection to a file `require_store` accepted; its application id is read again
+    through SQLite (the file may have been replaced since) before anything is written."""
     try:
         real = Path(os.path.realpath(path))
         if readonly:  # as a URI, so '#', '?' and '%' in names are escaped, not parsed
             conn = sqlite3.connect(real.as_uri() + "?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
         else:
             conn = sqlite3.connect(str(real), isolation_level=None, check_same_thread=False)
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path} is not a poe store ({exc})") from None
+    try:
         conn.text_factory = _text
         (app_id,) = conn.execute("PRAGMA application_id").fetchone()
+        if app_id != _APPLICATION_ID:
+            raise StoreError(f"{path} is a SQLite database, but not a poe store")
         if not readonly:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA busy_timeout=5000")
     except sqlite3.DatabaseError as exc:
-        raise StoreError(f"{path} is not a poe store ({exc})") from None
-    if app_id not in (0, _APPLICATION_ID):
         conn.close()
-        raise StoreError(f"{path} is a SQLite database, but not a poe store")
+        raise StoreError(f"{path} is not a poe store ({exc})") from None
+    except BaseException:
+        conn.close()
+        raise
     return conn
 
 
-def init_schema(conn: sqlite3.Connection, path: str, cost_model: CostModel) -> None:
-    """Create the tables of a new store, or bring an older one to this poe's format (1 -> 2)."""
+def create(path: str, cost_model: CostModel) -> None:
+    """Make a new store at `path`, which must not exist: built under a temporary name beside it
+    and linked into place once whole (the caller holds the writer lock)."""
+    real = os.path.realpath(path)
+    tmp = f"{real}.{secrets.token_hex(6)}.new"
     try:
-        (version,) = conn.execute("PRAGMA user_version").fetchone()
-        (app_id,) = conn.execute("PRAGMA application_id").fetchone()
-        if app_id == 0:
-            tables = conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]
-            if tables:
-                raise StoreError(f"{path} is a SQLite database, but not a poe store")
+        conn = sqlite3.connect(tmp, isolation_level=None)
+        try:
             _write_schema(conn, cost_model)
-            return
-        check_version(version, path)
-        if version < STORE_FORMAT:  # format 1 -> 2: add the state tables
-            conn.execute("BEGIN IMMEDIATE")
-            for stmt in _statements(_STATE_SCHEMA):
-                conn.execute(stmt)
-            conn.execute(f"PRAGMA user_version = {STORE_FORMAT}")
-            conn.execute("UPDATE meta SET value = ? WHERE key = 'format'", (str(STORE_FORMAT),))
-            conn.execute("COMMIT")
+            conn.execute("PRAGMA journal_mode=WAL")
+        finally:
+            conn.close()
+        os.link(tmp, real)  # refuses an existing name, unlike rename
+        _fsync_directory(os.path.dirname(real))
     except sqlite3.OperationalError as exc:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        if "readonly" in str(exc) or "read-only" in str(exc):
-            raise StoreError(f"store {path} is read-only") from None
-        raise StoreError(f"cannot initialise store {path}: {exc}") from None
+        raise StoreError(f"cannot create store {path}: {_reason(exc)}") from None
+    except FileExistsError:
+        raise StoreError(f"cannot create store {path}: a file appeared there meanwhile") from None
+    except OSError as exc:
+        raise StoreError(f"cannot create store {path}: {exc.strerror}") from None
+    finally:
+        for leftover in (tmp, tmp + "-journal", tmp + "-wal", tmp + "-shm"):
+            try:
+                os.unlink(leftover)
+            except OSError:
+                pass
 
 
 def _write_schema(conn: sqlite3.Connection, cost_model: CostModel) -> None:
+    conn.execute("PRAGMA synchronous=FULL")
     conn.execute("BEGIN IMMEDIATE")
     for stmt in _statements(_SCHEMA + ";" + _STATE_SCHEMA):
         conn.execute(stmt)
@@ -304,6 +385,45 @@ def _write_schema(conn: sqlite3.Connection, cost_model: CostModel) -> None:
 
 def _statements(script: str) -> list[str]:
     return [s for s in (s.strip() for s in script.split(";")) if s]
+
+
+def _fsync_directory(directory: str) -> None:
+    # The new name must survive power loss as the store's content does (synchronous=FULL).
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _reason(exc: sqlite3.Error) -> str:
+    text = str(exc)
+    return "the file system is read-only" if "readonly" in text or "read-only" in text else text
+
+
+def upgrade(conn: sqlite3.Connection, path: str) -> None:
+    """Bring a store opened for writing to this poe's format (1 -> 2: add the state tables)."""
+    try:
+        (version,) = conn.execute("PRAGMA user_version").fetchone()
+        check_version(version, path)
+        if version < STORE_FORMAT:
+            conn.execute("BEGIN IMMEDIATE")
+            for stmt in _statements(_STATE_SCHEMA):
+                conn.execute(stmt)
+            conn.execute(f"PRAGMA user_version = {STORE_FORMAT}")
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'format'", (str(STORE_FORMAT),))
+            conn.execute("COMMIT")
+    except sqlite3.OperationalError as exc:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        if "readonly" in str(exc) or "read-only" in str(exc):
+            raise StoreError(f"store {path} is read-only") from None
+        raise StoreError(f"cannot initialise store {path}: {exc}") from None
 
 
 def check_version(version: int, path: str) -> None:

@@ -1,0 +1,163 @@
+"""Regressions for the holes found in the trace store and its commands, each named after the attack."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from poe import CostModel, Executor, Invocation, Limits, Service, TraceStore, Value
+from poe.cli import main
+from poe.errors import InputError, StoreError
+
+from .conftest import MODULES, ROOT, module_bytes
+
+CM = CostModel.current(Limits(fuel=10_000_000, memory_pages=64))
+SERVICE = Service(module_bytes("funcs.wasm"), name="funcs.wasm")
+M = str(MODULES)
+
+
+def _poe(*args: str):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def _fill(path: str, n: int, start: int = 0) -> None:
+    ex = Executor(SERVICE, CM)
+    with TraceStore.create_or_open(path, CM) as store:
+        store.register_service(SERVICE)
+        for i in range(start, start + n):
+            store.append(ex.run(Invocation.build("add", params=[Value.of("i32", i), Value.of("i32", 1)]), store.next_index))
+
+
+def _seal(path: str):
+    with TraceStore.open(path, seal=True) as store:
+        return store.seal()
+
+
+# -- a. a file that is not a poe store is never written ------------------------------------------
+
+
+def _other_program_database(path: Path, *, wal: bool = False, app_id: int = 0) -> None:
+    db = sqlite3.connect(path)
+    if wal:
+        db.execute("PRAGMA journal_mode=WAL")
+    if app_id:
+        db.execute(f"PRAGMA application_id = {app_id}")
+    db.execute("CREATE TABLE accounts(name TEXT, balance INTEGER)")
+    db.execute("INSERT INTO accounts VALUES ('alice', 10)")
+    db.commit()
+    db.close()
+
+
+def _empty_database(path: Path) -> None:
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA user_version = 1")  # a header page, no tables
+    db.close()
+
+
+FOREIGN = {
+    "other.sqlite": lambda p: _other_program_database(p),
+    "other-wal.sqlite": lambda p: _other_program_database(p, wal=True),
+    "other-app.sqlite": lambda p: _other_program_database(p, app_id=0x12345678),
+    "empty-file": lambda p: p.write_bytes(b""),
+    "empty-sqlite": lambda p: _empty_database(p),
+    "text.txt": lambda p: p.write_bytes(b"not a database\n" * 20),
+}
+
+
+@pytest.fixture(params=sorted(FOREIGN))
+def foreign(request, tmp_path) -> Path:
+    path = tmp_path / request.param
+    FOREIGN[request.param](path)
+    return path
+
+
+def _left_alone(path: Path, before: bytes) -> None:
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no -wal, -shm, -journal or .lock
+
+
+def test_opening_another_programs_file_as_a_store_leaves_it_byte_for_byte_untouched(foreign):
+    before = foreign.read_bytes()
+    for opener in (lambda: TraceStore.open(str(foreign)), lambda: TraceStore.open(str(foreign), seal=True),
+                   lambda: TraceStore.create_or_open(str(foreign), CM), lambda: TraceStore.open_writer(str(foreign))):
+        with pytest.raises(StoreError, match="not a poe store"):
+            opener()
+        _left_alone(foreign, before)
+
+
+@pytest.mark.parametrize("command", [
+    ["seal"], ["inspect"], ["inspect", "--check"], ["prove", "--index", "0"], ["prove", "--consistency", "0"], ["gc", "--epoch", "0"],
+])
+def test_store_commands_on_another_programs_file_exit_3_and_leave_it_untouched(foreign, command):
+    before = foreign.read_bytes()
+    r = _poe(command[0], str(foreign), *command[1:])
+    assert r.exit_code == 3, r.output
+    assert "not a poe store" in r.stderr
+    _left_alone(foreign, before)
+
+
+@pytest.mark.parametrize("limits", [[], ["--fuel", "1000000"]])
+def test_run_with_a_store_that_is_another_programs_file_exits_3_and_leaves_it_untouched(foreign, limits):
+    before = foreign.read_bytes()
+    r = _poe("run", f"{M}/funcs.wasm", "--invoke", "noop", "--store", str(foreign), *limits)
+    assert r.exit_code == 3, r.output
+    assert "not a poe store" in r.stderr
+    _left_alone(foreign, before)
+
+
+def test_attest_onto_another_programs_file_exits_3_and_leaves_it_untouched(tmp_path):
+    other = tmp_path / "db" / "other.sqlite"
+    other.parent.mkdir()
+    _other_program_database(other)
+    before = other.read_bytes()
+    key = tmp_path / "k.key"
+    assert _poe("keygen", "--scheme", "secp256k1", "--out", str(key)).exit_code == 0
+    r = _poe("attest", str(other), "--key", str(key), "--deal", "deal-1")
+    assert r.exit_code == 3 and "not a poe store" in r.stderr
+    _left_alone(other, before)
+
+
+def test_a_new_store_appears_whole_under_its_name_with_nothing_left_beside_it(tmp_path):
+    path = tmp_path / "new.poe"
+    _fill(str(path), 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new.poe", "new.poe.lock"]
+    with TraceStore.open(str(path)) as store:
+        assert store.count() == 2 and store.check_integrity() == []
+    assert path.stat().st_mode & 0o777 == 0o644 & ~_umask()  # as SQLite itself creates files
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_a_store_whose_first_transaction_is_still_in_its_write_ahead_log_opens(tmp_path):
+    """A live store made by an earlier poe: the file's own header does not name it yet."""
+    path = tmp_path / "live.poe"
+    _fill(str(path), 3)
+    writer = textwrap.dedent(
+        """
+        import shutil, sqlite3, sys
+        db = sqlite3.connect(sys.argv[1], isolation_level=None)
+        db.execute("PRAGMA wal_autocheckpoint=0")
+        db.execute("PRAGMA application_id = 0")  # a header as it is before the first checkpoint
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        db.execute("PRAGMA application_id = 1886348593")  # the store's own, still only in the log
+        shutil.copy(sys.argv[1], sys.argv[2])
+        shutil.copy(sys.argv[1] + "-wal", sys.argv[2] + "-wal")
+        """
+    )
+    copy = tmp_path / "copy.poe"
+    subprocess.run([sys.executable, "-c", writer, str(path), str(copy)], check=True, cwd=ROOT)
+    assert int.from_bytes(copy.read_bytes()[68:72], "big") == 0
+    with TraceStore.open(str(copy)) as store:
+        assert store.count() == 3
