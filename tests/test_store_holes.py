@@ -161,3 +161,94 @@ def test_a_store_whose_first_transaction_is_still_in_its_write_ahead_log_opens(t
     assert int.from_bytes(copy.read_bytes()[68:72], "big") == 0
     with TraceStore.open(str(copy)) as store:
         assert store.count() == 3
+
+
+# -- b. two sealers never make an empty epoch -----------------------------------------------------
+
+
+def _statuses(path: str) -> list[tuple[int, str, int]]:
+    with TraceStore.open(path) as store:
+        return [(e["epoch"], e["status"], e["segments"]) for e in store.epochs()]
+
+
+def test_second_seal_with_nothing_new_reports_the_head_instead_of_sealing_an_empty_epoch(store_path):
+    _fill(store_path, 5)
+    first, second = TraceStore.open(store_path, seal=True), TraceStore.open(store_path, seal=True)
+    try:
+        a = first.seal()
+        b = second.seal()
+        assert (a.epoch, a.already) == (0, False)
+        assert (b.epoch, b.already, b.root) == (0, True, a.root)
+        assert first.seal() == b
+    finally:
+        first.close()
+        second.close()
+    assert _statuses(store_path) == [(0, "sealed", 5), (1, "open", 0)]
+    _fill(store_path, 2, start=5)
+    c = _seal(store_path)
+    assert (c.epoch, c.first_index, c.end_index, c.already) == (1, 5, 7, False)
+
+
+def test_seal_racing_another_sealers_unfinished_seal_completes_the_same_epoch(store_path):
+    _fill(store_path, 4)
+    slow, fast = TraceStore.open(store_path, seal=True), TraceStore.open(store_path, seal=True)
+    try:
+        assert slow._close(0) == 0  # the slow sealer has closed epoch 0 but not stored its head yet
+        b = fast.seal()  # sees an empty open epoch 1: finishes epoch 0 instead of closing epoch 1
+        a = slow.seal(0)
+        assert (b.epoch, b.already) == (0, False)
+        assert (a.epoch, a.already, a.root) == (0, True, b.root)
+    finally:
+        slow.close()
+        fast.close()
+    assert _statuses(store_path) == [(0, "sealed", 4), (1, "open", 0)]
+
+
+def test_concurrent_poe_seal_processes_seal_exactly_one_epoch(store_path):
+    _fill(store_path, 6)
+    procs = [subprocess.Popen([sys.executable, "-m", "poe", "seal", store_path, "--json"], cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    results = []
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        results.append(json.loads(out))
+    assert {r["epoch"] for r in results} == {0}
+    assert sorted(r["already_sealed"] for r in results) == [False, True, True, True]
+    assert _statuses(store_path) == [(0, "sealed", 6), (1, "open", 0)]
+
+
+def test_attesting_again_with_nothing_new_signs_the_same_epoch_not_a_new_empty_one(store_path, tmp_path):
+    _fill(store_path, 3)
+    key = tmp_path / "k.key"
+    assert _poe("keygen", "--scheme", "secp256k1", "--out", str(key)).exit_code == 0
+    epochs = []
+    for name in ("a.json", "b.json"):
+        r = _poe("attest", store_path, "--key", str(key), "--deal", "deal-sub", "--out", str(tmp_path / name))
+        assert r.exit_code == 0, r.output
+        epochs.append(json.loads((tmp_path / name).read_text()))
+    from poe.protocol.attestation import Envelope
+
+    statements = [Envelope.loads(json.dumps(e)).statement for e in epochs]
+    assert [(s.epoch, s.first_index, s.end_index) for s in statements] == [(0, 0, 3), (0, 0, 3)]
+    assert _statuses(store_path) == [(0, "sealed", 3), (1, "open", 0)]
+
+
+def test_sealing_a_named_open_epoch_that_has_no_segments_is_refused(store_path):
+    _fill(store_path, 2)
+    _seal(store_path)
+    with TraceStore.open(store_path, seal=True) as store:
+        with pytest.raises(StoreError, match="epoch 1 has no segments yet"):
+            store.seal(1)
+    r = _poe("seal", store_path, "--epoch", "1")
+    assert r.exit_code == 3 and "epoch 1 has no segments yet" in r.stderr
+    assert _statuses(store_path) == [(0, "sealed", 2), (1, "open", 0)]
+
+
+def test_a_fresh_store_still_seals_its_first_epoch_once(store_path):
+    TraceStore.create_or_open(store_path, CM).close()
+    first = _seal(store_path)
+    again = _seal(store_path)
+    assert (first.epoch, first.end_index, first.already) == (0, 0, False)
+    assert (again.epoch, again.already) == (0, True)
+    assert _statuses(store_path) == [(0, "sealed", 0), (1, "open", 0)]

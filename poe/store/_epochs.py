@@ -7,6 +7,7 @@ so a writer's batch lands wholly on one side), and sealed once its tree head is 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 
@@ -102,35 +103,43 @@ class Epochs(Connection):
     def seal(self, epoch: int | None = None) -> SealResult:
         """Close `epoch` (default: the open one), commit its segments and record the tree head.
 
-        The tree covers the whole log; the epoch is the leaf range [first, end). Sealing extends
-        the previous epoch's compact range by this epoch's leaves only. Sealing a sealed epoch
-        recomputes it: the same root is reported as such, a different one refuses.
+        Sealing extends the previous epoch's compact range by this epoch's leaves only. Sealing a
+        sealed epoch recomputes it: the same root is reported as such, a different one refuses.
+        With no segments since the last seal, the default seals nothing new and reports the
+        head instead: an empty epoch would be billable (a subscription), and two sealers racing
+        must not make one. Naming an open epoch that has no segments is refused.
         """
-        target = self.current_epoch() if epoch is None else epoch
+        target = self._close(self.current_epoch(), head_if_empty=True) if epoch is None else self._close_named(epoch)
         info = self.epoch_info(target)
-        if info.status == "open":
-            self._close(target)
-            info = self.epoch_info(target)
         previous = self._sealed_before(target)
         frontier = CompactRange.decode(previous.frontier.encode()) if previous and previous.frontier else CompactRange()
-        assert info.end_index is not None
+        if info.end_index is None:
+            raise StoreError(f"epoch {target} is {info.status} but has no end; the store is damaged")
         if frontier.size != info.first_index:
             raise StoreError(f"epoch {target} starts at {info.first_index} but the log before it has {frontier.size} segments")
         frontier.extend_records(self._record_bytes(info.first_index, info.end_index), perfect_root)
         root = frontier.root
-        if info.status == "sealed":
-            if info.root != root:
-                raise VerificationError(
-                    f"epoch {target} was sealed with another root: the store's segments changed after sealing",
-                    expected=info.root.to_json() if info.root else None, observed=root.to_json(),
-                )
-            return SealResult(target, info.first_index, info.end_index, root, previous.root if previous else None, already=True)
-        with self._transaction():
-            self._db.execute(
-                "UPDATE epochs SET status = 'sealed', root = ?, frontier = ?, sealed_at = ? WHERE epoch = ? AND status = 'closed'",
-                (root.encode(), frontier.encode(), time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), target),
+        result = SealResult(target, info.first_index, info.end_index, root, previous.root if previous else None, already=True)
+        if info.status != "sealed":
+            with self._transaction():
+                sealed_now = self._db.execute(
+                    "UPDATE epochs SET status = 'sealed', root = ?, frontier = ?, sealed_at = ? WHERE epoch = ? AND status = 'closed'",
+                    (root.encode(), frontier.encode(), time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), target),
+                ).rowcount
+            if sealed_now:
+                return dataclasses.replace(result, already=False)
+            info = self.epoch_info(target)  # another sealer stored its head in the meantime
+        if info.root != root:
+            raise VerificationError(
+                f"epoch {target} was sealed with another root: the store's segments changed after sealing",
+                expected=info.root.to_json() if info.root else None, observed=root.to_json(),
             )
-        return SealResult(target, info.first_index, info.end_index, root, previous.root if previous else None, already=False)
+        return result
+
+    def _close_named(self, epoch: int) -> int:
+        if self.epoch_info(epoch).status == "open":
+            return self._close(epoch)
+        return epoch
 
     def _sealed_before(self, target: int) -> Epoch | None:
         # The tree extends the previous head, so that one is sealed first.
@@ -142,16 +151,30 @@ class Epochs(Connection):
             previous = self.epoch_info(target - 1)
         return previous
 
-    def _close(self, epoch: int) -> None:
+    def _close(self, epoch: int, *, head_if_empty: bool = False) -> int:
+        """Close open epoch `epoch` and open the next; return the epoch to seal.
+
+        The emptiness check and the close are one transaction (BEGIN IMMEDIATE), so no batch and
+        no other sealer can come between them. An open epoch without segments after an earlier
+        one is not closed: with `head_if_empty` the earlier one (the head) is returned, else
+        this refuses.
+        """
         with self._transaction():
             row = self._db.execute("SELECT status, first_index FROM epochs WHERE epoch = ?", (epoch,)).fetchone()
+            if row is None:
+                raise StoreError(f"store has no epoch {epoch}")
             if row[0] != "open":
-                return
+                return epoch
             (end,) = self._db.execute(
                 "SELECT COALESCE(MAX(idx) + 1, ?) FROM segments WHERE epoch = ?", (row[1], epoch)
             ).fetchone()
+            if end == row[1] and epoch > 0:
+                if head_if_empty:
+                    return epoch - 1
+                raise StoreError(f"epoch {epoch} has no segments yet: nothing to seal (epoch {epoch - 1} is the latest)")
             self._db.execute("UPDATE epochs SET status = 'closed', end_index = ? WHERE epoch = ?", (end, epoch))
             self._db.execute("INSERT INTO epochs(epoch, first_index, status) VALUES (?, ?, 'open')", (epoch + 1, end))
+        return epoch
 
     def _record_bytes(self, first: int, end: int) -> bytes:
         """The records of segments first..end-1, concatenated; every one must be there."""
