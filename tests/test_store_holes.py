@@ -252,3 +252,53 @@ def test_a_fresh_store_still_seals_its_first_epoch_once(store_path):
     assert (first.epoch, first.end_index, first.already) == (0, 0, False)
     assert (again.epoch, again.already) == (0, True)
     assert _statuses(store_path) == [(0, "sealed", 0), (1, "open", 0)]
+
+
+# -- c, f. epochs and segments that do not exist are the caller's mistake ----------------------------
+
+HUGE = 10**30
+
+
+def test_inspect_of_an_epoch_that_does_not_exist_exits_3_naming_it(store_path):
+    _fill(store_path, 3)
+    r = _poe("inspect", store_path, "--epoch", "99")
+    assert r.exit_code == 3, r.output
+    assert "[input.invalid]" in r.stderr and "no epoch 99" in r.stderr
+    r = _poe("inspect", store_path, "--epoch", "99", "--json")
+    assert json.loads(r.stdout)["error"]["code"] == "input.invalid"
+    with TraceStore.open(store_path) as store:
+        with pytest.raises(InputError, match="no epoch 99 .its epochs are 0..0."):
+            store.summary(99)
+        assert store.summary(0)[0].segments == 3
+
+
+@pytest.mark.parametrize("number", [str(HUGE), str(2**63), str(2**64 - 1)])
+def test_inspect_of_a_segment_number_beyond_sqlites_integers_exits_3(store_path, number):
+    _fill(store_path, 1)
+    for args in (["--segment", number], ["--epoch", number]):
+        r = _poe("inspect", store_path, *args)
+        assert r.exit_code == 3, r.output
+        assert "[input.invalid]" in r.stderr and number in r.stderr
+
+
+def test_every_lookup_by_a_number_beyond_sqlites_integers_is_an_input_error(store_path):
+    _fill(store_path, 2)
+    _seal(store_path)
+    with TraceStore.open(store_path, seal=True) as store:
+        for call in (lambda: store.record(HUGE), lambda: store.segment(HUGE), lambda: store.epoch_info(HUGE),
+                     lambda: store.inclusion_proof(HUGE), lambda: store.inclusion_proof(0, HUGE), lambda: store.tree(HUGE),
+                     lambda: store.state_after(HUGE), lambda: store.pre_state(HUGE), lambda: list(store.pre_states([HUGE])),
+                     lambda: store.seal(HUGE), lambda: store.consistency_proof(0, HUGE), lambda: store.summary(HUGE),
+                     lambda: list(store.records(HUGE)), lambda: store.module_digests(0, HUGE), lambda: store.record(-HUGE)):
+            with pytest.raises(InputError):
+                call()
+    with TraceStore.open_writer(store_path) as store:
+        with pytest.raises(InputError):
+            store.collect(HUGE)
+
+
+def test_a_missing_payload_is_a_store_error_not_a_key_error(store_path):
+    _fill(store_path, 1)
+    with TraceStore.open(store_path) as store:
+        with pytest.raises(StoreError, match="missing payload"):
+            store.blob(bytes(32))

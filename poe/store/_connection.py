@@ -18,12 +18,13 @@ import sqlite3
 import time
 from pathlib import Path
 
-from poe.errors import CostModelMismatchError, LimitError, StoreError, StoreLockedError, StoreVersionError
+from poe.errors import CostModelMismatchError, InputError, LimitError, StoreError, StoreLockedError, StoreVersionError
 from poe.formats.costmodel import CostModel
 
 STORE_FORMAT = 2  # 2: stateful segments (chunks, states, snapshots); a format-1 store is upgraded on open for writing
 _APPLICATION_ID = 0x706F6531  # "poe1": marks a SQLite file as a poe store
 _SQLITE_MAGIC = b"SQLite format 3\x00"
+_MAX_INTEGER = 2**63 - 1  # SQLite's INTEGER: a larger Python int cannot even be bound
 
 _SCHEMA = """
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -181,6 +182,9 @@ class Rows:
             self.cursor = db.execute(sql, args)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read store {path}: {exc}") from None
+        except OverflowError:
+            # Callers range-check what they are given; this catches one that did not.
+            raise InputError(f"store {path} was asked for a number beyond SQLite's integers (at most {_MAX_INTEGER}); it holds none") from None
 
     def fetchone(self):
         try:
@@ -237,6 +241,12 @@ def as_bytes(value: object) -> bytes:
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value)
     return repr(value).encode()
+
+
+def check_number(value: int, what: str, path: str) -> None:
+    """Refuse, as the caller's mistake, a segment or epoch number no store can hold."""
+    if not 0 <= value <= _MAX_INTEGER:
+        raise InputError(f"store {path} has no {what} {value}: {what}s are numbered from 0 to {_MAX_INTEGER}")
 
 
 def _text(raw: bytes) -> str | bytes:

@@ -11,13 +11,13 @@ import dataclasses
 import time
 from dataclasses import dataclass
 
-from poe.errors import StoreError, VerificationError
+from poe.errors import InputError, StoreError, VerificationError
 from poe.formats.record import Record
 from poe.merkle.build import CompactRange, Tree, perfect_root, tree_of_records
 from poe.merkle.hasher import Root, Sums
 from poe.merkle.verify import ConsistencyProof, InclusionProof
 
-from ._connection import Connection, as_bytes
+from ._connection import Connection, as_bytes, check_number
 
 
 @dataclass(frozen=True)
@@ -88,17 +88,25 @@ class Epochs(Connection):
         return out
 
     def epoch_info(self, epoch: int) -> Epoch:
+        check_number(epoch, "epoch", self.path)
         row = self._read(
             "SELECT epoch, first_index, end_index, status, root, frontier FROM epochs WHERE epoch = ?", (epoch,)
         ).fetchone()
         if row is None:
-            raise StoreError(f"store has no epoch {epoch}")
+            (last,) = self._read("SELECT MAX(epoch) FROM epochs").fetchone()
+            raise InputError(f"store has no epoch {epoch}" + (f" (its epochs are 0..{last})" if last is not None else ""))
         e, first, end, status, root, frontier = row
         return Epoch(
             e, first, end, status,
             Root.decode(as_bytes(root)) if root is not None else None,
             CompactRange.decode(as_bytes(frontier)) if frontier is not None else None,
         )
+
+    def latest_sealed_epoch(self) -> int:
+        (epoch,) = self._read("SELECT MAX(epoch) FROM epochs WHERE status = 'sealed'").fetchone()
+        if epoch is None:
+            raise StoreError(f"store {self.path} has no sealed epoch yet; run `poe seal` first")
+        return int(epoch)
 
     def seal(self, epoch: int | None = None) -> SealResult:
         """Close `epoch` (default: the open one), commit its segments and record the tree head.
@@ -162,7 +170,7 @@ class Epochs(Connection):
         with self._transaction():
             row = self._db.execute("SELECT status, first_index FROM epochs WHERE epoch = ?", (epoch,)).fetchone()
             if row is None:
-                raise StoreError(f"store has no epoch {epoch}")
+                raise InputError(f"store has no epoch {epoch}")
             if row[0] != "open":
                 return epoch
             (end,) = self._db.execute(
@@ -189,9 +197,11 @@ class Epochs(Connection):
 
     def tree(self, size: int) -> Tree:
         """The full tree over the first `size` segments of the log (for proofs)."""
+        check_number(size, "segment", self.path)
         return tree_of_records(self._record_bytes(0, size))
 
     def sealed_epoch_for(self, index: int) -> Epoch:
+        check_number(index, "segment", self.path)
         row = self._read(
             "SELECT epoch FROM epochs WHERE status = 'sealed' AND end_index > ? ORDER BY epoch LIMIT 1", (index,)
         ).fetchone()
@@ -211,6 +221,8 @@ class Epochs(Connection):
         info = self.epoch_info(epoch)
         if info.root is None:
             raise StoreError(f"epoch {info.epoch} is not sealed; run `poe seal` first")
+        for i in indices:
+            check_number(i, "segment", self.path)
         late = [i for i in indices if i >= info.root.size]
         if late:
             raise StoreError(f"segment {late[0]} comes after epoch {info.epoch}, which ends at {info.root.size}")
@@ -234,6 +246,8 @@ class Epochs(Connection):
         return old.root, new.root, ConsistencyProof(old.root.size, new.root.size, path)
 
     def summary(self, epoch: int | None = None) -> tuple[Totals, dict[str, int]]:
+        if epoch is not None:
+            self.epoch_info(epoch)  # an epoch that does not exist is no epoch with zero totals
         totals, outcomes = Totals(), {}
         for r in self.records(epoch):
             totals.add(r)

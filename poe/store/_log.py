@@ -10,14 +10,14 @@ import json
 import time
 from typing import Iterator
 
-from poe.errors import CostModelMismatchError, EncodingError, StoreError
+from poe.errors import CostModelMismatchError, EncodingError, InputError, StoreError
 from poe.formats import hashing as h
 from poe.formats.execution import Execution
 from poe.formats.invocation import Invocation, Output
 from poe.formats.moduleset import Service
 from poe.formats.record import Record
 
-from ._connection import Connection, as_bytes
+from ._connection import Connection, as_bytes, check_number
 
 _MAX_PROBLEMS = 20  # an integrity report names the first problems, not every damaged row
 
@@ -123,17 +123,19 @@ class SegmentLog(Connection):
         return int(self._read("SELECT COUNT(*) FROM segments").fetchone()[0])
 
     def record(self, index: int) -> Record:
+        check_number(index, "segment", self.path)
         row = self._read("SELECT record FROM segments WHERE idx = ?", (index,)).fetchone()
         if row is None:
-            raise StoreError(f"store has no segment {index} (it holds {self.count()})")
+            raise InputError(f"store has no segment {index} (it holds {self.count()})")
         return Record.decode(as_bytes(row[0]))
 
     def segment(self, index: int) -> tuple[Record, Invocation, Output]:
+        check_number(index, "segment", self.path)
         row = self._read("SELECT record, invocation, output FROM segments WHERE idx = ?", (index,)).fetchone()
         if row is None:
-            raise StoreError(f"store has no segment {index} (it holds {self.count()})")
+            raise InputError(f"store has no segment {index} (it holds {self.count()})")
         rec, inv, out = (as_bytes(v) for v in row)
-        return Record.decode(rec), Invocation.decode(inv, self.blob), Output.decode(out, self.blob)
+        return Record.decode(rec), Invocation.decode(inv, self._fetch_blob), Output.decode(out, self._fetch_blob)
 
     def records(self, epoch: int | None = None) -> Iterator[Record]:
         if epoch is None:
@@ -148,6 +150,14 @@ class SegmentLog(Connection):
             yield Record.decode(as_bytes(raw))
 
     def blob(self, digest: bytes) -> bytes:
+        """A payload by its BLAKE3 digest."""
+        row = self._read("SELECT data FROM blobs WHERE digest = ?", (digest,)).fetchone()
+        if row is None:
+            raise StoreError(f"store is missing payload {bytes(digest).hex()}")
+        return as_bytes(row[0])
+
+    def _fetch_blob(self, digest: bytes) -> bytes:
+        # The decoders' fetch: KeyError for a missing payload, which they report as such.
         row = self._read("SELECT data FROM blobs WHERE digest = ?", (digest,)).fetchone()
         if row is None:
             raise KeyError(digest)
@@ -172,11 +182,13 @@ class SegmentLog(Connection):
 
     def module_digests(self, first: int, end: int) -> set[bytes]:
         """The module digests named by the records of segments first..end-1."""
+        check_number(first, "segment", self.path)
+        check_number(end, "segment", self.path)
         return {Record.decode(as_bytes(raw)).module_digest for (raw,) in self._read(
             "SELECT record FROM segments WHERE idx >= ? AND idx < ?", (first, end))}
 
     def services(self) -> list[tuple[bytes, str]]:
-        return [(bytes(d), n) for d, n in self._read("SELECT digest, name FROM services ORDER BY name")]
+        return [(as_bytes(d), str(n)) for d, n in self._read("SELECT digest, name FROM services ORDER BY name")]
 
     # -- integrity ---------------------------------------------------------------------------
 
@@ -203,9 +215,9 @@ class SegmentLog(Connection):
             r = Record.decode(raw)
             if r.index != idx:
                 problems.append(f"segment {idx} holds a record for index {r.index}")
-            if Invocation.decode(inv, self.blob).digest != r.input_digest:
+            if Invocation.decode(inv, self._fetch_blob).digest != r.input_digest:
                 problems.append(f"segment {idx}: invocation does not match the record's input digest")
-            if Output.decode(out, self.blob).digest != r.output_digest:
+            if Output.decode(out, self._fetch_blob).digest != r.output_digest:
                 problems.append(f"segment {idx}: output does not match the record's output digest")
         except EncodingError as exc:
             problems.append(f"segment {idx}: {exc.message}")

@@ -15,7 +15,7 @@ from poe.formats.execution import Execution
 from poe.formats.record import Record
 from poe.formats.state import CHUNK_SIZE, ZERO_CHUNK_DIGEST, State, apply_delta, iter_delta, manifest_of
 
-from ._connection import Connection, as_bytes
+from ._connection import Connection, as_bytes, check_number
 
 _EMPTY_USAGE = {"chunks": 0, "chunk_bytes": 0, "states": 0, "delta_bytes": 0, "snapshots": 0, "manifest_bytes": 0, "bytes": 0}
 
@@ -180,6 +180,7 @@ class States(Connection):
     def state_after(self, index: int) -> State:
         """The post-state header of stateful segment `index`."""
         self._require_state_tables()
+        check_number(index, "segment", self.path)
         row = self._read("SELECT header FROM states WHERE idx = ?", (index,)).fetchone()
         if row is None:
             raise StateUnavailableError(f"the store has no state for segment {index}")
@@ -326,7 +327,8 @@ class States(Connection):
     def _roots_to_keep(self, end: int) -> set[bytes]:
         """The states gc must keep whole when collecting below segment `end` (in its transaction)."""
         keep_roots = {r.pre_state for r in self._records_from(end)} - {h.ZERO_DIGEST}
-        keep_roots.add(self.record(self._next_index - 1).post_state)  # the log's last state: for --resume
+        if self._next_index > 0:
+            keep_roots.add(self.record(self._next_index - 1).post_state)  # the log's last state: for --resume
         # The state the last collected segment left lives in the deltas about to go: keep it
         # whole, for the segment after it or for a later `run --resume`.
         if end > 0:
