@@ -302,3 +302,67 @@ def test_a_missing_payload_is_a_store_error_not_a_key_error(store_path):
     with TraceStore.open(store_path) as store:
         with pytest.raises(StoreError, match="missing payload"):
             store.blob(bytes(32))
+
+
+# -- d. consistency proofs of epochs that are not there ------------------------------------------
+
+
+def test_prove_consistency_with_no_sealed_epoch_exits_3(store_path):
+    _fill(store_path, 2)
+    r = _poe("prove", store_path, "--consistency", "0")
+    assert r.exit_code == 3, r.output
+    assert "no sealed epoch" in r.stderr and "internal" not in r.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--consistency", "7"], "no epoch 7"),
+    (["--consistency", "0", "--epoch", "7"], "no epoch 7"),
+    (["--consistency", str(HUGE)], str(HUGE)),
+    (["--index", "0", "--epoch", "7"], "no epoch 7"),
+    (["--index", str(HUGE)], str(HUGE)),
+])
+def test_prove_against_an_epoch_or_segment_that_does_not_exist_exits_3(store_path, args, message):
+    _fill(store_path, 2)
+    _seal(store_path)
+    r = _poe("prove", store_path, *args)
+    assert r.exit_code == 3, r.output
+    assert message in r.stderr and "internal" not in r.stderr
+
+
+# -- e. files the store commands write never replace an existing one -------------------------------
+
+
+def test_prove_out_refuses_to_overwrite_an_existing_file(store_path, tmp_path):
+    _fill(store_path, 3)
+    _seal(store_path)
+    precious = tmp_path / "precious.json"
+    precious.write_text("keep me\n")
+    r = _poe("prove", store_path, "--index", "1", "--out", str(precious))
+    assert r.exit_code == 3 and "already exists" in r.stderr
+    assert precious.read_text() == "keep me\n"
+    fresh = tmp_path / "fresh.json"
+    r = _poe("prove", store_path, "--index", "1", "--out", str(fresh))
+    assert r.exit_code == 0 and "wrote inclusion proof" in r.stderr
+    assert _poe("verify-proof", str(fresh)).exit_code == 0
+
+
+def test_inspect_dump_memory_refuses_to_overwrite_an_existing_file(tmp_path):
+    store = str(tmp_path / "d.poe")
+    wasm = tmp_path / "counter.wasm"
+    wasm.write_bytes(module_bytes("counter.wasm"))
+    assert _poe("run", str(wasm), "--stateful", "--steps", "2", "--store", store).exit_code == 0
+    precious = tmp_path / "mem.bin"
+    precious.write_bytes(b"keep me")
+    r = _poe("inspect", store, "--segment", "1", "--dump-memory", str(precious))
+    assert r.exit_code == 3 and "already exists" in r.stderr
+    assert precious.read_bytes() == b"keep me"
+    r = _poe("inspect", store, "--segment", "1", "--dump-memory", str(tmp_path / "new.bin"), "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["dumped"]["bytes"] == (tmp_path / "new.bin").stat().st_size
+
+
+def test_gc_of_an_epoch_that_does_not_exist_exits_3(store_path):
+    _fill(store_path, 1)
+    _seal(store_path)
+    r = _poe("gc", store_path, "--epoch", "5")
+    assert r.exit_code == 3 and "no epoch 5" in r.stderr
