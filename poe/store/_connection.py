@@ -17,6 +17,7 @@ import secrets
 import sqlite3
 import time
 from pathlib import Path
+from typing import TypeVar
 
 from poe.errors import CostModelMismatchError, InputError, LimitError, StoreError, StoreLockedError, StoreVersionError
 from poe.formats.costmodel import CostModel
@@ -70,6 +71,9 @@ CREATE TABLE IF NOT EXISTS snapshots(
 """
 
 
+_Store = TypeVar("_Store", bound="Connection")
+
+
 class Connection:
     """The open file: its SQLite connection, the writer lock if held, and the cost model."""
 
@@ -80,7 +84,7 @@ class Connection:
         self.cost_model = cost_model
 
     @classmethod
-    def open(cls, path: str, *, seal: bool = False):
+    def open(cls: type[_Store], path: str, *, seal: bool = False) -> _Store:
         """Open an existing store to read it, or with `seal=True` also to seal epochs.
 
         Neither takes the writer lock: a run may keep appending meanwhile. SQLite serialises
@@ -97,17 +101,17 @@ class Connection:
         return cls(path, conn, None, cost_model)
 
     @classmethod
-    def create_or_open(cls, path: str, cost_model: CostModel):
+    def create_or_open(cls: type[_Store], path: str, cost_model: CostModel) -> _Store:
         """Open for writing, creating the store if needed. Refuses another cost model."""
         return cls._open_writer(path, cost_model)
 
     @classmethod
-    def open_writer(cls, path: str):
+    def open_writer(cls: type[_Store], path: str) -> _Store:
         """Open an existing store for writing under the cost model it was made with (maintenance: gc)."""
         return cls._open_writer(path, None)
 
     @classmethod
-    def _open_writer(cls, path: str, cost_model: CostModel | None):
+    def _open_writer(cls: type[_Store], path: str, cost_model: CostModel | None) -> _Store:
         check_path(path, must_exist=cost_model is None)
         # Checked before the lock too, so refusing a foreign file leaves no lock file beside it.
         exists = require_store(path)
@@ -139,10 +143,11 @@ class Connection:
                 os.close(self._lock_fd)
                 self._lock_fd = None
 
-    def flush(self) -> None:  # the segment log's: what a writer must write before closing
+    def flush(self) -> None:
+        # Defined by the segment log; closing a writer must not drop the batch in flight.
         raise NotImplementedError
 
-    def __enter__(self):
+    def __enter__(self: _Store) -> _Store:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -365,7 +370,7 @@ def create(path: str, cost_model: CostModel) -> None:
             conn.close()
         os.link(tmp, real)  # refuses an existing name, unlike rename
         _fsync_directory(os.path.dirname(real))
-    except sqlite3.OperationalError as exc:
+    except sqlite3.Error as exc:
         raise StoreError(f"cannot create store {path}: {_reason(exc)}") from None
     except FileExistsError:
         raise StoreError(f"cannot create store {path}: a file appeared there meanwhile") from None
