@@ -297,3 +297,24 @@ def test_store_with_a_malformed_cost_model_is_a_store_error(store_path, value):
     db.close()
     with pytest.raises(StoreError, match="malformed cost model"):
         TraceStore.open(store_path)
+
+
+def test_a_format_1_store_is_read_as_is_and_upgraded_when_opened_for_writing(store_path):
+    written = _fill(store_path, 3)
+    db = sqlite3.connect(store_path)
+    for table in ("chunks", "states", "snapshots"):
+        db.execute(f"DROP TABLE {table}")
+    db.execute("UPDATE meta SET value = '1' WHERE key = 'format'")
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+    with TraceStore.open(store_path) as store:
+        assert [r.encode() for r in store.records()] == written
+        assert store.state_usage()["bytes"] == 0 and store.last_state() is None
+    _fill(store_path, 1)
+    db = sqlite3.connect(store_path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()[0] == "2"
+    assert db.execute("SELECT COUNT(*) FROM sqlite_master WHERE name IN ('chunks', 'states', 'snapshots')").fetchone()[0] == 3
+    db.close()
+    assert len(_records(store_path)) == 4

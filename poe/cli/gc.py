@@ -22,15 +22,10 @@ def gc(store_path, epoch, as_json):
     names. Records, proofs and payloads are kept; only the pre-states of collected segments can no
     longer be opened. Takes the writer lock: run it between runs.
     """
-    with TraceStore.open(store_path) as reader:
-        cost_model = reader.cost_model
-    store = TraceStore.create_or_open(store_path, cost_model)
-    try:
+    with TraceStore.open_writer(store_path) as store:
         before = store.state_usage()
         freed = store.collect(epoch)
         after = store.state_usage()
-    finally:
-        store.close()
     doc = {"store": store_path, "through_epoch": epoch, "freed": freed, "before": before, "after": after}
     if as_json:
         emit_json(doc)

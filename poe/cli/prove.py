@@ -6,15 +6,14 @@ import json
 
 import click
 
+from poe.errors import EncodingError
 from poe.formats.record import Record
-from poe.store.tracestore import TraceStore
 from poe.merkle.build import native_note
 from poe.merkle.hasher import Root
 from poe.merkle.verify import ConsistencyProof, InclusionProof, verify_consistency, verify_inclusion
-from poe.errors import EncodingError, InputError
-from ._options import emit_json, info, json_option, read_file
-
-BUNDLE_FORMAT = "poe proof bundle v1"
+from poe.store.tracestore import TraceStore
+from poe.store.views import BUNDLE_FORMAT, consistency_bundle, inclusion_bundle
+from ._options import emit_json, info, json_option, load_json, write_output
 
 
 @click.command("prove")
@@ -22,7 +21,7 @@ BUNDLE_FORMAT = "poe proof bundle v1"
 @click.option("--index", type=click.IntRange(min=0), default=None, help="Segment to prove included.")
 @click.option("--consistency", "old_epoch", type=click.IntRange(min=0), default=None, help="Prove the --epoch head extends this older epoch's head.")
 @click.option("--epoch", type=click.IntRange(min=0), default=None, help="Sealed epoch whose head to prove against (default: the first that contains the segment; for --consistency, the latest sealed).")
-@click.option("--out", type=click.Path(dir_okay=False, writable=True), default=None, help="Write the proof bundle here (default: stdout).")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the proof bundle to this new file (default: stdout).")
 def prove(store_path, index, old_epoch, epoch, out):
     """Write a proof bundle (JSON): an inclusion proof for a segment, or a consistency proof."""
     if (index is None) == (old_epoch is None):
@@ -30,33 +29,12 @@ def prove(store_path, index, old_epoch, epoch, out):
     note = native_note()
     if note:
         info(f"poe: note: {note}")
-    store = TraceStore.open(store_path)
-    try:
+    with TraceStore.open(store_path) as store:
         if index is not None:
-            record, proof, root = store.inclusion_proof(index, epoch)
-            bundle = {
-                "format": BUNDLE_FORMAT, "kind": "inclusion", "index": index,
-                "record": record.hex(), "proof": proof.encode().hex(), "root": root.to_json(),
-            }
+            bundle = inclusion_bundle(store, index, epoch)
         else:
-            new_epoch = epoch if epoch is not None else max(e["epoch"] for e in store.epochs() if e["status"] == "sealed")
-            old, new, proof = store.consistency_proof(old_epoch, new_epoch)
-            bundle = {
-                "format": BUNDLE_FORMAT, "kind": "consistency", "old_epoch": old_epoch, "new_epoch": new_epoch,
-                "old_root": old.to_json(), "new_root": new.to_json(), "proof": proof.encode().hex(),
-            }
-    finally:
-        store.close()
-    text = json.dumps(bundle, indent=2) + "\n"
-    if out:
-        try:
-            with open(out, "w") as f:
-                f.write(text)
-        except OSError as exc:
-            raise InputError(f"cannot write {out}: {exc.strerror}") from None
-        info(f"poe: wrote {bundle['kind']} proof to {out}")
-    else:
-        click.echo(text, nl=False)
+            bundle = consistency_bundle(store, old_epoch, epoch)
+    write_output(out, json.dumps(bundle, indent=2) + "\n", f"{bundle['kind']} proof")
 
 
 @click.command("verify-proof")
@@ -70,13 +48,13 @@ def verify_proof(bundle_path, root_path, old_root_path, as_json):
     Without --root the bundle is checked against the root it carries, which shows only that it
     is self-consistent: pass the root you obtained independently (from a signed attestation).
     """
-    bundle = _load_json(bundle_path, "proof bundle")
+    bundle = load_json(bundle_path, "proof bundle")
     if not isinstance(bundle, dict) or bundle.get("format") != BUNDLE_FORMAT or bundle.get("kind") not in ("inclusion", "consistency"):
         raise EncodingError(f"{bundle_path} is not a {BUNDLE_FORMAT} file")
     trusted = root_path is not None
     try:
         if bundle["kind"] == "inclusion":
-            root = Root.from_json(_load_json(root_path, "root")) if root_path else Root.from_json(bundle["root"])
+            root = Root.from_json(load_json(root_path, "root")) if root_path else Root.from_json(bundle["root"])
             record = bytes.fromhex(bundle["record"])
             proof = InclusionProof.decode(bytes.fromhex(bundle["proof"]))
             verify_inclusion(record, proof, root)
@@ -85,8 +63,8 @@ def verify_proof(bundle_path, root_path, old_root_path, as_json):
             message = (f"inclusion proof OK: segment {proof.index} ({r.describe_outcome()}, fuel {r.fuel:,}) is in the tree "
                        f"of {root.size:,} segments with root {root.hash.hex()[:16]}...")
         else:
-            new = Root.from_json(_load_json(root_path, "root")) if root_path else Root.from_json(bundle["new_root"])
-            old = Root.from_json(_load_json(old_root_path, "old root")) if old_root_path else Root.from_json(bundle["old_root"])
+            new = Root.from_json(load_json(root_path, "root")) if root_path else Root.from_json(bundle["new_root"])
+            old = Root.from_json(load_json(old_root_path, "old root")) if old_root_path else Root.from_json(bundle["old_root"])
             trusted = trusted and old_root_path is not None
             proof = ConsistencyProof.decode(bytes.fromhex(bundle["proof"]))
             verify_consistency(old, new, proof)
@@ -102,9 +80,3 @@ def verify_proof(bundle_path, root_path, old_root_path, as_json):
         if not trusted:
             info("  note: checked against the root inside the bundle; pass --root (and --old-root) to check against roots you trust")
 
-
-def _load_json(path: str, what: str):
-    try:
-        return json.loads(read_file(path, what))
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise EncodingError(f"{path} is not valid JSON ({exc})") from None

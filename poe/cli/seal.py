@@ -18,17 +18,15 @@ def seal(store_path, epoch, as_json):
 
     The tree covers the store's whole log; an epoch is the range of segments appended since the
     previous seal, and its bill is this head's totals minus the previous head's. Sealing works
-    while `poe run` keeps appending: new segments go to the next epoch. Sealing an epoch again
-    recomputes it and refuses if the store's segments changed since.
+    while `poe run` keeps appending: new segments go to the next epoch. With no new segments
+    since the last seal, nothing new is sealed and the last sealed epoch is reported. Sealing an
+    epoch again recomputes it and refuses if the store's segments changed since.
     """
     note = native_note()
     if note:
         info(f"poe: note: {note}")
-    store = TraceStore.open(store_path, seal=True)
-    try:
+    with TraceStore.open(store_path, seal=True) as store:
         result = store.seal(epoch)
-    finally:
-        store.close()
     if as_json:
         emit_json(result.to_json())
         return
