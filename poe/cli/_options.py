@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import click
 
 from poe.errors import InputError
+
+if TYPE_CHECKING:
+    from poe.formats.costmodel import Limits
 
 def _remember_json(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
     # Errors are reported by the group, which must know whether to add JSON on stdout.
