@@ -17,10 +17,14 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from poe.crypto.scheme import Scheme
 from poe.errors import InputError
+
+if TYPE_CHECKING:  # what __getattr__ below resolves, spelled out for type checkers and linters
+    from poe.crypto.bls import BLS, BLSScheme
+    from poe.crypto.secp256k1 import SECP256K1, Secp256k1Scheme, checksum_address
 
 __all__ = [
     "Scheme",
