@@ -5,10 +5,11 @@ from __future__ import annotations
 import click
 
 from poe.crypto.keys import write_key_file
-from poe.crypto.schemes import get_scheme
+from poe.crypto.schemes import SCHEME_NAMES, get_scheme
 from ._options import emit_json, info, json_option, passphrase_option, read_passphrase
 
-SCHEME_CHOICES = {"bls": "bls12-381", "bls12-381": "bls12-381", "secp256k1": "secp256k1"}
+# Every registered scheme by its own name, plus the short name users type for BLS.
+SCHEME_CHOICES = {"bls": "bls12-381", **{name: name for name in SCHEME_NAMES}}
 
 
 @click.command("keygen")

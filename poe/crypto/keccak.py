@@ -19,6 +19,8 @@ Speed: a few hundred microseconds per 136-byte block. poe hashes 60-byte persona
 
 from __future__ import annotations
 
+from poe.errors import InputError
+
 __all__ = ["keccak256"]
 
 _MASK = (1 << 64) - 1
@@ -113,4 +115,8 @@ def _sponge(data: bytes, rate: int, pad: int, out_len: int) -> bytes:
 
 def keccak256(data: bytes | bytearray | memoryview) -> bytes:
     """Keccak-256 (original padding 0x01) of ``data``: Ethereum's ``keccak256``."""
+    # Checked because bytes() accepts more than bytes: bytes(5) is five zero bytes, and their
+    # hash would be returned as if it were the hash of something meant.
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise InputError(f"keccak256 hashes bytes, not {type(data).__name__}")
     return _sponge(bytes(data), _RATE_256, 0x01, 32)
