@@ -1,4 +1,4 @@
-"""Signature schemes (poe/_schemes.py) and Keccak-256 (poe/_keccak.py).
+"""Signature schemes (poe/crypto: scheme, bls, secp256k1, the schemes registry) and Keccak-256 (poe/crypto/keccak.py).
 
 BLS is checked against the Ethereum BLS12-381 vectors in ../shared/vectors/bls12-381 (read in place,
 never copied); secp256k1 against published answers (addresses, a web3.js personal_sign example,

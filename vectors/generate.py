@@ -294,7 +294,7 @@ def attestation_vectors() -> dict[str, dict]:
     out: dict[str, dict] = {}
 
     def envelope(scheme, sk, st: Statement, cons: bytes | None) -> Envelope:
-        pop = scheme.pop_prove(sk) if scheme.name == "bls12-381" else None
+        pop = scheme.pop_prove(sk) if scheme.aggregatable else None
         return Envelope(st.encode(), scheme.sign(sk, st.digest), scheme.identity(st.public_key), cm.to_json(), cons, pop)
 
     def case(desc: str, envs: list[Envelope], expect: str, **extra) -> dict:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+from poe.crypto.schemes import SCHEME_NAMES  # names only: a backend loads when a signature is checked
 from poe.errors import EncodingError, InputError
 from poe.formats import hashing as h
 from poe.merkle.hasher import Sums
@@ -22,9 +23,6 @@ __all__ = ["Deal", "QUANTITIES", "MAX_PRICE", "SCHEME_NAMES"]
 QUANTITIES = ("fuel", "mem", "io")
 CTX_DEAL = "poe 2026-11 deal v1"
 MAX_PRICE = 1 << 64
-# The scheme names a deal may give (spec §11.2); the backends themselves load only when a
-# signature is checked.
-SCHEME_NAMES = ("bls12-381", "secp256k1")
 _FIELDS = ("deal_id", "provider", "module_digest", "cost_model_digest", "prices", "subscription", "penalty")
 
 
