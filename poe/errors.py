@@ -41,6 +41,7 @@ __all__ = [
     "KeyFormatError",
     "KeyFileError",
     "PassphraseError",
+    "BackendError",
     "ChainError",
     "InternalError",
 ]
@@ -266,6 +267,12 @@ class PassphraseError(KeyFileError):
     """The passphrase does not open the key file (its authentication tag does not match)."""
 
     code = "attest.bad-passphrase"
+
+
+class BackendError(InputError):
+    """The signature backend asked for (``POE_CRYPTO_BACKEND``) is unknown or cannot be loaded."""
+
+    code = "crypto.backend"
 
 
 class ChainError(VerificationError):

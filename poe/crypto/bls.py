@@ -1,32 +1,37 @@
-"""BLS12-381 signatures (``"bls12-381"``) on py-ecc, behind :class:`~poe.crypto.scheme.Scheme`.
+"""BLS12-381 signatures (``"bls12-381"``): poe's rules, over a backend's group arithmetic.
 
-py-ecc is pure Python and *not* constant time: keep signing keys on hosts where timing is not
-observable by others. Importing this module loads py-ecc's pairing code (about half a second);
-:func:`poe.crypto.schemes.get_scheme` does so only when BLS is first asked for.
-
-The IETF BLS signature draft (draft-irtf-cfrg-bls-signature-05, as py-ecc implements it),
-minimal-pubkey-size variant, proof-of-possession ciphersuite
-``BLS_SIG_BLS12381G2_XMD:SHA-256_SSWU_RO_POP_`` as Ethereum uses it: secret keys are 32-byte
-big-endian scalars in [1, r), public keys 48-byte compressed G1 points, signatures 96-byte
-compressed G2 points (ZCash serialization). Public keys must pass KeyValidate (on the curve, in the
-subgroup, not the identity); signatures must decode and be in the subgroup. Aggregation is safe
-against rogue keys only for keys whose proof of possession (:meth:`BLSScheme.pop_prove` /
-:meth:`BLSScheme.pop_verify`) was checked once at registration. ``identity(pk)`` is ``"0x"``
+The IETF BLS signature draft (draft-irtf-cfrg-bls-signature-05), minimal-pubkey-size variant,
+proof-of-possession ciphersuite ``BLS_SIG_BLS12381G2_XMD:SHA-256_SSWU_RO_POP_`` as Ethereum uses
+it: secret keys are 32-byte big-endian scalars in [1, r), public keys 48-byte compressed G1 points,
+signatures 96-byte compressed G2 points (ZCash serialization). ``identity(pk)`` is ``"0x"``
 followed by the public key's 96 lowercase hex digits. ``generate_key(seed)`` runs the draft's
-KeyGen(IKM=seed, key_info="").
+KeyGen(IKM=seed, key_info="") (§2.3: HKDF-SHA-256, retried until the scalar is nonzero).
+
+The arithmetic comes from a backend (:mod:`poe.crypto.backends`: arkworks, or the py-ecc
+reference); every rule that decides what is valid lives here, so each backend gives the same
+answers, including where a library alone is lax:
+
+* encodings are checked byte by byte before any library sees them: the compression flag set, the
+  one canonical encoding of infinity (``0xc0`` then zeros, no sign bit), every coordinate below p;
+* the backend decodes to a point on the curve and in the prime-order subgroup, or refuses;
+* public keys pass KeyValidate (also not the identity); a zero secret key is refused;
+* aggregates need at least one item; an aggregate public key that sums to the identity is
+  refused; aggregation is safe against rogue keys only for keys whose proof of possession
+  (:meth:`BLSScheme.pop_prove` / :meth:`BLSScheme.pop_verify`) was checked at registration.
 
 Batch verification checks one random linear combination (a fresh 64-bit nonzero scalar per item
-from :mod:`secrets`): ``e(sum r_i sig_i, -g1) * prod_m e(H(m), sum_{i: m_i = m} r_i pk_i) == 1``,
-one Miller loop per distinct message plus one, and a single final exponentiation. Every point has
-been checked to lie in its prime-order subgroup, so a batch with an invalid item passes with
-probability at most 1/(2^64 - 1), whatever the other items are (two signatures that cancel in a
-plain sum do not cancel under independent random weights). When the combination fails, bisection
-with fresh scalars names the invalid items.
+from :mod:`secrets`): ``e(-g1, sum r_i sig_i) * prod_m e(sum_{i: m_i = m} r_i pk_i, H(m)) == 1``,
+one Miller loop per distinct message plus one and a single final exponentiation. Every point lies
+in its prime-order subgroup, so a batch with an invalid item passes with probability at most
+1/(2^64 - 1) whatever the other items are: two signatures that cancel in a plain sum do not cancel
+under independent random weights. When the combination fails, bisection with fresh scalars names
+the invalid items.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -38,107 +43,60 @@ from poe.crypto.scheme import (
     as_bytes,
     batch_triples,
     failure,
-    kept_recursion_limit,
     raise_batch_failures,
     secret_scalar,
     seed_bytes,
 )
 from poe.errors import InputError, InternalError, KeyFormatError, PoEError, SignatureError
 
-with kept_recursion_limit():
-    from py_ecc.bls import G2ProofOfPossession as _PoP
-    from py_ecc.bls.g2_primitives import G2_to_signature, pubkey_to_G1, signature_to_G2, subgroup_check
-    from py_ecc.bls.hash_to_curve import hash_to_G2
-    from py_ecc.optimized_bls12_381 import (
-        FQ12,
-        G1,
-        Z1,
-        Z2,
-        add,
-        curve_order,
-        double,
-        final_exponentiate,
-        is_inf,
-        neg,
-        pairing,
-    )
+__all__ = ["BLSScheme", "BLS", "keygen"]
 
-__all__ = ["BLSScheme", "BLS"]
-
-# py-ecc's decoders raise ValueError for malformed points, and some of its paths only assert.
-_ECC_ERRORS = (ValueError, AssertionError, ArithmeticError, TypeError, IndexError)
-
-_BLS_DST = _PoP.DST  # b"BLS_SIG_BLS12381G2_XMD:SHA-256_SSWU_RO_POP_"
-_BLS_POP_DST = _PoP.POP_TAG  # b"BLS_POP_BLS12381G2_XMD:SHA-256_SSWU_RO_POP_"
-_NEG_G1 = neg(G1)
+#: the field modulus p and the group order r of BLS12-381
+P = 0x1A0111EA397FE69A4B1BA7B6434BACD764774B84F38512BF6730D2A0F6B0F6241EABFFFEB153FFFFB9FEFFFFFFFFAAAB
+R = 0x73EDA753299D7D483339D80809A1D80553BDA402FFFE5BFEFFFFFFFF00000001
+DST = b"BLS_SIG_BLS12381G2_XMD:SHA-256_SSWU_RO_POP_"
+POP_DST = b"BLS_POP_BLS12381G2_XMD:SHA-256_SSWU_RO_POP_"
 _BATCH_SCALAR_BITS = 64
+_KEYGEN_SALT = b"BLS-SIG-KEYGEN-SALT-"
+_KEYGEN_L = 48  # ceil(3 * ceil(log2(r)) / 16)
 
-# G1/G2 points are py-ecc's projective triples; typed loosely to stay independent of its typing.
+# Points are the backend's own objects.
 _Point = Any
 
 
-def _hash_to_g2(message: bytes, dst: bytes = _BLS_DST) -> _Point:
-    """hash_to_curve BLS12381G2_XMD:SHA-256_SSWU_RO_ with domain separation tag ``dst``."""
-    return hash_to_G2(message, dst, hashlib.sha256)
+def keygen(ikm: bytes, key_info: bytes = b"") -> int:
+    """KeyGen of draft-irtf-cfrg-bls-signature-05 §2.3 (HKDF-SHA-256; the salt rehashed on each
+    retry). Written out because it is eight lines of HMAC and the native libraries either lack
+    it or implement an older draft; the tests check it against py-ecc and EIP-2333's vector."""
+    salt = _KEYGEN_SALT
+    while True:
+        salt = hashlib.sha256(salt).digest()
+        prk = hmac.new(salt, ikm + b"\x00", hashlib.sha256).digest()
+        info = key_info + _KEYGEN_L.to_bytes(2, "big")
+        okm, block = b"", b""
+        for counter in range(1, -(-_KEYGEN_L // 32) + 1):
+            block = hmac.new(prk, block + info + bytes([counter]), hashlib.sha256).digest()
+            okm += block
+        sk = int.from_bytes(okm[:_KEYGEN_L], "big") % R
+        if sk:
+            return sk
 
 
-def _g1_from_bytes(data: object) -> _Point:
-    """Decode a compressed G1 point and check it is in the subgroup (the identity is accepted)."""
-    raw = as_bytes(data, "BLS public key")
-    if len(raw) != 48:
-        raise KeyFormatError(f"a BLS public key has 48 bytes, got {len(raw)}", reason="length")
-    try:
-        point = pubkey_to_G1(raw)
-    except _ECC_ERRORS as exc:
-        raise KeyFormatError(f"not a compressed G1 point: {exc}", reason="encoding") from None
-    if not is_inf(point) and not subgroup_check(point):
-        raise KeyFormatError("the public key is on the curve but not in the G1 subgroup", reason="subgroup")
-    return point
-
-
-@lru_cache(maxsize=4096)
-def _public_key_point(raw: bytes) -> _Point:
-    """KeyValidate: a G1 point in the subgroup that is not the identity. Cached: keys recur."""
-    point = _g1_from_bytes(raw)
-    if is_inf(point):
-        raise KeyFormatError("the BLS public key is the point at infinity", reason="identity")
-    return point
-
-
-def _g2_from_bytes(data: object) -> _Point:
-    """Decode a compressed G2 signature point and check it is in the subgroup (identity accepted)."""
-    raw = as_bytes(data, "BLS signature")
-    if len(raw) != 96:
-        raise SignatureError(f"a BLS signature has 96 bytes, got {len(raw)}", reason="length")
-    try:
-        point = signature_to_G2(raw)
-    except _ECC_ERRORS as exc:
-        raise SignatureError(f"not a compressed G2 point: {exc}", reason="encoding") from None
-    if not is_inf(point) and not subgroup_check(point):
-        raise SignatureError("the signature is on the curve but not in the G2 subgroup", reason="subgroup")
-    return point
-
-
-def _pairing_product_is_one(pairs: Sequence[tuple[_Point, _Point]]) -> bool:
-    """prod e(Q_i, P_i) == 1 for (G2, G1) pairs: one Miller loop each, one final exponentiation."""
-    acc = FQ12.one()
-    for q, p in pairs:
-        acc = acc * pairing(q, p, final_exponentiate=False)
-    return final_exponentiate(acc) == FQ12.one()
-
-
-def _multi_multiply(points: Sequence[_Point], scalars: Sequence[int], zero: _Point) -> _Point:
-    """sum s_i * P_i with one shared doubling chain (Straus): for 64-bit scalars this costs 64
-    doublings plus about 32 additions per point, instead of 64 doublings and 32 additions each."""
-    top = max((s.bit_length() for s in scalars), default=0)
-    acc = None
-    for bit in range(top - 1, -1, -1):
-        if acc is not None:
-            acc = double(acc)
-        for point, scalar in zip(points, scalars):
-            if (scalar >> bit) & 1:
-                acc = point if acc is None else add(acc, point)
-    return zero if acc is None else acc
+def _check_canonical(raw: bytes, what: str, error: type[PoEError]) -> None:
+    """ZCash compressed encoding: flags C=1, I (infinity) with nothing else set, S only for a
+    finite point, and each coordinate (one for G1, two for G2) below p."""
+    top = raw[0]
+    if not top & 0x80:
+        raise error(f"the {what} is not in compressed form (its top flag bit is clear)", reason="encoding")
+    if top & 0x40:
+        if top != 0xC0 or raw[1:] != bytes(len(raw) - 1):
+            raise error(f"a non-canonical encoding of the point at infinity as a {what}", reason="encoding")
+        return
+    coords = [int.from_bytes(bytes([top & 0x1F]) + raw[1:48], "big")]
+    if len(raw) == 96:
+        coords.append(int.from_bytes(raw[48:], "big"))
+    if any(c >= P for c in coords):
+        raise error(f"a coordinate of the {what} is not below the field modulus", reason="encoding")
 
 
 def _byte_strings_given(value: object, what: str) -> None:
@@ -156,7 +114,7 @@ class _BlsItem:
 
 
 class BLSScheme(Scheme):
-    """BLS12-381, proof-of-possession ciphersuite (see the module docstring)."""
+    """BLS12-381, proof-of-possession ciphersuite (see the module docstring), on ``backend``."""
 
     name = "bls12-381"
     aggregatable = True
@@ -165,38 +123,94 @@ class BLSScheme(Scheme):
     public_key_size = 48
     signature_size = 96
 
+    def __init__(self, backend: Any) -> None:
+        self.backend = backend
+        self._neg_g1 = backend.g1_generator_mul(R - 1)
+        # KeyValidate is a square root and a subgroup check; keys recur, so cache per backend.
+        self._key_point = lru_cache(maxsize=4096)(self._decode_public_key)
+
+    def __repr__(self) -> str:
+        return f"<poe signature scheme {self.name} on {self.backend.name}>"
+
+    # -- encodings --------------------------------------------------------------------------------
+
+    def _g1(self, data: object) -> _Point:
+        """A compressed G1 point, canonical and in the subgroup (the identity is accepted)."""
+        raw = as_bytes(data, "BLS public key")
+        if len(raw) != 48:
+            raise KeyFormatError(f"a BLS public key has 48 bytes, got {len(raw)}", reason="length")
+        _check_canonical(raw, "public key", KeyFormatError)
+        try:
+            return self.backend.g1_decode(raw)
+        except ValueError as exc:
+            raise KeyFormatError(f"the public key is not a point of the G1 subgroup: {exc}", reason="subgroup") from None
+
+    def _g2(self, data: object) -> _Point:
+        """A compressed G2 point, canonical and in the subgroup (the identity is accepted)."""
+        raw = as_bytes(data, "BLS signature")
+        if len(raw) != 96:
+            raise SignatureError(f"a BLS signature has 96 bytes, got {len(raw)}", reason="length")
+        _check_canonical(raw, "signature", SignatureError)
+        try:
+            return self.backend.g2_decode(raw)
+        except ValueError as exc:
+            raise SignatureError(f"the signature is not a point of the G2 subgroup: {exc}", reason="subgroup") from None
+
+    def _decode_public_key(self, raw: bytes) -> _Point:
+        point = self._g1(raw)
+        if self.backend.g1_is_identity(point):
+            raise KeyFormatError("the BLS public key is the point at infinity", reason="identity")
+        return point
+
+    def decode_g1(self, data: bytes) -> bytes:
+        """``data`` re-encoded after decoding as a G1 point (KeyFormatError if it is not one)."""
+        return self.backend.g1_encode(self._g1(data))
+
+    def decode_g2(self, data: bytes) -> bytes:
+        """``data`` re-encoded after decoding as a G2 point (SignatureError if it is not one)."""
+        return self.backend.g2_encode(self._g2(data))
+
+    def hash_to_g2(self, message: bytes, dst: bytes = DST) -> bytes:
+        """hash_to_curve BLS12381G2_XMD:SHA-256_SSWU_RO_ under ``dst``, compressed."""
+        return self.backend.g2_encode(self.backend.hash_to_g2(as_bytes(message, "message"), as_bytes(dst, "tag")))
+
     # -- keys -----------------------------------------------------------------------------------
 
     @staticmethod
     def _secret_scalar(sk: object) -> int:
-        return secret_scalar(sk, "BLS", curve_order, "r")
+        return secret_scalar(sk, "BLS", R, "r")
 
     def generate_key(self, seed: bytes | None = None) -> bytes:
-        return _PoP.KeyGen(seed_bytes(seed)).to_bytes(32, "big")
+        return keygen(seed_bytes(seed)).to_bytes(32, "big")
 
     def public_key(self, sk: bytes) -> bytes:
-        return bytes(_PoP.SkToPk(self._secret_scalar(sk)))
+        return self.backend.g1_encode(self.backend.g1_generator_mul(self._secret_scalar(sk)))
 
     def check_public_key(self, pk: bytes) -> None:
-        _public_key_point(as_bytes(pk, "BLS public key"))
+        self._key_point(as_bytes(pk, "BLS public key"))
 
     def identity(self, pk: bytes) -> str:
         raw = as_bytes(pk, "BLS public key")
-        _public_key_point(raw)
+        self._key_point(raw)
         return "0x" + raw.hex()
 
     # -- single signatures ------------------------------------------------------------------------
 
-    def sign(self, sk: bytes, message: bytes) -> bytes:
+    def _sign(self, sk: object, message: bytes, dst: bytes) -> bytes:
         scalar = self._secret_scalar(sk)
-        return bytes(_PoP.Sign(scalar, as_bytes(message, "message")))
+        return self.backend.g2_encode(self.backend.g2_mul(self.backend.hash_to_g2(message, dst), scalar))
+
+    def _holds(self, pk: _Point, message: bytes, sig: _Point, dst: bytes = DST) -> bool:
+        return self.backend.pairing_check([(self._neg_g1, sig), (pk, self.backend.hash_to_g2(message, dst))])
+
+    def sign(self, sk: bytes, message: bytes) -> bytes:
+        return self._sign(sk, as_bytes(message, "message"), DST)
 
     def verify(self, pk: bytes, message: bytes, sig: bytes) -> None:
         raw_pk = as_bytes(pk, "BLS public key")
-        point = _public_key_point(raw_pk)
+        point = self._key_point(raw_pk)
         msg = as_bytes(message, "message")
-        signature = _g2_from_bytes(sig)
-        if not _pairing_product_is_one([(signature, _NEG_G1), (_hash_to_g2(msg), point)]):
+        if not self._holds(point, msg, self._g2(sig)):
             raise SignatureError(
                 "the BLS signature does not verify under this public key and message",
                 expected="0x" + raw_pk.hex(),
@@ -206,13 +220,12 @@ class BLSScheme(Scheme):
 
     # -- aggregation --------------------------------------------------------------------------------
 
-    @staticmethod
-    def _public_key_points(pks: object) -> list[_Point]:
+    def _public_key_points(self, pks: object) -> list[_Point]:
         _byte_strings_given(pks, "public keys")
         points = []
         for i, pk in enumerate(pks):  # type: ignore[attr-defined]
             try:
-                points.append(_public_key_point(as_bytes(pk, "BLS public key")))
+                points.append(self._key_point(as_bytes(pk, "BLS public key")))
             except KeyFormatError as exc:
                 raise KeyFormatError(f"public key {i}: {exc.message}", index=i, **exc.details) from None
         if not points:
@@ -220,33 +233,28 @@ class BLSScheme(Scheme):
         return points
 
     def aggregate(self, sigs: Sequence[bytes]) -> bytes:
-        """Sum of signatures (each must decode and be in the subgroup)."""
+        """Sum of signatures (each must decode and be in the subgroup); at least one."""
         _byte_strings_given(sigs, "signatures")
-        total = Z2
-        count = 0
+        points = []
         for i, sig in enumerate(sigs):
             try:
-                point = _g2_from_bytes(sig)
+                points.append(self._g2(sig))
             except SignatureError as exc:
                 raise SignatureError(f"signature {i}: {exc.message}", index=i, **exc.details) from None
-            total = add(total, point)
-            count += 1
-        if not count:
+        if not points:
             raise InputError("at least one signature is needed to aggregate")
-        return bytes(G2_to_signature(total))
+        return self.backend.g2_encode(self.backend.g2_sum(points))
 
     def fast_aggregate_verify(self, pks: Sequence[bytes], message: bytes, sig: bytes) -> None:
         """Verify an aggregate signature of many keys on one message (keys must have proven
         possession)."""
         points = self._public_key_points(pks)
         msg = as_bytes(message, "message")
-        signature = _g2_from_bytes(sig)
-        total = Z1
-        for point in points:
-            total = add(total, point)
-        if is_inf(total):
+        signature = self._g2(sig)
+        total = self.backend.g1_sum(points)
+        if self.backend.g1_is_identity(total):
             raise SignatureError("the aggregate public key is the point at infinity", reason="identity")
-        if not _pairing_product_is_one([(signature, _NEG_G1), (_hash_to_g2(msg), total)]):
+        if not self._holds(total, msg, signature):
             raise SignatureError(
                 f"the aggregate BLS signature does not verify for these {len(points)} keys and message",
                 expected=len(points),
@@ -261,10 +269,9 @@ class BLSScheme(Scheme):
         msgs = [as_bytes(m, f"message {i}") for i, m in enumerate(messages)]
         if len(msgs) != len(points):
             raise InputError(f"{len(points)} public keys but {len(msgs)} messages")
-        signature = _g2_from_bytes(sig)
-        pairs = [(signature, _NEG_G1)]
-        pairs.extend((_hash_to_g2(m), p) for m, p in zip(msgs, points))
-        if not _pairing_product_is_one(pairs):
+        pairs = [(self._neg_g1, self._g2(sig))]
+        pairs.extend((p, self.backend.hash_to_g2(m, DST)) for m, p in zip(msgs, points))
+        if not self.backend.pairing_check(pairs):
             raise SignatureError(
                 f"the aggregate BLS signature does not verify for these {len(points)} (key, message) pairs",
                 expected=len(points),
@@ -277,13 +284,12 @@ class BLSScheme(Scheme):
     def pop_prove(self, sk: bytes) -> bytes:
         """A proof that the holder of ``pk`` knows its secret key (a signature on ``pk`` under the
         POP tag). Check it once per key before trusting the key in an aggregate."""
-        return bytes(_PoP.PopProve(self._secret_scalar(sk)))
+        return self._sign(sk, self.public_key(sk), POP_DST)
 
     def pop_verify(self, pk: bytes, proof: bytes) -> None:
         raw_pk = as_bytes(pk, "BLS public key")
-        point = _public_key_point(raw_pk)
-        signature = _g2_from_bytes(proof)
-        if not _pairing_product_is_one([(signature, _NEG_G1), (_hash_to_g2(raw_pk, _BLS_POP_DST), point)]):
+        point = self._key_point(raw_pk)
+        if not self._holds(point, raw_pk, self._g2(proof), POP_DST):
             raise SignatureError(
                 "the proof of possession does not verify for this public key",
                 expected="0x" + raw_pk.hex(),
@@ -299,9 +305,9 @@ class BLSScheme(Scheme):
         good: list[_BlsItem] = []
         for i, (pk, message, sig) in enumerate(triples):
             try:
-                point = _public_key_point(as_bytes(pk, "BLS public key"))
+                point = self._key_point(as_bytes(pk, "BLS public key"))
                 msg = as_bytes(message, "message")
-                signature = _g2_from_bytes(sig)
+                signature = self._g2(sig)
             except PoEError as exc:
                 failures[i] = failure(exc)
                 continue
@@ -310,7 +316,7 @@ class BLSScheme(Scheme):
         hashes: dict[bytes, _Point] = {}
         for item in good:
             if item.message not in hashes:
-                hashes[item.message] = _hash_to_g2(item.message)
+                hashes[item.message] = self.backend.hash_to_g2(item.message, DST)
         if good and not self._combination_holds(good, hashes):
             bad = self._bisect(good, hashes, known_failing=True)
             if not bad:
@@ -322,22 +328,22 @@ class BLSScheme(Scheme):
                 failures[i] = (SignatureError.code, "the BLS signature does not verify under its key and message")
         raise_batch_failures(len(triples), failures)
 
-    @staticmethod
-    def _combination_holds(items: Sequence[_BlsItem], hashes: dict[bytes, Any]) -> bool:
+    def _combination_holds(self, items: Sequence[_BlsItem], hashes: dict[bytes, Any]) -> bool:
+        b = self.backend
         if len(items) == 1:
             # A single item needs no random weight, and checking it exactly keeps bisection sound.
             item = items[0]
-            return _pairing_product_is_one([(item.sig, _NEG_G1), (hashes[item.message], item.pk)])
+            return b.pairing_check([(self._neg_g1, item.sig), (item.pk, hashes[item.message])])
         scalars = [secrets.randbelow((1 << _BATCH_SCALAR_BITS) - 1) + 1 for _ in items]
-        # Keys signing the same message share its Miller loop: e(H(m), sum r_i pk_i).
+        # Keys signing the same message share its Miller loop: e(sum r_i pk_i, H(m)).
         groups: dict[bytes, tuple[list[_Point], list[int]]] = {}
         for item, r in zip(items, scalars):
             pts, rs = groups.setdefault(item.message, ([], []))
             pts.append(item.pk)
             rs.append(r)
-        pairs = [(hashes[msg], _multi_multiply(pts, rs, Z1)) for msg, (pts, rs) in groups.items()]
-        pairs.append((_multi_multiply([item.sig for item in items], scalars, Z2), _NEG_G1))
-        return _pairing_product_is_one(pairs)
+        pairs = [(b.g1_msm(pts, rs), hashes[msg]) for msg, (pts, rs) in groups.items()]
+        pairs.append((self._neg_g1, b.g2_msm([item.sig for item in items], scalars)))
+        return b.pairing_check(pairs)
 
     def _bisect(self, items: Sequence[_BlsItem], hashes: dict[bytes, Any], known_failing: bool) -> list[int]:
         """Indices of the invalid items. ``known_failing``: a check of exactly these items already
@@ -354,4 +360,10 @@ class BLSScheme(Scheme):
         return left + right
 
 
-BLS = BLSScheme()
+def __getattr__(name: str) -> Any:
+    # BLS, the scheme on the chosen backend, is made on first use: choosing loads a library.
+    if name == "BLS":
+        from poe.crypto.schemes import get_scheme
+
+        return get_scheme(BLSScheme.name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,16 +1,16 @@
-"""Signature schemes by name: the registry of backends behind :class:`~poe.crypto.scheme.Scheme`.
+"""Signature schemes by name: ``get_scheme("bls12-381")``, ``get_scheme("secp256k1")``.
 
-``get_scheme("bls12-381")`` or ``get_scheme("secp256k1")`` returns the scheme, importing its
-backend module the first time it is asked for. Importing this module loads no backend: py-ecc's
-BLS pairing code takes about half a second to import, and a verifier that only meets secp256k1
-(or no signature at all) should not pay for it. Ask a scheme's capabilities (``aggregatable``,
-``batchable``, ``recoverable``) rather than comparing its name.
+A scheme (:mod:`poe.crypto.bls`, :mod:`poe.crypto.secp256k1`) holds poe's rules and runs on a
+backend library (:mod:`poe.crypto.backends`: a native one when installed, py-ecc as the
+reference). ``get_scheme(name)`` returns the scheme on the backend chosen for this process,
+``get_scheme(name, backend="py-ecc")`` on a named one; the library loads on first use, so
+importing this module loads none, and a verifier that meets no signature pays for none. Ask a
+scheme's capabilities (``aggregatable``, ``batchable``, ``recoverable``) rather than comparing its
+name; ``scheme.backend.name`` says which library runs it.
 
-The interface and the errors every backend raises are described in :mod:`poe.crypto.scheme`; each
-scheme's encodings and rules in its backend, :mod:`poe.crypto.bls` and :mod:`poe.crypto.secp256k1`.
-The names this module exported before the backends were split out (``BLS``, ``SECP256K1``, their
-classes, ``checksum_address``, and a few helpers the tests check directly) still resolve here, each
-loading its backend when first used.
+The interface and the errors every scheme raises are described in :mod:`poe.crypto.scheme`.
+``BLS``, ``SECP256K1`` (the schemes on this process's backends), their classes and
+``checksum_address`` resolve here too, each loading what it needs when first used.
 """
 
 from __future__ import annotations
@@ -41,26 +41,35 @@ __all__ = [
 _BLS_MODULE = "poe.crypto.bls"
 _SECP256K1_MODULE = "poe.crypto.secp256k1"
 
-# Scheme name -> (backend module, name of its Scheme instance there).
-_BACKENDS: dict[str, tuple[str, str]] = {
-    "bls12-381": (_BLS_MODULE, "BLS"),
-    "secp256k1": (_SECP256K1_MODULE, "SECP256K1"),
+# Scheme name -> (module, Scheme subclass there). A scheme instance is bound to one backend.
+_CLASSES: dict[str, tuple[str, str]] = {
+    "bls12-381": (_BLS_MODULE, "BLSScheme"),
+    "secp256k1": (_SECP256K1_MODULE, "Secp256k1Scheme"),
 }
 
 #: Every scheme name get_scheme knows, without loading any backend.
-SCHEME_NAMES: tuple[str, ...] = tuple(_BACKENDS)
+SCHEME_NAMES: tuple[str, ...] = tuple(_CLASSES)
+
+_instances: dict[tuple[str, str], Scheme] = {}
 
 
-def get_scheme(name: str) -> Scheme:
-    """The scheme called ``name`` ("bls12-381" or "secp256k1"); loads its backend on first use."""
+def get_scheme(name: str, backend: str | None = None) -> Scheme:
+    """The scheme called ``name`` ("bls12-381" or "secp256k1") on ``backend`` (a name from
+    :data:`poe.crypto.backends.BACKENDS`; default: the one chosen for this process, see
+    :func:`poe.crypto.backends.choose`). Loads the backend's library on first use."""
     try:
-        module, attribute = _BACKENDS[name]
+        module, attribute = _CLASSES[name]
     except (KeyError, TypeError):  # TypeError: an unhashable name is unknown too, not a crash
         raise InputError(
             f"unknown signature scheme {name!r}; known: {', '.join(sorted(SCHEME_NAMES))}", observed=str(name)
         ) from None
-    scheme: Scheme = getattr(importlib.import_module(module), attribute)
-    return scheme
+    from poe.crypto import backends
+
+    impl = backends.choose(name) if backend is None else backends.load(name, backend)
+    key = (name, impl.name)
+    if key not in _instances:
+        _instances[key] = getattr(importlib.import_module(module), attribute)(impl)
+    return _instances[key]
 
 
 class _Schemes(Mapping[str, Scheme]):
@@ -68,13 +77,13 @@ class _Schemes(Mapping[str, Scheme]):
     listing or testing names loads nothing."""
 
     def __getitem__(self, name: str) -> Scheme:
-        if name not in _BACKENDS:
+        if name not in _CLASSES:
             raise KeyError(name)
         return get_scheme(name)
 
     def __contains__(self, name: object) -> bool:
         try:
-            return name in _BACKENDS
+            return name in _CLASSES
         except TypeError:
             return False
 
@@ -93,22 +102,15 @@ SCHEMES: Mapping[str, Scheme] = _Schemes()
 # Names that live in a backend, resolved on first access (PEP 562) so that callers written
 # before the split keep working without making this module import py-ecc.
 _MOVED: dict[str, str] = {
-    "BLS": _BLS_MODULE,
     "BLSScheme": _BLS_MODULE,
-    "_g1_from_bytes": _BLS_MODULE,
-    "_g2_from_bytes": _BLS_MODULE,
-    "_hash_to_g2": _BLS_MODULE,
-    "SECP256K1": _SECP256K1_MODULE,
     "Secp256k1Scheme": _SECP256K1_MODULE,
     "checksum_address": _SECP256K1_MODULE,
-    "_ecdsa_recover": _SECP256K1_MODULE,
-    "_ecdsa_sign": _SECP256K1_MODULE,
-    "_personal_sign_hash": _SECP256K1_MODULE,
-    "_rfc6979_nonces": _SECP256K1_MODULE,
 }
 
 
 def __getattr__(name: str) -> Any:
+    if name in ("BLS", "SECP256K1"):  # the schemes on this process's backends
+        return get_scheme("bls12-381" if name == "BLS" else "secp256k1")
     module = _MOVED.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -118,4 +120,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_MOVED))
+    return sorted(set(globals()) | set(_MOVED) | {"BLS", "SECP256K1"})

@@ -1,8 +1,8 @@
 """secp256k1 ECDSA (``"secp256k1"``), built to be checked on chain by ``ecrecover``.
 
-The ECDSA itself is poe's own code over py-ecc's secp256k1 curve arithmetic (pure Python, *not*
-constant time: keep signing keys on hosts where timing is not observable by others). It loads
-no pairing code, so a verifier that only meets secp256k1 starts quickly.
+poe's rules live here; the curve arithmetic comes from a backend (:mod:`poe.crypto.backends`:
+coincurve, i.e. libsecp256k1, or the py-ecc reference), which also derives the nonces (RFC 6979,
+HMAC-SHA-256), so both backends make the same signature for the same key and hash.
 
 The message poe passes is a 32-byte statement digest ``d``; the hash actually signed is the
 EIP-191 ``personal_sign`` hash::
@@ -11,14 +11,13 @@ EIP-191 ``personal_sign`` hash::
 
 (Keccak-256 with the original 0x01 padding, not FIPS 202 SHA3-256), so a Solidity contract checks
 an attestation with ``ecrecover(h, v, r, s)`` where it computes ``h`` from ``d`` exactly as above
-(OpenZeppelin's ``MessageHashUtils.toEthSignedMessageHash(bytes32)``). Signatures are 65 bytes
-``r || s || v``: r and s 32-byte big-endian, s in the lower half of the group order (EIP-2 low-s; a
-high-s signature is rejected as malleable), v = 27 + parity of R's y coordinate. Nonces are
-deterministic per RFC 6979 (HMAC-SHA-256 over the secret key and ``h``); a candidate nonce is
-skipped, and the RFC's generator continued, if it gives r = 0, s = 0, or an R whose x coordinate is
-not below the group order (v cannot express that case). Public keys are 33-byte compressed SEC1
-points. ``identity(pk)`` is the EIP-55 checksummed Ethereum address: the last 20 bytes of
-keccak256 of the uncompressed point's 64 coordinate bytes.
+(OpenZeppelin's ``MessageHashUtils.toEthSignedMessageHash(bytes32)``). EIP-712 typed data (what
+wallets sign for customers, :mod:`poe.crypto.eip712`) is signed with :meth:`Secp256k1Scheme.sign_hash`
+on its own digest. Signatures are 65 bytes ``r || s || v``: r and s 32-byte big-endian, s in the
+lower half of the group order (EIP-2 low-s; a high-s signature is rejected as malleable),
+v = 27 + parity of R's y coordinate. Public keys are 33-byte compressed SEC1 points.
+``identity(pk)`` is the EIP-55 checksummed Ethereum address: the last 20 bytes of keccak256 of the
+uncompressed point's 64 coordinate bytes.
 
 ``generate_key(seed)`` takes the first counter c = 0, 1, 2, ... for which
 ``HMAC-SHA-256(key=b"poe 2026-11 secp256k1 keygen v1", msg=u32be(c) || seed)``, read as a
@@ -34,6 +33,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Iterable
+from functools import lru_cache
+from typing import Any
 
 from poe.crypto.keccak import keccak256
 from poe.crypto.scheme import (
@@ -41,24 +42,20 @@ from poe.crypto.scheme import (
     as_bytes,
     batch_triples,
     failure,
-    kept_recursion_limit,
     raise_batch_failures,
     secret_scalar,
     seed_bytes,
 )
 from poe.errors import InputError, InternalError, KeyFormatError, PoEError, SignatureError
 
-with kept_recursion_limit():
-    from py_ecc.secp256k1 import secp256k1 as _k1
+__all__ = ["Secp256k1Scheme", "SECP256K1", "checksum_address", "personal_sign_hash"]
 
-__all__ = ["Secp256k1Scheme", "SECP256K1", "checksum_address"]
-
-_P = _k1.P
-_N = _k1.N
-_HALF_N = _N // 2
-_G = _k1.G
+P = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEFFFFFC2F
+N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+_HALF_N = N // 2
 _KEYGEN_KEY = b"poe 2026-11 secp256k1 keygen v1"
 _EIP191_PREFIX = b"\x19Ethereum Signed Message:\n"
+_EIP191_32 = _EIP191_PREFIX + b"32"
 
 
 def checksum_address(address: bytes) -> str:
@@ -72,120 +69,29 @@ def checksum_address(address: bytes) -> str:
     return "0x" + "".join(c.upper() if c.isalpha() and int(h, 16) >= 8 else c for c, h in zip(lower, digest))
 
 
-def _personal_sign_hash(data: bytes) -> bytes:
+def personal_sign_hash(data: bytes) -> bytes:
     """EIP-191 version 0x45: keccak256("\\x19Ethereum Signed Message:\\n" || decimal len || data)."""
     return keccak256(_EIP191_PREFIX + str(len(data)).encode("ascii") + data)
 
 
-def _point_address(point: tuple[int, int]) -> str:
-    x, y = point
-    return checksum_address(keccak256(x.to_bytes(32, "big") + y.to_bytes(32, "big"))[12:])
-
-
-def _compress(point: tuple[int, int]) -> bytes:
-    x, y = point
-    return bytes([2 | (y & 1)]) + x.to_bytes(32, "big")
-
-
-def _decompress(data: object) -> tuple[int, int]:
-    raw = as_bytes(data, "secp256k1 public key")
-    if len(raw) != 33:
-        raise KeyFormatError(f"a secp256k1 public key has 33 bytes (compressed SEC1), got {len(raw)}", reason="length")
-    if raw[0] not in (2, 3):
-        raise KeyFormatError(f"a compressed SEC1 point starts with 0x02 or 0x03, not 0x{raw[0]:02x}", reason="encoding")
-    x = int.from_bytes(raw[1:], "big")
-    if x >= _P:
-        raise KeyFormatError("the x coordinate is not below the field modulus", reason="encoding")
-    y = _lift_x(x, raw[0] & 1)
-    if y is None:
-        raise KeyFormatError("no curve point has this x coordinate", reason="curve")
-    return x, y
-
-
-def _lift_x(x: int, parity: int) -> int | None:
-    alpha = (pow(x, 3, _P) + 7) % _P
-    y = pow(alpha, (_P + 1) // 4, _P)  # a square root by one power, because p = 3 mod 4
-    if y * y % _P != alpha:
-        return None
-    return y if y & 1 == parity else _P - y
-
-
-def _rfc6979_nonces(secret: int, digest: bytes) -> Iterable[int]:
-    """RFC 6979 §3.2 candidate nonces for HMAC-SHA-256 and qlen = hlen = 256."""
-    x = secret.to_bytes(32, "big")
-    h = (int.from_bytes(digest, "big") % _N).to_bytes(32, "big")  # bits2octets
-    v = b"\x01" * 32
-    k = b"\x00" * 32
-    k = hmac.new(k, v + b"\x00" + x + h, hashlib.sha256).digest()
-    v = hmac.new(k, v, hashlib.sha256).digest()
-    k = hmac.new(k, v + b"\x01" + x + h, hashlib.sha256).digest()
-    v = hmac.new(k, v, hashlib.sha256).digest()
-    while True:
-        v = hmac.new(k, v, hashlib.sha256).digest()
-        candidate = int.from_bytes(v, "big")
-        if 0 < candidate < _N:
-            yield candidate
-        k = hmac.new(k, v + b"\x00", hashlib.sha256).digest()
-        v = hmac.new(k, v, hashlib.sha256).digest()
-
-
-def _ecdsa_sign(secret: int, digest: bytes) -> bytes:
-    z = int.from_bytes(digest, "big") % _N
-    for k in _rfc6979_nonces(secret, digest):
-        rx, ry = _k1.multiply(_G, k)
-        if rx >= _N:  # r = rx mod n would lose the information v must carry
-            continue
-        r = rx
-        if r == 0:
-            continue
-        s = pow(k, -1, _N) * (z + r * secret) % _N
-        if s == 0:
-            continue
-        parity = ry & 1
-        if s > _HALF_N:
-            # EIP-2: only low-s is accepted on chain; negating s mirrors R, so its parity flips.
-            s = _N - s
-            parity ^= 1
-        return r.to_bytes(32, "big") + s.to_bytes(32, "big") + bytes([27 + parity])
-    raise InternalError("RFC 6979 nonce generator ended")  # pragma: no cover - it never ends
-
-
-def _signature_values(sig: object) -> tuple[int, int, int]:
-    """(r, s, parity) of a 65-byte r || s || v signature, each checked as ecrecover would."""
+def _signature_values(sig: object) -> tuple[bytes, int]:
+    """(r || s, parity) of a 65-byte r || s || v signature, each value checked as ecrecover
+    would, before any library sees it."""
     raw = as_bytes(sig, "secp256k1 signature")
     if len(raw) != 65:
         raise SignatureError(f"a secp256k1 signature has 65 bytes (r || s || v), got {len(raw)}", reason="length")
-    r = int.from_bytes(raw[:32], "big")
-    s = int.from_bytes(raw[32:64], "big")
     v = raw[64]
     if v not in (27, 28):
         raise SignatureError(f"the recovery id v must be 27 or 28, got {v}", reason="recovery-id")
-    if not 0 < r < _N:
+    r = int.from_bytes(raw[:32], "big")
+    s = int.from_bytes(raw[32:64], "big")
+    if not 0 < r < N:
         raise SignatureError("r is not in [1, n)", reason="range")
-    if not 0 < s < _N:
+    if not 0 < s < N:
         raise SignatureError("s is not in [1, n)", reason="range")
     if s > _HALF_N:
         raise SignatureError("s is in the upper half of the group order (malleable high-s form)", reason="high-s")
-    return r, s, v - 27
-
-
-def _ecdsa_recover(digest: bytes, sig: object) -> tuple[int, int]:
-    """The public key point that signed ``digest`` with ``sig`` (r || s || v), or SignatureError."""
-    r, s, parity = _signature_values(sig)
-    ry = _lift_x(r, parity)
-    if ry is None:
-        raise SignatureError("r is not the x coordinate of a curve point", reason="curve")
-    z = int.from_bytes(digest, "big") % _N
-    r_inv = pow(r, -1, _N)
-    u1 = (-z * r_inv) % _N
-    u2 = (s * r_inv) % _N
-    q = _k1.jacobian_add(
-        _k1.jacobian_multiply(_k1.to_jacobian(_G), u1),
-        _k1.jacobian_multiply(_k1.to_jacobian((r, ry)), u2),
-    )
-    if q[1] % _P == 0 or q[2] % _P == 0:  # py-ecc's point at infinity has y = 0
-        raise SignatureError("the signature recovers to the point at infinity", reason="infinity")
-    return _k1.from_jacobian(q)
+    return raw[:64], v - 27
 
 
 class Secp256k1Scheme(Scheme):
@@ -197,9 +103,54 @@ class Secp256k1Scheme(Scheme):
     public_key_size = 33
     signature_size = 65
 
+    def __init__(self, backend: Any) -> None:
+        self.backend = backend
+        self._point = lru_cache(maxsize=4096)(self._decode_public_key)
+
+    def __repr__(self) -> str:
+        return f"<poe signature scheme {self.name} on {self.backend.name}>"
+
+    # -- keys -------------------------------------------------------------------------------------
+
     @staticmethod
-    def _secret_scalar(sk: object) -> int:
-        return secret_scalar(sk, "secp256k1", _N, "n")
+    def _secret(sk: object) -> bytes:
+        return secret_scalar(sk, "secp256k1", N, "n").to_bytes(32, "big")
+
+    def _decode_public_key(self, raw: bytes) -> bytes:
+        """The 64 coordinate bytes of a compressed key, checked by poe's rules first."""
+        if len(raw) != 33:
+            raise KeyFormatError(f"a secp256k1 public key has 33 bytes (compressed SEC1), got {len(raw)}", reason="length")
+        if raw[0] not in (2, 3):
+            raise KeyFormatError(f"a compressed SEC1 point starts with 0x02 or 0x03, not 0x{raw[0]:02x}", reason="encoding")
+        if int.from_bytes(raw[1:], "big") >= P:
+            raise KeyFormatError("the x coordinate is not below the field modulus", reason="encoding")
+        try:
+            return self.backend.uncompressed(raw)
+        except ValueError:
+            raise KeyFormatError("no curve point has this x coordinate", reason="curve") from None
+
+    def _address(self, raw_pk: bytes) -> str:
+        return checksum_address(keccak256(self._point(raw_pk))[12:])
+
+    def generate_key(self, seed: bytes | None = None) -> bytes:
+        material = seed_bytes(seed)
+        counter = 0
+        while True:
+            candidate = hmac.new(_KEYGEN_KEY, counter.to_bytes(4, "big") + material, hashlib.sha256).digest()
+            if 0 < int.from_bytes(candidate, "big") < N:
+                return candidate
+            counter += 1
+
+    def public_key(self, sk: bytes) -> bytes:
+        return self.backend.public_key(self._secret(sk))
+
+    def check_public_key(self, pk: bytes) -> None:
+        self._point(as_bytes(pk, "secp256k1 public key"))
+
+    def identity(self, pk: bytes) -> str:
+        return self._address(as_bytes(pk, "secp256k1 public key"))
+
+    # -- signing and recovery ------------------------------------------------------------------
 
     @staticmethod
     def _digest(message: object) -> bytes:
@@ -210,54 +161,63 @@ class Secp256k1Scheme(Scheme):
 
     def message_hash(self, message: bytes) -> bytes:
         """The hash actually signed: keccak256(b"\\x19Ethereum Signed Message:\\n32" || message)."""
-        return _personal_sign_hash(self._digest(message))
+        return keccak256(_EIP191_32 + self._digest(message))
 
-    def generate_key(self, seed: bytes | None = None) -> bytes:
-        material = seed_bytes(seed)
-        counter = 0
-        while True:
-            candidate = hmac.new(_KEYGEN_KEY, counter.to_bytes(4, "big") + material, hashlib.sha256).digest()
-            if 0 < int.from_bytes(candidate, "big") < _N:
-                return candidate
-            counter += 1
-
-    def public_key(self, sk: bytes) -> bytes:
-        return _compress(_k1.multiply(_G, self._secret_scalar(sk)))
-
-    def check_public_key(self, pk: bytes) -> None:
-        _decompress(pk)
-
-    def identity(self, pk: bytes) -> str:
-        return _point_address(_decompress(pk))
+    def sign_hash(self, sk: bytes, digest: bytes) -> bytes:
+        """Sign the 32-byte hash ``digest`` itself (an EIP-712 digest, say); ``sign`` wraps its
+        message in EIP-191 first."""
+        secret = self._secret(sk)
+        rs, parity = self.backend.sign(secret, self._digest(digest))
+        s = int.from_bytes(rs[32:], "big")
+        if parity not in (0, 1) or not 0 < int.from_bytes(rs[:32], "big") < N or not 0 < s <= _HALF_N:
+            # r >= n (recovery id 2 or 3) has probability ~2^-128; v cannot express it.
+            raise InternalError(f"the {self.backend.name} backend made a signature ecrecover cannot check")
+        return rs + bytes([27 + parity])
 
     def sign(self, sk: bytes, message: bytes) -> bytes:
-        secret = self._secret_scalar(sk)
-        return _ecdsa_sign(secret, self.message_hash(message))
+        return self.sign_hash(sk, self.message_hash(message))
+
+    def recover_hash_public_key(self, digest: bytes, sig: bytes) -> bytes:
+        """The compressed public key that made ``sig`` on the 32-byte hash ``digest``."""
+        rs, parity = _signature_values(sig)
+        pk = self.backend.recover(self._digest(digest), rs, parity)
+        if pk is None:
+            raise SignatureError("no public key recovers from this signature (r is no curve point's x, or the key is at infinity)", reason="curve")
+        return pk
+
+    def recover_hash(self, digest: bytes, sig: bytes) -> str:
+        """The EIP-55 address whose key made ``sig`` on the 32-byte hash ``digest``: what
+        ``ecrecover(digest, v, r, s)`` returns on chain."""
+        return self._address(self.recover_hash_public_key(digest, sig))
 
     def recover(self, message: bytes, sig: bytes) -> str:
-        """The EIP-55 address whose key made ``sig`` on ``message`` (what ``ecrecover`` returns)."""
-        return _point_address(_ecdsa_recover(self.message_hash(message), sig))
+        """The EIP-55 address whose key made ``sig`` on ``message`` (EIP-191 wrapped)."""
+        return self.recover_hash(self.message_hash(message), sig)
 
     def recover_public_key(self, message: bytes, sig: bytes) -> bytes:
         """The compressed public key that made ``sig`` on ``message``."""
-        return _compress(_ecdsa_recover(self.message_hash(message), sig))
+        return self.recover_hash_public_key(self.message_hash(message), sig)
 
-    def verify(self, pk: bytes, message: bytes, sig: bytes) -> None:
-        point = _decompress(pk)
-        digest = self.message_hash(message)
+    def verify_hash(self, pk: bytes, digest: bytes, sig: bytes) -> None:
+        """Raise SignatureError unless ``pk`` made ``sig`` on the 32-byte hash ``digest``."""
+        raw_pk = as_bytes(pk, "secp256k1 public key")
+        self._point(raw_pk)
         try:
-            recovered = _ecdsa_recover(digest, sig)
+            recovered = self.recover_hash_public_key(digest, sig)
         except SignatureError as exc:
             # Recovery knows no expected signer; the caller gave one, so the error names it.
             details = {k: v for k, v in exc.details.items() if k not in ("expected", "observed")}
-            raise SignatureError(exc.message, expected=_point_address(point), observed=None, **details) from None
-        if recovered != point:
+            raise SignatureError(exc.message, expected=self._address(raw_pk), observed=None, **details) from None
+        if recovered != raw_pk:
             raise SignatureError(
                 "the secp256k1 signature was made by another key (or on another message)",
-                expected=_point_address(point),
-                observed=_point_address(recovered),
+                expected=self._address(raw_pk),
+                observed=self._address(recovered),
                 reason="signer",
             )
+
+    def verify(self, pk: bytes, message: bytes, sig: bytes) -> None:
+        self.verify_hash(pk, self.message_hash(message), sig)
 
     def batch_verify(self, items: Iterable[tuple[bytes, bytes, bytes]]) -> None:
         triples = batch_triples(items)
@@ -273,4 +233,12 @@ class Secp256k1Scheme(Scheme):
         raise_batch_failures(len(triples), failures)
 
 
-SECP256K1 = Secp256k1Scheme()
+
+
+def __getattr__(name: str) -> Any:
+    # SECP256K1, the scheme on the chosen backend, is made on first use: choosing loads a library.
+    if name == "SECP256K1":
+        from poe.crypto.schemes import get_scheme
+
+        return get_scheme(Secp256k1Scheme.name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
