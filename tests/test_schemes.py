@@ -54,7 +54,7 @@ def _backend_params(scheme: str) -> list:
     for name, why in backends.available(scheme).items():
         if why is None:
             out.append(pytest.param(get_scheme(scheme, name), id=name))
-        elif os.environ.get("POE_REQUIRE_NATIVE"):
+        elif os.environ.get("POE_REQUIRE_NATIVE") == "1":
             raise RuntimeError(f"POE_REQUIRE_NATIVE is set but {why}")
         else:
             out.append(pytest.param(None, id=name, marks=pytest.mark.skip(reason=why)))

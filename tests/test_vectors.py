@@ -114,6 +114,15 @@ def test_audit_vectors_give_their_expected_verdicts():
         assert gen.check_audit(vector) == vector["expect"], f"audit/{name}: {vector['desc']}"
 
 
+def test_eip712_vectors_reproduce_the_published_example_and_refuse_their_mutations():
+    cases = _load("eip712")
+    assert {v["expect"] for _, v in cases} == {"ok", "encoding.malformed", "digest differs"}
+    for name, vector in cases:
+        assert gen.check_eip712(vector) == vector["expect"], f"eip712/{name}: {vector['desc']}"
+    # The published values are the EIP's own, not this generator's output.
+    assert dict(cases)["mail"]["published"] == gen.EIP712_MAIL_PUBLISHED
+
+
 def test_settlement_vectors_settle_to_their_expected_payouts_or_errors():
     cases = _load("settlement")
     assert {v["expect"] for _, v in cases} >= {"ok", "encoding.malformed", "verify.failed", "attest.bad-signature"}

@@ -16,6 +16,10 @@ Kinds written:
                roots, sums off by one, sums that overflow)
   state/       stateful mode: state headers and their roots, memory images and their BLAKE3,
                a lineage of stateful records, state bundles, and named mutations of them
+  settlement/  signed verdicts and the payouts they settle to, and named mutations of them
+  eip712/      EIP-712's own worked example (its Mail message: every intermediate hash, the
+               digest, and the signature with its key), published values typed in from the EIP
+               rather than computed here, and named mutations poe's hashing must refuse
 
 Each file is {"desc", inputs..., "expect": "ok" | <error code>}. DIGEST folds every vector file
 into one BLAKE3 digest so that an unintended change shows up in review. Changing a vector is a
@@ -689,11 +693,105 @@ def check_state(vector: dict) -> str:
     return "unknown kind"
 
 
+# EIP-712's worked example (https://eips.ethereum.org/EIPS/eip-712, its Example.js and the
+# values its test prints): the published answers, which the code must reproduce.
+EIP712_MAIL = {
+    "types": {
+        "EIP712Domain": [
+            {"name": "name", "type": "string"}, {"name": "version", "type": "string"},
+            {"name": "chainId", "type": "uint256"}, {"name": "verifyingContract", "type": "address"},
+        ],
+        "Person": [{"name": "name", "type": "string"}, {"name": "wallet", "type": "address"}],
+        "Mail": [{"name": "from", "type": "Person"}, {"name": "to", "type": "Person"}, {"name": "contents", "type": "string"}],
+    },
+    "primaryType": "Mail",
+    "domain": {"name": "Ether Mail", "version": "1", "chainId": 1, "verifyingContract": "0xCcCCccccCCCCcCCCCCCcCcCccCcCCCcCcccccccC"},
+    "message": {
+        "from": {"name": "Cow", "wallet": "0xCD2a3d9F938E13CD947Ec05AbC7FE734Df8DD826"},
+        "to": {"name": "Bob", "wallet": "0xbBbBBBBbbBBBbbbBbbBbbbbBBbBbbbbBbBbbBBbB"},
+        "contents": "Hello, Bob!",
+    },
+}
+EIP712_MAIL_PUBLISHED = {
+    "encode_type": "Mail(Person from,Person to,string contents)Person(string name,address wallet)",
+    "type_hash": "a0cedeb2dc280ba39b857546d74f5549c3a1d7bdc2dd96bf881f76108e23dac2",
+    "domain_separator": "f2cee375fa42b42143804025fc449deafd50cc031ca257e0b194a650a912090f",
+    "hash_struct": "c52c0ee5d84264471806290a3f2c4cecfc5490626bf912d01f240d7a274b371e",
+    "digest": "be609aee343fb3c4b28e1df9e632fca64fcfaede20f02e86244efddf30957bd2",
+    "secret_key_preimage": "cow",  # the example's key is keccak256("cow")
+    "signature": "4355c47d63924e8a72e509b65029052eb6c299d53a04e167c5775fd466751c9d"
+                 "07299936d304c153f6443dfa05f40ff007d72911b6f72307f996231605b915621c",
+    "signer": "0xCD2a3d9F938E13CD947Ec05AbC7FE734Df8DD826",
+}
+
+
+def eip712_vectors() -> dict[str, dict]:
+    """The Mail example as published, and named mutations of its typed data that must be refused
+    (or, for a changed value, must change the digest)."""
+    import copy
+
+    base = {"desc": "EIP-712's Mail example: every published intermediate value, the digest and its signature",
+            "typed_data": EIP712_MAIL, "published": EIP712_MAIL_PUBLISHED, "expect": "ok"}
+    out = {"mail": base}
+
+    def mutant(name: str, desc: str, change, expect: str = "encoding.malformed") -> None:
+        typed = copy.deepcopy(EIP712_MAIL)
+        change(typed)
+        out[name] = {"desc": desc, "typed_data": typed, "published": EIP712_MAIL_PUBLISHED, "expect": expect}
+
+    mutant("mail_extra_member", "a member the type does not declare is refused, not dropped",
+           lambda t: t["message"].update(cc="Eve"))
+    mutant("mail_missing_member", "a member the type declares must be present",
+           lambda t: t["message"].pop("contents"))
+    mutant("mail_bad_checksum", "a mixed-case address whose EIP-55 checksum is wrong",
+           lambda t: t["message"]["to"].update(wallet="0xbBbBBBBbbBBBbbbBbbBbbbbBBbBbbbbBbBbbBBbb"))
+    mutant("mail_negative_chain_id", "a uint256 that is negative", lambda t: t["domain"].update(chainId=-1))
+    mutant("mail_chain_id_overflow", "a uint256 of 2^256", lambda t: t["domain"].update(chainId=2**256))
+    mutant("mail_unknown_type", "a member of an undefined type",
+           lambda t: t["types"]["Mail"].append({"name": "attachment", "type": "File"}))
+    mutant("mail_contents_changed", "one changed character changes the digest: the published signature no longer recovers to the signer",
+           lambda t: t["message"].update(contents="Hello, Bob?"), expect="digest differs")
+    return out
+
+
+def check_eip712(vector: dict) -> str:
+    """"ok" if hashing the vector's typed data reproduces every published value and the published
+    signature recovers to the published signer on both the digest and poe's own signature;
+    "digest differs" if it hashes to another digest; else the error code."""
+    from poe.crypto import eip712
+    from poe.crypto.keccak import keccak256
+    from poe.crypto.schemes import get_scheme
+
+    typed, pub = vector["typed_data"], vector["published"]
+    try:
+        digest = eip712.typed_data_digest(typed)
+    except PoEError as exc:
+        return exc.code
+    if digest.hex() != pub["digest"]:
+        return "digest differs"
+    types = eip712.Types(typed["types"])
+    primary = typed["primaryType"]
+    got = {
+        "encode_type": types.encode_type(primary),
+        "type_hash": types.type_hash(primary).hex(),
+        "domain_separator": eip712.domain_separator(typed["domain"], types).hex(),
+        "hash_struct": types.hash_struct(primary, typed["message"]).hex(),
+    }
+    if any(got[k] != pub[k] for k in got):
+        return "intermediate differs"
+    k1 = get_scheme("secp256k1")
+    sk = keccak256(pub["secret_key_preimage"].encode())
+    signature = bytes.fromhex(pub["signature"])
+    if k1.sign_hash(sk, digest) != signature or k1.recover_hash(digest, signature) != pub["signer"]:
+        return "signature differs"
+    return "ok"
+
+
 def all_vectors() -> dict[str, dict[str, dict]]:
     return {
         "execution": execution_vectors(), "records": record_vectors(), "invocation": invocation_vectors(),
         "merkle": merkle_vectors(), "attestation": attestation_vectors(), "audit": audit_vectors(),
-        "state": state_vectors(), "settlement": settlement_vectors(),
+        "state": state_vectors(), "settlement": settlement_vectors(), "eip712": eip712_vectors(),
     }
 
 
@@ -733,9 +831,9 @@ def main() -> None:
             if old.stem not in cases:
                 old.unlink()
         for name, vector in cases.items():
-            if kind in ("records", "invocation", "attestation", "audit", "settlement") or "kind" in vector:
+            if kind in ("records", "invocation", "attestation", "audit", "settlement", "eip712") or "kind" in vector:
                 got = {"merkle": check_merkle, "attestation": check_attestation, "audit": check_audit, "state": check_state,
-                       "settlement": check_settlement}.get(kind, lambda v: check_decodes(kind, v))(vector)
+                       "settlement": check_settlement, "eip712": check_eip712}.get(kind, lambda v: check_decodes(kind, v))(vector)
                 if got != vector["expect"]:
                     raise SystemExit(f"{kind}/{name}: expected {vector['expect']}, decoding gives {got}")
             (folder / f"{name}.json").write_text(render(vector))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from poe.errors import EncodingError, PoEError
+from poe.crypto.schemes import backend_report
 from poe.protocol.attestation import Envelope, verify_envelopes
 from ._options import emit_json, info, json_option, read_file
 
@@ -20,7 +21,8 @@ def verify_attestation(files, pubkeys, previous, require_reproducible, as_json):
 
     BLS signatures of several files are checked in one batch (a random linear combination);
     if the batch fails, the bad ones are named. Files of one provider and deal must form an
-    unbroken chain of epochs. Exit 0 if all verify, 1 if any does not, 3 if a file is unreadable.
+    unbroken chain of epochs. --json also says which signature backend checked each scheme
+    ("crypto"; POE_CRYPTO_BACKEND=py-ecc forces the pure-Python reference). Exit 0 if all verify, 1 if any does not, 3 if a file is unreadable.
     """
     try:
         trusted = [bytes.fromhex(k) for k in pubkeys] or None
@@ -40,7 +42,8 @@ def verify_attestation(files, pubkeys, previous, require_reproducible, as_json):
     results = {path: failed.get(path) or checked[path] for path in files}
     ok = all(r["ok"] for r in results.values()) and chain_error is None
     if as_json:
-        emit_json({"ok": ok, "files": results, "chain": {"ok": chain_error is None, "error": chain_error}})
+        crypto = backend_report(env.statement.scheme for env in loaded.values())
+        emit_json({"ok": ok, "files": results, "chain": {"ok": chain_error is None, "error": chain_error}, "crypto": crypto})
     else:
         for path, r in results.items():
             if r["ok"]:

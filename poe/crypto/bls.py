@@ -49,7 +49,7 @@ from poe.crypto.scheme import (
 )
 from poe.errors import InputError, InternalError, KeyFormatError, PoEError, SignatureError
 
-__all__ = ["BLSScheme", "BLS", "keygen"]
+__all__ = ["BLSScheme", "keygen"]
 
 #: the field modulus p and the group order r of BLS12-381
 P = 0x1A0111EA397FE69A4B1BA7B6434BACD764774B84F38512BF6730D2A0F6B0F6241EABFFFEB153FFFFB9FEFFFFFFFFAAAB
@@ -128,6 +128,8 @@ class BLSScheme(Scheme):
         self._neg_g1 = backend.g1_generator_mul(R - 1)
         # KeyValidate is a square root and a subgroup check; keys recur, so cache per backend.
         self._key_point = lru_cache(maxsize=4096)(self._decode_public_key)
+        # A proof of possession is checked once per key (spec §11.2); every attestation repeats it.
+        self._proven: dict[tuple[bytes, bytes], None] = {}
 
     def __repr__(self) -> str:
         return f"<poe signature scheme {self.name} on {self.backend.name}>"
@@ -288,14 +290,20 @@ class BLSScheme(Scheme):
 
     def pop_verify(self, pk: bytes, proof: bytes) -> None:
         raw_pk = as_bytes(pk, "BLS public key")
+        raw_proof = as_bytes(proof, "BLS signature")
+        if (raw_pk, raw_proof) in self._proven:
+            return
         point = self._key_point(raw_pk)
-        if not self._holds(point, raw_pk, self._g2(proof), POP_DST):
+        if not self._holds(point, raw_pk, self._g2(raw_proof), POP_DST):
             raise SignatureError(
                 "the proof of possession does not verify for this public key",
                 expected="0x" + raw_pk.hex(),
                 observed=None,
                 reason="pop",
             )
+        if len(self._proven) >= 4096:
+            self._proven.clear()
+        self._proven[(raw_pk, raw_proof)] = None
 
     # -- batches ----------------------------------------------------------------------------------
 

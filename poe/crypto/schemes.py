@@ -16,7 +16,7 @@ The interface and the errors every scheme raises are described in :mod:`poe.cryp
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from poe.crypto.scheme import Scheme
@@ -35,6 +35,7 @@ __all__ = [
     "SCHEMES",
     "SCHEME_NAMES",
     "get_scheme",
+    "backend_report",
     "checksum_address",
 ]
 
@@ -70,6 +71,16 @@ def get_scheme(name: str, backend: str | None = None) -> Scheme:
     if key not in _instances:
         _instances[key] = getattr(importlib.import_module(module), attribute)(impl)
     return _instances[key]
+
+
+def backend_report(names: Iterable[str]) -> dict[str, dict[str, str]]:
+    """For each scheme name: which backend this process runs it on, and that library's release
+    (what ``--json`` outputs and the benchmarks record)."""
+    out = {}
+    for name in sorted(set(names)):
+        backend = get_scheme(name).backend  # type: ignore[attr-defined]
+        out[name] = {"backend": backend.name, "library": backend.library, "version": backend.version}
+    return out
 
 
 class _Schemes(Mapping[str, Scheme]):

@@ -48,7 +48,7 @@ from poe.crypto.scheme import (
 )
 from poe.errors import InputError, InternalError, KeyFormatError, PoEError, SignatureError
 
-__all__ = ["Secp256k1Scheme", "SECP256K1", "checksum_address", "personal_sign_hash"]
+__all__ = ["Secp256k1Scheme", "checksum_address", "personal_sign_hash"]
 
 P = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEFFFFFC2F
 N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
