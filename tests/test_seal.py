@@ -82,6 +82,18 @@ def test_sealing_while_a_writer_keeps_appending_loses_nothing(store_path):
     assert second.root == Tree([leaf(r) for r in _all_records(store_path)]).root
 
 
+def test_a_writer_sealing_its_own_queued_segments_does_not_leave_them_out(store_path):
+    # append() only queues; sealing before the batch was flushed must not seal an empty epoch
+    # and push the segments into the next one.
+    with TraceStore.create_or_open(store_path, CM) as writer:
+        writer.register_service(SERVICE)
+        for epoch in range(3):
+            _append(writer, 3, start=3 * epoch)
+            sealed = writer.seal()
+            assert (sealed.epoch, sealed.first_index, sealed.end_index) == (epoch, 3 * epoch, 3 * epoch + 3)
+    assert Tree([leaf(r) for r in _all_records(store_path)]).root == sealed.root
+
+
 def test_a_seal_interrupted_after_closing_the_epoch_completes_on_the_next_run(store_path):
     _fill(store_path, 9)
     s = TraceStore.open(store_path, seal=True)

@@ -116,7 +116,10 @@ class Epochs(Connection):
         With no segments since the last seal, the default seals nothing new and reports the
         head instead: an empty epoch would be billable (a subscription), and two sealers racing
         must not make one. Naming an open epoch that has no segments is refused.
+
+        A writer's own queued segments are flushed first, so they land in the epoch it seals.
         """
+        self.flush()
         target = self._close(self.current_epoch(), head_if_empty=True) if epoch is None else self._close_named(epoch)
         info = self.epoch_info(target)
         previous = self._sealed_before(target)
