@@ -13,7 +13,7 @@ from poe.audit.verifier import audit
 from poe.cli import main
 from poe.errors import EncodingError, InputError, SignatureError
 from poe.protocol.attestation import Envelope
-from poe.protocol.challenge import Challenge
+from poe.protocol.challenge import DEFAULT_UNIFORM, Challenge
 from poe.provider.attest import make_claim
 from poe.provider.respond import open_targets
 
@@ -99,3 +99,23 @@ def test_audit_out_refuses_to_overwrite_and_writes_nothing_into_a_missing_direct
     r = run("audit", *args, "--out", str(tmp_path / "missing" / "v.json"))
     assert r.exit_code == 3 and "directory does not exist" in r.stderr
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".poe-")] == []
+
+
+def test_cli_audit_refuses_a_challenge_whose_uniform_list_was_emptied_by_default(tmp_path, executions):  # noqa: F811
+    # The auditor's policy defaults to what `poe challenge` draws, so a file cut short is refused
+    # without the auditor having to remember --uniform.
+    claim, store = provide(str(tmp_path / "p.poe"), executions)
+    store.close()
+    run = lambda *a: CliRunner().invoke(main, list(a))  # noqa: E731
+    (tmp_path / "claim.json").write_text(json.dumps(claim.to_json()))
+    (tmp_path / "deal.json").write_text(json.dumps(claim.deal.to_json()))
+    (tmp_path / "m.wasm").write_bytes(SERVICE.main)
+    assert run("challenge", str(tmp_path / "claim.json"), "--beacon", BEACON.hex(), "--out", str(tmp_path / "ch.json")).exit_code == 0
+    ch = json.loads((tmp_path / "ch.json").read_text())
+    assert len(ch["uniform"]) == DEFAULT_UNIFORM
+    (tmp_path / "cut.json").write_text(json.dumps(dict(ch, uniform=[])))
+    assert run("respond", str(tmp_path / "p.poe"), str(tmp_path / "claim.json"), str(tmp_path / "cut.json"), "--out", str(tmp_path / "o.json")).exit_code == 0
+    args = [str(tmp_path / "claim.json"), str(tmp_path / "cut.json"), str(tmp_path / "o.json"), "--deal", str(tmp_path / "deal.json"), "--module", str(tmp_path / "m.wasm")]
+    r = run("audit", *args)
+    assert r.exit_code == 3 and "policy asks for at least" in r.stderr
+    assert run("audit", *args, "--uniform", "0").exit_code == 0  # an auditor may opt out, knowingly

@@ -530,7 +530,7 @@ def test_step_example_is_run_sealed_attested_audited_accepted_and_collected_thro
     openings = json.loads((tmp_path / "o.json").read_text())
     assert openings["states"]["format"] == "poe state bundle v1"
     run("audit", str(tmp_path / "claim.json"), str(tmp_path / "ch.json"), str(tmp_path / "o.json"), "--deal", str(tmp_path / "deal.json"),
-            "--module", str(wasm), "--out", str(tmp_path / "v.json"))
+            "--module", str(wasm), "--uniform", "8", "--out", str(tmp_path / "v.json"))
     verdict = json.loads((tmp_path / "v.json").read_text())
     assert verdict["verdict"] == "ACCEPT", verdict["problems"]
     assert verdict["checked"]["re_executed"] > 50

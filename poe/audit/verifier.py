@@ -43,7 +43,9 @@ def audit(claim: Claim, challenge: Challenge, openings: list[Opening], service: 
     against their neighbours (the state chain) and re-executed from their pre-state, which the
     provider sends in the `states` bundle. Re-executions run on `mapper` (default: a local pool
     of `jobs` processes). `min_uniform` is the auditor's policy: a challenge drawing fewer
-    uniform samples from a non-empty epoch is refused as bad input, whatever the file says.
+    uniform samples from a non-empty epoch is refused as bad input, whatever the file says. A
+    challenge with its uniform list cut short still follows from the claim (the draw is a
+    prefix sequence), so pass the number you drew (`poe audit` defaults to DEFAULT_UNIFORM).
     """
     early = _check_terms(claim, deal, service)
     if isinstance(early, Verdict):

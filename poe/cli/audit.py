@@ -9,7 +9,7 @@ import click
 
 from poe.audit.verifier import audit
 from poe.formats.moduleset import Service
-from poe.protocol.challenge import Challenge
+from poe.protocol.challenge import DEFAULT_UNIFORM, MAX_UNIFORM, Challenge
 from poe.protocol.claim import Claim
 from poe.protocol.openings import Openings
 from ._options import emit_json, info, json_option, load_json, passphrase_option, read_deal, read_file, read_link_options, write_output
@@ -23,8 +23,9 @@ from ._options import emit_json, info, json_option, load_json, passphrase_option
 @click.option("--module", "module_path", required=True, type=click.Path(dir_okay=False), help="The deal's module (its digest must match).")
 @click.option("--key", "key_file", type=click.Path(dir_okay=False), default=None,
               help="Your auditor key file (from `poe keygen`): the verdict is signed with it, and only signed verdicts settle.")
-@click.option("--uniform", "min_uniform", type=click.IntRange(0, 100_000), default=0, show_default=True,
-              help="Your policy: refuse a challenge that draws fewer uniform samples than this (`poe challenge` draws 16 by default).")
+@click.option("--uniform", "min_uniform", type=click.IntRange(0, MAX_UNIFORM), default=DEFAULT_UNIFORM, show_default=True,
+              help="Your policy: refuse a challenge that draws fewer uniform samples than this (what `poe challenge` draws by default; "
+                   "a challenge whose uniform list was cut short looks valid otherwise). 0 accepts any.")
 @click.option("--final", is_flag=True, help="The deal's response deadline has passed: unopened samples are a REJECT, not a refusal.")
 @click.option("--link", "links", multiple=True, help="NAME=OTHER.wasm for multi-module services.")
 @click.option("--jobs", type=click.IntRange(1, 256), default=1, show_default=True,

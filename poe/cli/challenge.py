@@ -7,7 +7,7 @@ from fractions import Fraction
 
 import click
 
-from poe.protocol.challenge import Challenge
+from poe.protocol.challenge import DEFAULT_UNIFORM, MAX_UNIFORM, Challenge
 
 from poe.protocol.claim import Claim
 from poe.errors import InputError
@@ -26,7 +26,7 @@ def _fraction(text: str, what: str) -> Fraction:
 @click.option("--beacon", required=True, help="16-64 bytes of hex the provider could not predict when it attested (a nonce, a future block hash, a drand round).")
 @click.option("--epsilon", default="0.01", show_default=True, help="Overbilling fraction to detect.")
 @click.option("--delta", default="0.001", show_default=True, help="Allowed probability of missing it.")
-@click.option("--uniform", type=click.IntRange(0, 100_000), default=16, show_default=True, help="Extra samples by index (check outputs, not only bills).")
+@click.option("--uniform", type=click.IntRange(0, MAX_UNIFORM), default=DEFAULT_UNIFORM, show_default=True, help="Extra samples by index (check outputs, not only bills).")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write challenge.json here (default: stdout).")
 def challenge(claim_path, beacon, epsilon, delta, uniform, out):
     """Draw k weighted and U uniform sample targets; k is the least with (1-ε)^k ≤ δ."""

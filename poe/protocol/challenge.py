@@ -21,13 +21,17 @@ from poe.protocol.claim import MAX_AMOUNT, Claim
 from poe.protocol.deal import Deal
 from poe.protocol.fields import array, document, fraction, hexbytes, uint
 
-__all__ = ["Challenge", "samples_needed", "landing_offset", "MAX_SAMPLES", "MAX_UNIFORM"]
+__all__ = ["Challenge", "samples_needed", "landing_offset", "MAX_SAMPLES", "MAX_UNIFORM", "DEFAULT_UNIFORM"]
 
 CTX_CHALLENGE = "poe 2026-11 challenge v1"
 MIN_EPSILON = Fraction(1, 10**6)
 MIN_DELTA = Fraction(1, 2**64)
 MAX_SAMPLES = 1_000_000
 MAX_UNIFORM = 100_000
+#: uniform samples a challenge draws, and an audit asks for, unless told otherwise. Emptying the
+#: uniform list leaves a valid-looking prefix of the draw, so only a minimum the auditor holds
+#: itself can notice.
+DEFAULT_UNIFORM = 16
 _FIELDS = ("claim_id", "deal_digest", "epoch", "root", "beacon", "epsilon", "delta", "weighted", "uniform")
 _DERIVED = ("seed", "k", "guarantee")
 
