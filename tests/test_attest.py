@@ -331,6 +331,16 @@ def test_key_whose_public_half_was_swapped_signs_nothing(signed, tmp_path):
     assert r.exit_code == 3 and "does not match" in r.stderr and not (tmp_path / "x.json").exists()
 
 
+def test_auditor_key_whose_public_half_was_swapped_signs_no_verdict(signed, tmp_path):
+    # Every command that signs reads its key the same way (poe.crypto.keys.read_signing_key); the
+    # audit used to skip the check, so a verdict could name an auditor whose key never signed it.
+    scheme, key, _, _ = signed
+    forged = _forge_public_half(scheme, key, tmp_path)
+    out = tmp_path / "v.json"
+    r = _poe("audit", "c.json", "ch.json", "o.json", "--deal", "d.json", "--module", "m.wasm", "--key", forged, "--out", str(out))
+    assert r.exit_code == 3 and "does not match" in r.stderr and not out.exists()
+
+
 @pytest.mark.parametrize("content", ["", "{}", '{"format": "poe key v1"}', "not json", '{"format": "poe key v1", "scheme": "bls12-381", "public_key": "00", "secret_key": "zz"}'])
 def test_garbage_key_files_are_clear_errors(tmp_path, content):
     key = tmp_path / "g.key"

@@ -42,8 +42,8 @@ def check_fraud_proof(proof: dict[str, Any], service: Service) -> dict[str, Any]
         raise EncodingError("not a poe fraud proof v1 document")
     claim = Claim.from_json(proof["claim"])
     st = claim.statement
-    if (claim.deal.deal_id, claim.deal.provider_key) != (st.deal_id, st.public_key):
-        raise VerificationError("the fraud proof's deal is not the one the provider signed for")
+    if (why := claim.deal.mismatch(st)) is not None:
+        raise VerificationError(f"the fraud proof's deal is not the one the provider signed for: {why}")
     from poe.crypto.schemes import get_scheme  # loads when a signature is checked
 
     verify_envelope(claim.envelope, get_scheme(st.scheme), trusted_keys=[claim.deal.provider_key], require_reproducible=True)

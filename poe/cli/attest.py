@@ -6,10 +6,9 @@ import os
 
 import click
 
-from poe.crypto.keys import read_key_file
-from poe.crypto.schemes import get_scheme
+from poe.crypto.keys import read_signing_key
 from poe.store.tracestore import TraceStore
-from poe.errors import InputError, KeyFileError
+from poe.errors import InputError
 from poe.protocol.attestation import check_deal_id
 from poe.provider.attest import sign_epoch
 from ._options import info, passphrase_option, read_passphrase, write_output
@@ -29,11 +28,7 @@ def attest(store_path, key_file, deal_id, epoch, out, passphrase_file):
     leaf range, its root and totals, and the previous epoch's root with a reference to the
     consistency proof between them (carried in the envelope), so epochs chain.
     """
-    locked = read_key_file(key_file, unlock=False)
-    key = read_key_file(key_file, read_passphrase(passphrase_file) if locked.encrypted else None)
-    scheme = get_scheme(key.scheme)
-    if scheme.public_key(key.secret_key) != key.public_key:
-        raise KeyFileError(f"{key_file}: the secret key does not match the public key stored beside it; nothing was signed")
+    scheme, key = read_signing_key(key_file, lambda: read_passphrase(passphrase_file))
     check_deal_id(deal_id)  # everything that can fail on input fails before the epoch is sealed
     if out is not None and os.path.lexists(out):
         raise InputError(f"{out} already exists; not overwriting an attestation")

@@ -72,10 +72,8 @@ def _signer(key_file: str | None, passphrase_file: str | None):
     """(scheme, secret key) from the auditor's key file, read before any work is done."""
     if key_file is None:
         return None
-    from poe.crypto.keys import read_key_file
-    from poe.crypto.schemes import get_scheme
+    from poe.crypto.keys import read_signing_key
     from ._options import read_passphrase
 
-    locked = read_key_file(key_file, unlock=False)
-    key = read_key_file(key_file, read_passphrase(passphrase_file) if locked.encrypted else None)
-    return get_scheme(key.scheme), key.secret_key
+    scheme, key = read_signing_key(key_file, lambda: read_passphrase(passphrase_file))
+    return scheme, key.secret_key

@@ -6,7 +6,7 @@ import base64
 
 import click
 
-from poe.crypto.keys import read_key_file
+from poe.crypto.keys import read_key_file, read_signing_key
 from poe.crypto.schemes import get_scheme
 from poe.errors import KeyFileError
 from ._options import emit_json, info, json_option, passphrase_option, read_passphrase
@@ -26,9 +26,7 @@ def pubkey(key_file, pop, passphrase_file, as_json):
     if pop:
         if not s.aggregatable:
             raise KeyFileError("a proof of possession exists only for BLS keys")
-        unlocked = read_key_file(key_file, read_passphrase(passphrase_file) if key.encrypted else None)
-        if s.public_key(unlocked.secret_key) != key.public_key:
-            raise KeyFileError(f"{key_file}: the secret key does not match the public key stored beside it")
+        _, unlocked = read_signing_key(key_file, lambda: read_passphrase(passphrase_file))
         result["proof_of_possession"] = base64.b64encode(s.pop_prove(unlocked.secret_key)).decode()
     if as_json:
         emit_json(result)

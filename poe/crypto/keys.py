@@ -23,6 +23,7 @@ import re
 import secrets
 import stat
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import blake3
@@ -32,7 +33,7 @@ from poe.crypto.scheme import as_bytes
 from poe.crypto.schemes import SCHEME_NAMES
 from poe.errors import InputError, KeyFileError, PassphraseError
 
-__all__ = ["KeyFile", "write_key_file", "read_key_file", "MAX_KEY_FILE_BYTES"]
+__all__ = ["KeyFile", "write_key_file", "read_key_file", "read_signing_key", "MAX_KEY_FILE_BYTES"]
 
 FORMAT = "poe key v1"
 #: An encrypted key file is under 1 KiB; the cap only bounds what a hostile path can make us read.
@@ -296,3 +297,17 @@ def read_key_file(path: str, passphrase: bytes | None = None, *, unlock: bool = 
     if passphrase is None:
         raise PassphraseError(f"{path} is encrypted: give its passphrase (--passphrase-file, or POE_PASSPHRASE)")
     return KeyFile(scheme, public_key, _decrypt(path, scheme, public_key, encrypted, as_bytes(passphrase, "a passphrase")), True)
+
+
+def read_signing_key(path: str, passphrase: Callable[[], bytes | None]) -> tuple[Any, KeyFile]:
+    """(scheme, unlocked key) of a key file that is about to sign. ``passphrase`` is asked only
+    if the file is encrypted. A secret that does not make the public key stored beside it is
+    refused: whatever it signed would not verify under the key the file names."""
+    from poe.crypto.schemes import get_scheme
+
+    locked = read_key_file(path, unlock=False)
+    key = read_key_file(path, passphrase() if locked.encrypted else None)
+    scheme = get_scheme(key.scheme)
+    if scheme.public_key(key.secret_key) != key.public_key:
+        raise KeyFileError(f"{path}: the secret key does not match the public key stored beside it; nothing was signed")
+    return scheme, key
