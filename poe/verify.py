@@ -32,6 +32,7 @@ from poe.protocol.challenge import Challenge, samples_needed
 from poe.protocol.claim import Claim
 from poe.protocol.deal import Deal
 from poe.protocol.openings import Opening, Openings
+from poe.protocol.proofs import check_proof_bundle
 from poe.protocol.verdict import SignedVerdict, Verdict
 
 __all__ = [
@@ -39,7 +40,8 @@ __all__ = [
     "Deal", "Claim", "Challenge", "Opening", "Openings", "Verdict", "SignedVerdict", "Envelope", "Statement",
     "Service", "Record", "Root", "InclusionProof", "ConsistencyProof",
     "samples_needed", "audit", "Mapper", "LocalPool", "check_state_chain", "check_fraud_proof", "fraud_proof_of",
-    "verify_envelope", "verify_envelopes", "verify_chain", "verify_inclusion", "verify_consistency", "settle",
+    "verify_envelope", "verify_envelopes", "verify_chain", "verify_inclusion", "verify_consistency", "check_proof_bundle",
+    "settle",
 ]
 
 

@@ -13,7 +13,7 @@ from poe.merkle.build import Tree
 from poe.merkle.hasher import leaf
 from poe.merkle.verify import verify_consistency, verify_inclusion
 from poe.cli import main
-from poe.errors import StoreError, VerificationError
+from poe.errors import EncodingError, StoreError, VerificationError
 
 from .conftest import MODULES, module_bytes
 
@@ -201,3 +201,26 @@ def test_cli_prove_needs_exactly_one_kind(store_path):
     _fill(store_path, 2)
     assert _poe("prove", store_path).exit_code == 2
     assert _poe("prove", store_path, "--index", "0", "--consistency", "0").exit_code == 2
+
+
+def test_proof_bundle_checked_from_python_against_a_trusted_root_rejects_another_root(store_path):
+    from poe.provider.proofs import consistency_bundle, inclusion_bundle
+    from poe.verify import check_proof_bundle
+
+    _fill(store_path, 10)
+    with TraceStore.open(store_path, seal=True) as s:
+        first = s.seal()
+        _fill(store_path, 5, start=10)
+        second = s.seal()
+        bundle = inclusion_bundle(s, 7)
+        consistency = consistency_bundle(s, 0)
+    assert check_proof_bundle(bundle, root=first.root)["checked_against"] == "trusted root"
+    assert check_proof_bundle(bundle)["checked_against"] == "the bundle's own root"
+    with pytest.raises(VerificationError):
+        check_proof_bundle(bundle, root=second.root)  # a root the segment's proof was not made for
+    assert check_proof_bundle(consistency, root=second.root, old_root=first.root)["checked_against"] == "trusted root"
+    with pytest.raises(VerificationError):
+        check_proof_bundle(consistency, root=first.root, old_root=second.root)
+    for extra in ({"note": "x"}, {"index": 8}):
+        with pytest.raises(EncodingError):
+            check_proof_bundle(dict(bundle, **extra))

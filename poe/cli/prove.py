@@ -6,13 +6,11 @@ import json
 
 import click
 
-from poe.errors import EncodingError
-from poe.formats.record import Record
 from poe.merkle.build import native_note
 from poe.merkle.hasher import Root
-from poe.merkle.verify import ConsistencyProof, InclusionProof, verify_consistency, verify_inclusion
+from poe.protocol.proofs import check_proof_bundle
+from poe.provider.proofs import consistency_bundle, inclusion_bundle
 from poe.store.tracestore import TraceStore
-from poe.store.views import BUNDLE_FORMAT, consistency_bundle, inclusion_bundle
 from ._options import emit_json, info, json_option, load_json, write_output
 
 
@@ -48,35 +46,17 @@ def verify_proof(bundle_path, root_path, old_root_path, as_json):
     Without --root the bundle is checked against the root it carries, which shows only that it
     is self-consistent: pass the root you obtained independently (from a signed attestation).
     """
-    bundle = load_json(bundle_path, "proof bundle")
-    if not isinstance(bundle, dict) or bundle.get("format") != BUNDLE_FORMAT or bundle.get("kind") not in ("inclusion", "consistency"):
-        raise EncodingError(f"{bundle_path} is not a {BUNDLE_FORMAT} file")
-    trusted = root_path is not None
-    try:
-        if bundle["kind"] == "inclusion":
-            root = Root.from_json(load_json(root_path, "root")) if root_path else Root.from_json(bundle["root"])
-            record = bytes.fromhex(bundle["record"])
-            proof = InclusionProof.decode(bytes.fromhex(bundle["proof"]))
-            verify_inclusion(record, proof, root)
-            r = Record.decode(record)
-            result = {"ok": True, "kind": "inclusion", "index": proof.index, "root": root.to_json(), "record": r.to_json()}
-            message = (f"inclusion proof OK: segment {proof.index} ({r.describe_outcome()}, fuel {r.fuel:,}) is in the tree "
-                       f"of {root.size:,} segments with root {root.hash.hex()[:16]}...")
-        else:
-            new = Root.from_json(load_json(root_path, "root")) if root_path else Root.from_json(bundle["new_root"])
-            old = Root.from_json(load_json(old_root_path, "old root")) if old_root_path else Root.from_json(bundle["old_root"])
-            trusted = trusted and old_root_path is not None
-            proof = ConsistencyProof.decode(bytes.fromhex(bundle["proof"]))
-            verify_consistency(old, new, proof)
-            result = {"ok": True, "kind": "consistency", "old_root": old.to_json(), "new_root": new.to_json()}
-            message = f"consistency proof OK: the tree of {new.size:,} segments extends the tree of {old.size:,}"
-    except (KeyError, TypeError, ValueError) as exc:
-        raise EncodingError(f"{bundle_path} is malformed: {type(exc).__name__}: {exc}") from None
-    result["checked_against"] = "trusted root" if trusted else "the bundle's own root"
+    root = Root.from_json(load_json(root_path, "root")) if root_path else None
+    old_root = Root.from_json(load_json(old_root_path, "old root")) if old_root_path else None
+    result = check_proof_bundle(load_json(bundle_path, "proof bundle"), root=root, old_root=old_root)
     if as_json:
         emit_json(result)
+        return
+    if result["kind"] == "inclusion":
+        r, size = result["record"], result["root"]["size"]
+        info(f"inclusion proof OK: segment {result['index']} ({r['outcome_text']}, fuel {r['fuel']:,}) is in the tree "
+             f"of {size:,} segments with root {result['root']['hash'][:16]}...")
     else:
-        info(message)
-        if not trusted:
-            info("  note: checked against the root inside the bundle; pass --root (and --old-root) to check against roots you trust")
-
+        info(f"consistency proof OK: the tree of {result['new_root']['size']:,} segments extends the tree of {result['old_root']['size']:,}")
+    if result["checked_against"] != "trusted root":
+        info("  note: checked against the root inside the bundle; pass --root (and --old-root) to check against roots you trust")

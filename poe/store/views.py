@@ -1,8 +1,8 @@
-"""What the store commands show and write, as plain documents: a store's overview, one segment,
-a post-state's memory image, and proof bundles anyone can check by hand (`poe verify-proof`).
+"""What the store commands show, as plain documents: a store's overview, one segment, a
+post-state's memory image.
 
-The commands only print these; the choices (which epoch is meant, what a segment shows, what a
-bundle holds) are made here, beside the store they read.
+The commands only print these; the choices (which epoch is meant, what a segment shows) are made
+here, beside the store they read. Proof bundles are written by :mod:`poe.provider.proofs`.
 """
 
 from __future__ import annotations
@@ -18,9 +18,7 @@ from poe.formats.state import State
 
 from .tracestore import TraceStore
 
-__all__ = ["BUNDLE_FORMAT", "SegmentView", "overview", "segment_view", "memory_image", "inclusion_bundle", "consistency_bundle"]
-
-BUNDLE_FORMAT = "poe proof bundle v1"
+__all__ = ["SegmentView", "overview", "segment_view", "memory_image"]
 
 
 def overview(store: TraceStore, path: str, epoch: int | None = None, *, check: bool = False) -> dict[str, Any]:
@@ -76,24 +74,3 @@ def memory_image(store: TraceStore, index: int) -> tuple[State, bytes]:
     if store.record(index).post_state == h.ZERO_DIGEST:
         raise InputError(f"segment {index} is stateless: it has no memory to dump")
     return store.post_state_image(index)
-
-
-def inclusion_bundle(store: TraceStore, index: int, epoch: int | None = None) -> dict[str, Any]:
-    """Segment `index`'s record and its inclusion proof against a sealed head: `epoch`'s, or by
-    default the first that contains the segment."""
-    record, proof, root = store.inclusion_proof(index, epoch)
-    return {
-        "format": BUNDLE_FORMAT, "kind": "inclusion", "index": index,
-        "record": record.hex(), "proof": proof.encode().hex(), "root": root.to_json(),
-    }
-
-
-def consistency_bundle(store: TraceStore, old_epoch: int, new_epoch: int | None = None) -> dict[str, Any]:
-    """A proof that `new_epoch`'s head (default: the latest sealed) extends `old_epoch`'s."""
-    if new_epoch is None:
-        new_epoch = store.latest_sealed_epoch()
-    old, new, proof = store.consistency_proof(old_epoch, new_epoch)
-    return {
-        "format": BUNDLE_FORMAT, "kind": "consistency", "old_epoch": old_epoch, "new_epoch": new_epoch,
-        "old_root": old.to_json(), "new_root": new.to_json(), "proof": proof.encode().hex(),
-    }

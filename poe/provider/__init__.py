@@ -1,0 +1,1 @@
+"""The provider's side of the flow: the run loop, sealing and signing epochs, answering challenges."""
