@@ -276,7 +276,8 @@ def test_cost_model_with_other_engine_flags_is_refused():
         Executor(Service(module_bytes("funcs.wasm")), foreign)
 
 
-@pytest.mark.parametrize("kw", [{"fuel": 0}, {"memory_pages": 70_000}, {"fuel": 2**62, "memory_pages": 65536}])
+@pytest.mark.parametrize("kw", [{"fuel": 0}, {"memory_pages": 70_000}, {"fuel": 2**62, "memory_pages": 65536},
+                                {"table_elements": 10**30}, {"output_bytes": 10**30}, {"table_elements": 2**32}])
 def test_limits_that_could_overflow_or_make_no_sense_are_refused(kw):
     with pytest.raises(LimitError):
         Limits(**kw)

@@ -81,6 +81,10 @@ class Limits:
                 raise LimitError(f"limit {name} must be a positive integer, got {value!r}")
         if self.memory_pages > 65_536:
             raise LimitError("memory limit cannot exceed 65536 pages (4 GiB, the wasm32 address space)")
+        if self.table_elements > 0xFFFF_FFFF:
+            raise LimitError("table limit cannot exceed 2^32 - 1 elements (a wasm32 table's index space)")
+        if self.output_bytes > 1 << 32:
+            raise LimitError("output limit cannot exceed 4 GiB per segment")
         if self.stack_bytes > 4 * 1024 * 1024:
             raise LimitError("stack limit above 4 MiB could exceed the host thread's native stack")
         # mem = peak pages x fuel is a u64 in the record: make overflow impossible by construction.
