@@ -352,6 +352,25 @@ def test_resume_of_a_stateless_store_is_a_clear_error(tmp_path):
     assert "no lineage to continue" in r.output
 
 
+def test_failed_resume_with_another_module_registers_nothing_so_the_epoch_still_attests(tmp_path):
+    # A refused --resume used to leave its module registered: the next attest saw "2 services".
+    path = str(tmp_path / "r.poe")
+    for name in ("counter.wasm", "step_sort.wasm"):
+        (tmp_path / name).write_bytes(module_bytes(name))
+    r = CliRunner().invoke(main, ["run", str(tmp_path / "counter.wasm"), "--stateful", "--steps", "2", "--store", path])
+    assert r.exit_code == 0, r.output
+    with TraceStore.open(path) as store:
+        before = store.services()
+    r = CliRunner().invoke(main, ["run", str(tmp_path / "step_sort.wasm"), "--stateful", "--resume", "--store", path])
+    assert r.exit_code in (2, 3) and "another module" in r.output
+    with TraceStore.open(path) as store:
+        assert store.services() == before and len(before) == 1
+    key = tmp_path / "p.key"
+    assert CliRunner().invoke(main, ["keygen", "--scheme", "secp256k1", "--out", str(key)]).exit_code == 0
+    r = CliRunner().invoke(main, ["attest", path, "--key", str(key), "--deal", "d1", "--out", str(tmp_path / "a.json")])
+    assert r.exit_code == 0, r.output
+
+
 def test_steps_without_stateful_is_a_usage_error(tmp_path):
     r = CliRunner().invoke(main, ["run", "x.wasm", "--steps", "3", "--store", str(tmp_path / "y.poe")])
     assert r.exit_code != 0
