@@ -1,45 +1,80 @@
-"""Attestation signatures: sign and verify per scheme, and a BLS batch against one-by-one checks.
+"""Signatures on every backend, each against py-ecc in the same run.
 
-Baselines are py-ecc's own entry points on the same inputs (for the batch: poe's single
-``verify`` on every item, which is what a caller without batching would do). py-ecc is pure
-Python: a BLS verification costs a few hundred milliseconds, so the batch group runs one round
-of BATCH items; even so it takes about a minute (signing the batch included).
+Groups (the *_baseline test of each is py-ecc; every other test is poe on one backend, named in
+brackets, so a ratio below 1 is that backend's speed-up over the reference):
+
+* ``bls-sign``, ``bls-verify``: py-ecc's own ``G2ProofOfPossession`` entry points as baseline;
+* ``bls-batch``: BATCH attestations (distinct messages, 10 keys) checked one by one with poe on
+  py-ecc as baseline, against poe's randomized batch on each backend;
+* ``k1-sign``, ``k1-verify``: py-ecc's raw ECDSA on the already hashed message as baseline;
+* ``request-check``: what a provider does per customer request: the EIP-712 digest of a typed
+  request (types checked once) and recovery of its signer, compared with the customer's address
+  (the ceiling is libsecp256k1's ecrecover alone, measured beside it as ``raw-ecrecover``);
+* ``verify-attestation``: ``poe verify-attestation`` of 100 BLS envelopes as a whole process
+  (start-up included), with ``POE_CRYPTO_BACKEND=py-ecc`` as baseline against the default.
+
+py-ecc is pure Python: a BLS verification costs a few hundred milliseconds, so the BLS groups run
+few rounds; the whole file takes about two minutes.
+
+    python3 -m pytest benches/bench_schemes.py --benchmark-enable
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from py_ecc.bls import G2ProofOfPossession
 from py_ecc.secp256k1 import secp256k1 as k1
 
-from poe.crypto.schemes import BLS, SECP256K1
+from poe.crypto import backends, eip712
+from poe.crypto.schemes import get_scheme
 
 BATCH = 100  # distinct messages, 10 signing keys
 MESSAGE = hashlib.sha256(b"poe attestation statement").digest()
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _backends(scheme: str) -> list[str]:
+    return [name for name, why in backends.available(scheme).items() if why is None]
+
+
+BLS_BACKENDS = _backends("bls12-381")
+K1_BACKENDS = _backends("secp256k1")
+
+
+def _note(measured, scheme) -> None:
+    b = scheme.backend
+    measured.extra_info["backend"] = f"{b.library} {b.version}"
 
 
 @pytest.fixture(scope="module")
 def bls_key():
-    sk = BLS.generate_key(b"\x01" * 32)
-    return sk, BLS.public_key(sk), BLS.sign(sk, MESSAGE)
+    bls = get_scheme("bls12-381", "py-ecc")
+    sk = bls.generate_key(b"\x01" * 32)
+    return sk, bls.public_key(sk), bls.sign(sk, MESSAGE)
 
 
 @pytest.fixture(scope="module")
 def k1_key():
-    sk = SECP256K1.generate_key(b"\x01" * 32)
-    return sk, SECP256K1.public_key(sk), SECP256K1.sign(sk, MESSAGE)
+    scheme = get_scheme("secp256k1", "py-ecc")
+    sk = scheme.generate_key(b"\x01" * 32)
+    return sk, scheme.public_key(sk), scheme.sign(sk, MESSAGE)
 
 
 @pytest.fixture(scope="module")
 def bls_batch():
-    keys = [BLS.generate_key(bytes([i + 1]) * 32) for i in range(10)]
-    pks = [BLS.public_key(sk) for sk in keys]
+    bls = get_scheme("bls12-381", BLS_BACKENDS[0])  # the fastest loadable signer; the bytes are the same
+    keys = [bls.generate_key(bytes([i + 1]) * 32) for i in range(10)]
+    pks = [bls.public_key(sk) for sk in keys]
     items = []
     for i in range(BATCH):
         msg = hashlib.sha256(b"statement %d" % i).digest()
-        items.append((pks[i % 10], msg, BLS.sign(keys[i % 10], msg)))
+        items.append((pks[i % 10], msg, bls.sign(keys[i % 10], msg)))
     return items
 
 
@@ -54,8 +89,11 @@ def test_bls_sign_baseline(measured, bls_key):
 
 
 @pytest.mark.benchmark(group="bls-sign")
-def test_bls_sign_poe(measured, bls_key):
-    measured.pedantic(BLS.sign, args=(bls_key[0], MESSAGE), rounds=5, iterations=1)
+@pytest.mark.parametrize("backend", BLS_BACKENDS)
+def test_bls_sign_poe(measured, bls_key, backend):
+    bls = get_scheme("bls12-381", backend)
+    _note(measured, bls)
+    measured.pedantic(bls.sign, args=(bls_key[0], MESSAGE), rounds=5 if backend == "py-ecc" else 200, iterations=1)
 
 
 @pytest.mark.benchmark(group="bls-verify")
@@ -66,28 +104,35 @@ def test_bls_verify_baseline(measured, bls_key):
 
 
 @pytest.mark.benchmark(group="bls-verify")
-def test_bls_verify_poe(measured, bls_key):
+@pytest.mark.parametrize("backend", BLS_BACKENDS)
+def test_bls_verify_poe(measured, bls_key, backend):
+    bls = get_scheme("bls12-381", backend)
+    _note(measured, bls)
     _, pk, sig = bls_key
-    measured.pedantic(BLS.verify, args=(pk, MESSAGE, sig), rounds=5, iterations=1)
+    measured.pedantic(bls.verify, args=(pk, MESSAGE, sig), rounds=5 if backend == "py-ecc" else 200, iterations=1)
 
 
 @pytest.mark.benchmark(group="bls-batch")
 def test_bls_batch_baseline(measured, bls_batch):
-    """BATCH attestations verified one by one with poe's BLS.verify."""
+    """BATCH attestations verified one by one with poe on py-ecc."""
+    bls = get_scheme("bls12-381", "py-ecc")
 
     def one_by_one():
         for item in bls_batch:
-            BLS.verify(*item)
+            bls.verify(*item)
 
     measured.pedantic(one_by_one, rounds=1, iterations=1)
     measured.extra_info["items"] = BATCH
 
 
 @pytest.mark.benchmark(group="bls-batch")
-def test_bls_batch_poe(measured, bls_batch):
-    """The same BATCH attestations in one randomized batch (BATCH + 1 Miller loops, one final
-    exponentiation)."""
-    measured.pedantic(BLS.batch_verify, args=(bls_batch,), rounds=1, iterations=1)
+@pytest.mark.parametrize("backend", BLS_BACKENDS)
+def test_bls_batch_poe(measured, bls_batch, backend):
+    """The same BATCH attestations in one randomized batch (one Miller loop per distinct message
+    plus one, a single final exponentiation)."""
+    bls = get_scheme("bls12-381", backend)
+    _note(measured, bls)
+    measured.pedantic(bls.batch_verify, args=(bls_batch,), rounds=1 if backend == "py-ecc" else 10, iterations=1)
     measured.extra_info["items"] = BATCH
 
 
@@ -97,27 +142,137 @@ def test_bls_batch_poe(measured, bls_batch):
 @pytest.mark.benchmark(group="k1-sign")
 def test_k1_sign_baseline(measured, k1_key):
     """py-ecc's ecdsa_raw_sign on the already computed EIP-191 hash."""
-    h = SECP256K1.message_hash(MESSAGE)
+    h = get_scheme("secp256k1", "py-ecc").message_hash(MESSAGE)
     measured(k1.ecdsa_raw_sign, h, k1_key[0])
 
 
 @pytest.mark.benchmark(group="k1-sign")
-def test_k1_sign_poe(measured, k1_key):
-    """Includes the EIP-191 hash (pure-Python Keccak) and full RFC 6979."""
-    measured(SECP256K1.sign, k1_key[0], MESSAGE)
+@pytest.mark.parametrize("backend", K1_BACKENDS)
+def test_k1_sign_poe(measured, k1_key, backend):
+    """Includes the EIP-191 hash and the low-s and range checks."""
+    scheme = get_scheme("secp256k1", backend)
+    _note(measured, scheme)
+    measured(scheme.sign, k1_key[0], MESSAGE)
 
 
 @pytest.mark.benchmark(group="k1-verify")
 def test_k1_verify_baseline(measured, k1_key):
     """py-ecc's ecdsa_raw_recover on the already computed hash, compared with the key."""
     _, pk, sig = k1_key
-    h = SECP256K1.message_hash(MESSAGE)
+    h = get_scheme("secp256k1", "py-ecc").message_hash(MESSAGE)
     vrs = (sig[64], int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:64], "big"))
     expected = k1.privtopub(k1_key[0])
     measured(lambda: k1.ecdsa_raw_recover(h, vrs) == expected)
 
 
 @pytest.mark.benchmark(group="k1-verify")
-def test_k1_verify_poe(measured, k1_key):
+@pytest.mark.parametrize("backend", K1_BACKENDS)
+def test_k1_verify_poe(measured, k1_key, backend):
+    """EIP-191 hash, range, low-s and key checks, recovery, comparison."""
+    scheme = get_scheme("secp256k1", backend)
+    _note(measured, scheme)
     _, pk, sig = k1_key
-    measured(SECP256K1.verify, pk, MESSAGE, sig)
+    measured(scheme.verify, pk, MESSAGE, sig)
+
+
+# -- a customer's request, as a provider checks it ----------------------------------------------
+
+# The shape of a signed request (deal, customer, sequence, invocation digest, fuel budget, window):
+# what the next issue's request format commits to, as EIP-712 typed data a wallet signs.
+REQUEST_TYPES = eip712.Types({
+    "EIP712Domain": [{"name": "name", "type": "string"}, {"name": "version", "type": "string"}, {"name": "chainId", "type": "uint256"}],
+    "Request": [
+        {"name": "deal", "type": "bytes32"}, {"name": "customer", "type": "address"}, {"name": "sequence", "type": "uint64"},
+        {"name": "invocation", "type": "bytes32"}, {"name": "fuelBudget", "type": "uint64"},
+        {"name": "notBefore", "type": "uint64"}, {"name": "notAfter", "type": "uint64"},
+    ],
+})
+DOMAIN = eip712.domain_separator({"name": "poe", "version": "1", "chainId": 1}, REQUEST_TYPES)
+
+
+@pytest.fixture(scope="module")
+def signed_request():
+    scheme = get_scheme("secp256k1", K1_BACKENDS[0])
+    sk = scheme.generate_key(b"a customer of the benchmark, 32+ bytes")
+    address = scheme.identity(scheme.public_key(sk))
+    request = {"deal": hashlib.sha256(b"deal").digest(), "customer": address, "sequence": 41,
+               "invocation": hashlib.sha256(b"invocation").digest(), "fuelBudget": 10_000_000, "notBefore": 3, "notAfter": 9}
+    return request, scheme.sign_hash(sk, eip712.digest(DOMAIN, REQUEST_TYPES, "Request", request))
+
+
+def _request_check(scheme, request, sig):
+    digest = eip712.digest(DOMAIN, REQUEST_TYPES, "Request", request)
+    if scheme.recover_hash_address(digest, sig) != bytes.fromhex(request["customer"][2:]):
+        raise AssertionError("the request's signer is not its customer")
+
+
+@pytest.mark.benchmark(group="request-check")
+def test_request_check_baseline(measured, signed_request):
+    """The check on the py-ecc reference."""
+    measured(_request_check, get_scheme("secp256k1", "py-ecc"), *signed_request)
+
+
+@pytest.mark.benchmark(group="request-check")
+@pytest.mark.parametrize("backend", [b for b in K1_BACKENDS if b != "py-ecc"])
+def test_request_check_poe(measured, signed_request, backend):
+    scheme = get_scheme("secp256k1", backend)
+    _note(measured, scheme)
+    measured(_request_check, scheme, *signed_request)
+    stats = getattr(measured, "stats", None)
+    if stats is not None and getattr(stats, "stats", None) is not None:
+        measured.extra_info["per_second"] = round(1 / stats.stats.median)
+
+
+@pytest.mark.benchmark(group="request-check")
+def test_request_check_raw_ecrecover(measured, signed_request):
+    """For reference: coincurve's recovery alone on the same digest, no hashing and no checks."""
+    from coincurve import PublicKey
+
+    request, sig = signed_request
+    digest = eip712.digest(DOMAIN, REQUEST_TYPES, "Request", request)
+    rsv = sig[:64] + bytes([sig[64] - 27])
+    measured(PublicKey.from_signature_and_message, rsv, digest, hasher=None)
+
+
+# -- poe verify-attestation of 100 envelopes, as a whole process ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def envelopes(tmp_path_factory):
+    """A chain of 100 attested epochs of 3 segments each, signed with BLS."""
+    from poe import CostModel, Executor, Invocation, Limits, Service, TraceStore, Value
+    from poe.provider.attest import sign_epoch
+
+    out = tmp_path_factory.mktemp("envelopes")
+    cm = CostModel.current(Limits(fuel=10_000_000, memory_pages=64))
+    service = Service((REPO / "vectors" / "modules" / "funcs.wasm").read_bytes(), name="funcs.wasm")
+    executor, bls = Executor(service, cm), get_scheme("bls12-381", BLS_BACKENDS[0])
+    sk = bls.generate_key(b"provider" * 4)
+    paths = []
+    with TraceStore.create_or_open(str(out / "trace.poe"), cm) as store:
+        store.register_service(service)
+        for epoch in range(100):
+            for i in range(3):
+                store.append(executor.run(Invocation.build("fib", params=[Value.of("i32", i + 5)]), store.next_index))
+            paths.append(out / f"e{epoch:03d}.json")
+            paths[-1].write_text(sign_epoch(store, bls, sk, "deal-1").dumps())
+    return [str(p) for p in paths]
+
+
+def _verify_attestation(paths, backend):
+    env = dict(os.environ, POE_CRYPTO_BACKEND=backend)
+    subprocess.run([sys.executable, "-m", "poe", "verify-attestation", *paths, "--json"], env=env, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+@pytest.mark.benchmark(group="verify-attestation")
+def test_verify_attestation_baseline(measured, envelopes):
+    """The command forced onto the py-ecc reference."""
+    measured.pedantic(_verify_attestation, args=(envelopes, "py-ecc"), rounds=1, iterations=1)
+
+
+@pytest.mark.benchmark(group="verify-attestation")
+def test_verify_attestation_poe(measured, envelopes):
+    """The command as installed (the native backend chosen at import)."""
+    measured.pedantic(_verify_attestation, args=(envelopes, "auto"), rounds=5, iterations=1)
+    measured.extra_info["envelopes"] = len(envelopes)

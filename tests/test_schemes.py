@@ -394,6 +394,15 @@ def test_eip55_checksum(address):
     assert checksum_address(bytes.fromhex(address[2:])) == address
 
 
+@settings(max_examples=500)
+@given(raw=st.binary(min_size=20, max_size=20))
+def test_eip55_checksum_matches_eth_utils_on_random_addresses(raw):
+    # checksum_address works on all 40 characters as one integer; eth-utils goes character by character.
+    from eth_utils import to_checksum_address
+
+    assert checksum_address(raw) == to_checksum_address(raw)
+
+
 @on_k1
 def test_personal_sign_matches_web3js_example(k1):
     """docs.web3js.org, web3.eth.accounts.sign('Some data', '0x4c08...2318'): RFC 6979 nonces make

@@ -30,6 +30,7 @@ then; a service hashing many messages of one type keeps the :class:`Types` and c
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -64,6 +65,22 @@ def _atomic(type_name: str) -> bool:
     return bool(m) and 1 <= int(m.group(1)) <= 32 and not m.group(1).startswith("0")
 
 
+@lru_cache(maxsize=1024)
+def _classify(type_name: str) -> tuple[str, Any]:
+    """What a non-struct type name is, parsed once: ("array", (element, length or None)),
+    ("uint"/"int", bits), ("fixed", N) for bytesN, or the atomic name itself."""
+    m = _ARRAY.match(type_name)
+    if m:
+        return "array", (m.group(1), int(m.group(2)) if m.group(2) else None)
+    m = _INT.match(type_name)
+    if m:
+        return ("uint" if m.group(1) else "int"), int(m.group(2) or 256)
+    m = _FIXED_BYTES.match(type_name)
+    if m:
+        return "fixed", int(m.group(1))
+    return type_name, None
+
+
 def _int_value(value: object, path: str) -> int:
     if isinstance(value, bool):
         raise EncodingError(f"{path}: a boolean where an integer belongs")
@@ -94,19 +111,29 @@ def _bytes_value(value: object, path: str) -> bytes:
 
 def _address_value(value: object, path: str) -> bytes:
     if isinstance(value, str):
-        text = value
-        if text[:2] in ("0x", "0X") and len(text) == 42 and re.fullmatch(r"[0-9a-fA-F]{40}", text[2:]):
-            raw = bytes.fromhex(text[2:])
-            body = text[2:]
-            if body != body.lower() and body != body.upper():
-                from poe.crypto.secp256k1 import checksum_address
-
-                if checksum_address(raw)[2:] != body:
-                    raise EncodingError(f"{path}: {text} has a mixed-case EIP-55 checksum that does not match")
+        raw = _address_text(value)
+        if raw is None:
+            raise EncodingError(f"{path}: {value} has a mixed-case EIP-55 checksum that does not match")
+        if raw:
             return raw
     elif isinstance(value, (bytes, bytearray)) and len(value) == 20:
         return bytes(value)
     raise EncodingError(f"{path}: {value!r} is not an address (0x followed by 40 hex digits)")
+
+
+@lru_cache(maxsize=4096)
+def _address_text(text: str) -> bytes | None:
+    """The 20 bytes of a 0x address (b"" if it is not one; None if its EIP-55 checksum is
+    wrong). Cached: a service sees the same customers' addresses over and over."""
+    if not (text[:2] in ("0x", "0X") and len(text) == 42 and re.fullmatch(r"[0-9a-fA-F]{40}", text[2:])):
+        return b""
+    raw, body = bytes.fromhex(text[2:]), text[2:]
+    if body != body.lower() and body != body.upper():
+        from poe.crypto.secp256k1 import checksum_address
+
+        if checksum_address(raw)[2:] != body:
+            return None
+    return raw
 
 
 class Types:
@@ -138,6 +165,8 @@ class Types:
                 base = self._base(type_name)
                 if not _atomic(base) and base not in self._members:
                     raise EncodingError(f"type {struct}, member {name}: unknown type {type_name!r}")
+        self._names = {struct: frozenset(n for n, _ in members) for struct, members in self._members.items()}
+        self._paths = {struct: tuple(f"{struct}.{n}" for n, _ in members) for struct, members in self._members.items()}
         self._encoded = {struct: self._encode_type(struct) for struct in self._members}
         self._hashes = {struct: keccak256(text.encode()) for struct, text in self._encoded.items()}
 
@@ -188,58 +217,59 @@ class Types:
         if not isinstance(value, Mapping):
             raise EncodingError(f"{path}: a {struct} must be an object")
         members = self._members[struct]
-        extra = set(value) - {n for n, _ in members}
-        if extra:
-            raise EncodingError(f"{path}: members not in type {struct}: {', '.join(sorted(map(str, extra)))}")
+        if value.keys() != self._names[struct]:
+            extra = set(value) - self._names[struct]
+            if extra:
+                raise EncodingError(f"{path}: members not in type {struct}: {', '.join(sorted(map(str, extra)))}")
+            missing = next(n for n, _ in members if n not in value)
+            raise EncodingError(f"{path}: member {missing!r} of {struct} is missing")
+        # Member paths name a failure; the usual top-level ones are made once, with the types.
+        paths = self._paths[struct] if path == struct else [f"{path}.{n}" for n, _ in members]
         parts = [self._hashes[struct]]
-        for name, type_name in members:
-            if name not in value:
-                raise EncodingError(f"{path}: member {name!r} of {struct} is missing")
-            parts.append(self._encode_value(type_name, value[name], f"{path}.{name}"))
+        for (name, type_name), member_path in zip(members, paths):
+            parts.append(self._encode_value(type_name, value[name], member_path))
         return b"".join(parts)
 
     def hash_struct(self, struct: str, value: object) -> bytes:
         return keccak256(self.encode_data(struct, value))
 
     def _encode_value(self, type_name: str, value: object, path: str) -> bytes:
-        m = _ARRAY.match(type_name)
-        if m:
-            if isinstance(value, (str, bytes, bytearray, Mapping)) or not isinstance(value, Sequence):
-                raise EncodingError(f"{path}: a {type_name} must be a list")
-            if m.group(2) and len(value) != int(m.group(2)):
-                raise EncodingError(f"{path}: a {type_name} has {m.group(2)} elements, got {len(value)}")
-            return keccak256(b"".join(self._encode_value(m.group(1), v, f"{path}[{i}]") for i, v in enumerate(value)))
         if type_name in self._members:
             return keccak256(self.encode_data(type_name, value, path))
-        if type_name == "string":
+        kind, arg = _classify(type_name)
+        if kind == "uint" or kind == "int":
+            number = _int_value(value, path)
+            low, high = (0, 1 << arg) if kind == "uint" else (-(1 << (arg - 1)), 1 << (arg - 1))
+            if not low <= number < high:
+                raise EncodingError(f"{path}: {number} does not fit a {type_name}")
+            return (number % (1 << 256)).to_bytes(32, "big")
+        if kind == "fixed":
+            raw = _bytes_value(value, path)
+            if len(raw) != arg:
+                raise EncodingError(f"{path}: a {type_name} has exactly {arg} bytes, got {len(raw)}")
+            return raw + bytes(32 - len(raw))
+        if kind == "address":
+            return bytes(12) + _address_value(value, path)
+        if kind == "array":
+            element, length = arg
+            if isinstance(value, (str, bytes, bytearray, Mapping)) or not isinstance(value, Sequence):
+                raise EncodingError(f"{path}: a {type_name} must be a list")
+            if length is not None and len(value) != length:
+                raise EncodingError(f"{path}: a {type_name} has {length} elements, got {len(value)}")
+            return keccak256(b"".join(self._encode_value(element, v, f"{path}[{i}]") for i, v in enumerate(value)))
+        if kind == "string":
             if not isinstance(value, str):
                 raise EncodingError(f"{path}: a string must be text")
             try:
                 return keccak256(value.encode("utf-8"))
             except UnicodeEncodeError:
                 raise EncodingError(f"{path}: the string is not valid Unicode (a lone surrogate)") from None
-        if type_name == "bytes":
+        if kind == "bytes":
             return keccak256(_bytes_value(value, path))
-        if type_name == "bool":
+        if kind == "bool":
             if not isinstance(value, bool):
                 raise EncodingError(f"{path}: a bool must be true or false")
             return int(value).to_bytes(32, "big")
-        if type_name == "address":
-            return bytes(12) + _address_value(value, path)
-        m = _FIXED_BYTES.match(type_name)
-        if m:
-            raw = _bytes_value(value, path)
-            if len(raw) != int(m.group(1)):
-                raise EncodingError(f"{path}: a {type_name} has exactly {m.group(1)} bytes, got {len(raw)}")
-            return raw + bytes(32 - len(raw))
-        m = _INT.match(type_name)
-        if m:
-            number = _int_value(value, path)
-            bits = int(m.group(2) or 256)
-            low, high = (0, 1 << bits) if m.group(1) else (-(1 << (bits - 1)), 1 << (bits - 1))
-            if not low <= number < high:
-                raise EncodingError(f"{path}: {number} does not fit a {type_name}")
-            return (number % (1 << 256)).to_bytes(32, "big")
         raise EncodingError(f"{path}: unknown type {type_name!r}")  # pragma: no cover - checked in __init__
 
 

@@ -14,6 +14,7 @@ that computes something else is refused instead of trusted.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from poe.errors import InputError, InternalError
 
@@ -22,12 +23,12 @@ __all__ = ["keccak256", "LIBRARY"]
 _EMPTY = bytes.fromhex("c5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470")
 
 
-def _load() -> tuple[str, Callable[[bytes], bytes]]:
+def _load() -> tuple[str, Callable[[bytes], Any]]:
     try:
-        from sha3 import keccak_256  # safe-pysha3
+        from sha3 import keccak_256 as digest_object  # safe-pysha3
 
         def digest(data: bytes) -> bytes:
-            return keccak_256(data).digest()
+            return digest_object(data).digest()
 
         name = "safe-pysha3"
     except ImportError:
@@ -36,21 +37,26 @@ def _load() -> tuple[str, Callable[[bytes], bytes]]:
         except ImportError:
             raise InternalError("no Keccak-256 library: install safe-pysha3 or pycryptodome") from None
 
+        def digest_object(data: bytes) -> Any:
+            return _keccak.new(data=data, digest_bits=256)
+
         def digest(data: bytes) -> bytes:
-            return _keccak.new(data=data, digest_bits=256).digest()
+            return digest_object(data).digest()
 
         name = "pycryptodome"
     if digest(b"") != _EMPTY:
         raise InternalError(f"{name}'s keccak_256 does not give Keccak-256's published digest of the empty string")
-    return name, digest
+    return name, digest_object
 
 
-LIBRARY, _digest = _load()
+LIBRARY, _hasher = _load()
 
 
 def keccak256(data: bytes) -> bytes:
     """Keccak-256 of ``data`` (bytes-like); anything else is an InputError, not a silent hash of
     its conversion (``bytes(5)`` would be five zero bytes)."""
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise InputError(f"keccak256 takes bytes, not {type(data).__name__}")
-    return _digest(bytes(data))
+    if type(data) is not bytes:  # the common case first: hashing is a few µs of each request
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise InputError(f"keccak256 takes bytes, not {type(data).__name__}")
+        data = bytes(data)
+    return _hasher(data).digest()

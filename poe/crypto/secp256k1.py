@@ -58,15 +58,23 @@ _EIP191_PREFIX = b"\x19Ethereum Signed Message:\n"
 _EIP191_32 = _EIP191_PREFIX + b"32"
 
 
+_EVERY_0X20 = int.from_bytes(b"\x20" * 40, "big")
+
+
 def checksum_address(address: bytes) -> str:
     """EIP-55 mixed-case hex of a 20-byte address: a hex letter is upper case where the matching
     nibble of keccak256(lower-case hex) is 8 or more."""
     raw = as_bytes(address, "address")
     if len(raw) != 20:
         raise InputError(f"an Ethereum address has 20 bytes, got {len(raw)}")
-    lower = raw.hex()
-    digest = keccak256(lower.encode("ascii")).hex()
-    return "0x" + "".join(c.upper() if c.isalpha() and int(h, 16) >= 8 else c for c, h in zip(lower, digest))
+    lower = raw.hex().encode("ascii")
+    # All 40 characters at once, as one integer of ASCII bytes (a per-character loop was a third
+    # of a request check): a hex letter has bit 0x40 set and turns upper case by clearing 0x20; a
+    # hex digit of the hash is 8 or more when it is a letter (0x40) or one of '8', '9' (0x08).
+    text = int.from_bytes(lower, "big")
+    nibbles = int.from_bytes(keccak256(lower).hex()[:40].encode("ascii"), "big")
+    high = ((nibbles >> 1) | (nibbles << 2)) & _EVERY_0X20
+    return "0x" + (text ^ ((text >> 1) & high)).to_bytes(40, "big").decode("ascii")
 
 
 def personal_sign_hash(data: bytes) -> bytes:
@@ -177,18 +185,27 @@ class Secp256k1Scheme(Scheme):
     def sign(self, sk: bytes, message: bytes) -> bytes:
         return self.sign_hash(sk, self.message_hash(message))
 
+    def _recover_point(self, digest: bytes, sig: bytes) -> bytes:
+        rs, parity = _signature_values(sig)
+        xy = self.backend.recover(self._digest(digest), rs, parity)
+        if xy is None:
+            raise SignatureError("no public key recovers from this signature (r is no curve point's x, or the key is at infinity)", reason="curve")
+        return xy
+
     def recover_hash_public_key(self, digest: bytes, sig: bytes) -> bytes:
         """The compressed public key that made ``sig`` on the 32-byte hash ``digest``."""
-        rs, parity = _signature_values(sig)
-        pk = self.backend.recover(self._digest(digest), rs, parity)
-        if pk is None:
-            raise SignatureError("no public key recovers from this signature (r is no curve point's x, or the key is at infinity)", reason="curve")
-        return pk
+        xy = self._recover_point(digest, sig)
+        return bytes([2 | (xy[63] & 1)]) + xy[:32]
+
+    def recover_hash_address(self, digest: bytes, sig: bytes) -> bytes:
+        """The 20 address bytes whose key made ``sig`` on the 32-byte hash ``digest``: what
+        ``ecrecover`` returns, before EIP-55 spells it (what a service compares per request)."""
+        return keccak256(self._recover_point(digest, sig))[12:]
 
     def recover_hash(self, digest: bytes, sig: bytes) -> str:
         """The EIP-55 address whose key made ``sig`` on the 32-byte hash ``digest``: what
         ``ecrecover(digest, v, r, s)`` returns on chain."""
-        return self._address(self.recover_hash_public_key(digest, sig))
+        return checksum_address(self.recover_hash_address(digest, sig))
 
     def recover(self, message: bytes, sig: bytes) -> str:
         """The EIP-55 address whose key made ``sig`` on ``message`` (EIP-191 wrapped)."""

@@ -119,7 +119,8 @@ class Secp256k1Backend(Protocol):
         ...
 
     def recover(self, digest: bytes, rs: bytes, parity: int) -> bytes | None:
-        """The compressed key that made ``rs`` with recovery id ``parity``, or None."""
+        """The 64 coordinate bytes x || y of the key that made ``rs`` with recovery id
+        ``parity`` (what an address hashes, so no second decoding is needed), or None."""
         ...
 
 

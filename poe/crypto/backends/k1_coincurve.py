@@ -34,7 +34,7 @@ class _Coincurve:
             key = PublicKey.from_signature_and_message(rs + bytes([parity]), digest, hasher=None)
         except ValueError:  # libsecp256k1 found no key (R not on the curve, or Q at infinity)
             return None
-        return bytes(key.format(compressed=True))
+        return bytes(key.format(compressed=False))[1:]
 
 
 BACKEND = _Coincurve()

@@ -66,7 +66,7 @@ class _PyEcc:
             return None
         if point == (0, 0):  # py-ecc's affine form of the point at infinity
             return None
-        return _compress(point)
+        return point[0].to_bytes(32, "big") + point[1].to_bytes(32, "big")
 
 
 BACKEND = _PyEcc()
