@@ -254,3 +254,28 @@ def test_loading_an_unknown_backend_is_a_backend_error():
     with pytest.raises(BackendError):
         backends.load("bls12-381", "coincurve")
 
+
+
+def test_the_command_line_says_once_per_scheme_in_one_line_that_it_runs_on_the_reference(tmp_path):
+    # A user without the native wheels gets a working, slower poe and one plain note per scheme,
+    # not Python's warning format and not a note per signature.
+    scheme = get_scheme("secp256k1")
+    sk = scheme.generate_key(b"the command line fallback test key!!")
+    key = tmp_path / "k.key"
+    from poe.crypto.keys import write_key_file
+
+    write_key_file(str(key), scheme.name, sk, scheme.public_key(sk))
+    script = (
+        "import sys\n"
+        "sys.modules['py_arkworks_bls12381'] = None\n"
+        "sys.modules['coincurve'] = None\n"
+        "from poe.cli import main\n"
+        "sys.argv = ['poe', 'pubkey', sys.argv[1]]\n"
+        "main()\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != backends.ENV}
+    out = subprocess.run([sys.executable, "-c", script, str(key)], capture_output=True, text=True, timeout=300, cwd=REPO, env=env)
+    assert out.returncode == 0, out.stderr
+    notes = [line for line in out.stderr.splitlines() if line.startswith("poe:")]
+    assert len(notes) == 1 and notes[0].startswith("poe: note: secp256k1 signatures run on the pure-Python reference"), out.stderr
+    assert "Warning" not in out.stderr and scheme.identity(scheme.public_key(sk)) in out.stderr

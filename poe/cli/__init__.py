@@ -38,6 +38,7 @@ class _Group(click.Group):
         return getattr(importlib.import_module(f"poe.cli.{module}"), attr)
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
+        _poe_warnings_as_notes()
         try:
             return super().invoke(ctx)
         except PoEError as exc:
@@ -56,6 +57,25 @@ class _Group(click.Group):
             click.echo(f"poe: internal error: {type(exc).__name__}: {exc}", err=True)
             click.echo("poe: this is a bug in poe; set POE_DEBUG=1 to see the traceback and please report it", err=True)
             ctx.exit(4)
+
+
+def _poe_warnings_as_notes() -> None:
+    """poe's own warnings (a signature scheme on the slow reference, say) reach a user of the
+    command line as one line, not as Python's file-and-source-line form."""
+    import warnings
+
+    shown = warnings.showwarning
+    if getattr(shown, "poe_notes", False):
+        return
+
+    def show(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
+        if category.__module__.startswith("poe."):
+            click.echo(f"poe: note: {str(message).removeprefix('poe: ')}", err=True)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    show.poe_notes = True  # type: ignore[attr-defined]
+    warnings.showwarning = show
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
