@@ -279,3 +279,16 @@ def test_the_command_line_says_once_per_scheme_in_one_line_that_it_runs_on_the_r
     notes = [line for line in out.stderr.splitlines() if line.startswith("poe:")]
     assert len(notes) == 1 and notes[0].startswith("poe: note: secp256k1 signatures run on the pure-Python reference"), out.stderr
     assert "Warning" not in out.stderr and scheme.identity(scheme.public_key(sk)) in out.stderr
+
+
+@pytest.mark.skipif("coincurve" not in backends.available("secp256k1") or backends.available("secp256k1")["coincurve"] is not None,
+                    reason="coincurve is not installed")
+@settings(max_examples=200, deadline=None)
+@given(digest=st.binary(min_size=32, max_size=32), rs=st.binary(min_size=64, max_size=64), parity=st.sampled_from([0, 1]))
+def test_coincurve_direct_recovery_matches_its_documented_api(digest, rs, parity):
+    # The backend calls libsecp256k1 through coincurve's cffi handles for speed; the documented
+    # object API must give the same key (or refuse alike) on anything, valid or not.
+    from poe.crypto.backends import k1_coincurve
+
+    assert k1_coincurve.BACKEND.recover is not k1_coincurve._public_recover
+    assert k1_coincurve.BACKEND.recover(digest, rs, parity) == k1_coincurve._public_recover(digest, rs, parity)

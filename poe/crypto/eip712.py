@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from poe.crypto.keccak import keccak256
@@ -79,6 +79,39 @@ def _classify(type_name: str) -> tuple[str, Any]:
     if m:
         return "fixed", int(m.group(1))
     return type_name, None
+
+
+def _fast_encoder(type_name: str) -> Callable[[object], bytes | None] | None:
+    """For the member types a request is made of, an encoder of the plain case (an int in range,
+    bytes of the right length, a checked address string) that returns None for anything else,
+    which then takes the general path and its errors. Half of a request's digest time went to
+    dispatching on the type name per member."""
+    kind, arg = _classify(type_name)
+    if kind == "uint":
+        high = 1 << arg
+
+        def uint(v: object) -> bytes | None:
+            return v.to_bytes(32, "big") if type(v) is int and 0 <= v < high else None
+
+        return uint
+    if kind == "fixed":
+        pad = bytes(32 - arg)
+
+        def fixed(v: object) -> bytes | None:
+            return v + pad if type(v) is bytes and len(v) == arg else None
+
+        return fixed
+    if kind == "address":
+
+        def address(v: object) -> bytes | None:
+            raw = _address_text(v) if type(v) is str else None
+            return _ZERO12 + raw if raw else None
+
+        return address
+    return None
+
+
+_ZERO12 = bytes(12)
 
 
 def _int_value(value: object, path: str) -> int:
@@ -167,6 +200,8 @@ class Types:
                     raise EncodingError(f"type {struct}, member {name}: unknown type {type_name!r}")
         self._names = {struct: frozenset(n for n, _ in members) for struct, members in self._members.items()}
         self._paths = {struct: tuple(f"{struct}.{n}" for n, _ in members) for struct, members in self._members.items()}
+        self._fast = {struct: tuple(None if t in self._members else _fast_encoder(t) for _, t in members)
+                      for struct, members in self._members.items()}
         self._encoded = {struct: self._encode_type(struct) for struct in self._members}
         self._hashes = {struct: keccak256(text.encode()) for struct, text in self._encoded.items()}
 
@@ -226,8 +261,10 @@ class Types:
         # Member paths name a failure; the usual top-level ones are made once, with the types.
         paths = self._paths[struct] if path == struct else [f"{path}.{n}" for n, _ in members]
         parts = [self._hashes[struct]]
-        for (name, type_name), member_path in zip(members, paths):
-            parts.append(self._encode_value(type_name, value[name], member_path))
+        for (name, type_name), member_path, fast in zip(members, paths, self._fast[struct]):
+            member = value[name]
+            encoded = fast(member) if fast is not None else None
+            parts.append(encoded if encoded is not None else self._encode_value(type_name, member, member_path))
         return b"".join(parts)
 
     def hash_struct(self, struct: str, value: object) -> bytes:
