@@ -83,14 +83,21 @@ def test_openings_whose_integers_are_x_plus_a_half_are_refused(tmp_path, executi
         Opening.from_json(dict(o, index=o["index"] + 0.5))
 
 
-def test_audit_out_refuses_to_overwrite_and_writes_nothing_into_a_missing_directory(tmp_path, executions):  # noqa: F811
+def _cli_provider(tmp_path, executions):  # noqa: F811
+    """A provider's store, its claim, the deal and module as files, and a challenge drawn by the
+    CLI's defaults (ch.json); returns the CLI runner."""
     claim, store = provide(str(tmp_path / "p.poe"), executions)
     store.close()
-    run = lambda *a: CliRunner().invoke(main, list(a))  # noqa: E731
     (tmp_path / "claim.json").write_text(json.dumps(claim.to_json()))
     (tmp_path / "deal.json").write_text(json.dumps(claim.deal.to_json()))
     (tmp_path / "m.wasm").write_bytes(SERVICE.main)
+    run = lambda *a: CliRunner().invoke(main, list(a))  # noqa: E731
     assert run("challenge", str(tmp_path / "claim.json"), "--beacon", BEACON.hex(), "--out", str(tmp_path / "ch.json")).exit_code == 0
+    return run
+
+
+def test_audit_out_refuses_to_overwrite_and_writes_nothing_into_a_missing_directory(tmp_path, executions):  # noqa: F811
+    run = _cli_provider(tmp_path, executions)
     assert run("respond", str(tmp_path / "p.poe"), str(tmp_path / "claim.json"), str(tmp_path / "ch.json"), "--out", str(tmp_path / "o.json")).exit_code == 0
     args = [str(tmp_path / "claim.json"), str(tmp_path / "ch.json"), str(tmp_path / "o.json"), "--deal", str(tmp_path / "deal.json"), "--module", str(tmp_path / "m.wasm")]
     (tmp_path / "v.json").write_text("precious")
@@ -104,13 +111,7 @@ def test_audit_out_refuses_to_overwrite_and_writes_nothing_into_a_missing_direct
 def test_cli_audit_refuses_a_challenge_whose_uniform_list_was_emptied_by_default(tmp_path, executions):  # noqa: F811
     # The auditor's policy defaults to what `poe challenge` draws, so a file cut short is refused
     # without the auditor having to remember --uniform.
-    claim, store = provide(str(tmp_path / "p.poe"), executions)
-    store.close()
-    run = lambda *a: CliRunner().invoke(main, list(a))  # noqa: E731
-    (tmp_path / "claim.json").write_text(json.dumps(claim.to_json()))
-    (tmp_path / "deal.json").write_text(json.dumps(claim.deal.to_json()))
-    (tmp_path / "m.wasm").write_bytes(SERVICE.main)
-    assert run("challenge", str(tmp_path / "claim.json"), "--beacon", BEACON.hex(), "--out", str(tmp_path / "ch.json")).exit_code == 0
+    run = _cli_provider(tmp_path, executions)
     ch = json.loads((tmp_path / "ch.json").read_text())
     assert len(ch["uniform"]) == DEFAULT_UNIFORM
     (tmp_path / "cut.json").write_text(json.dumps(dict(ch, uniform=[])))
