@@ -123,6 +123,20 @@ def test_eip712_vectors_reproduce_the_published_example_and_refuse_their_mutatio
     assert dict(cases)["mail"]["published"] == gen.EIP712_MAIL_PUBLISHED
 
 
+def test_request_vectors_verify_or_are_refused_as_named():
+    cases = _load("request")
+    assert {v["expect"] for _, v in cases} == {"ok", "encoding.malformed", "input.invalid", "attest.bad-signature"}
+    for name, vector in cases:
+        assert gen.check_request(vector) == vector["expect"], f"request/{name}: {vector['desc']}"
+    honest = dict(cases)["honest"]
+    # A wallet library's own EIP-712 hashing gives the pinned digest, and recovers the pinned signer.
+    from eth_account import Account
+    from eth_account.messages import encode_typed_data
+
+    message = encode_typed_data(full_message=honest["typed_data"])
+    assert Account.recover_message(message, signature=bytes.fromhex(honest["document"]["signature"][2:])) == honest["signer"]
+
+
 def test_settlement_vectors_settle_to_their_expected_payouts_or_errors():
     cases = _load("settlement")
     assert {v["expect"] for _, v in cases} >= {"ok", "encoding.malformed", "verify.failed", "attest.bad-signature"}
@@ -156,9 +170,9 @@ def test_native_memory_root_agrees_with_every_memory_vector():
             assert _native.memory_root(image).hex() == vector["memory"], name
 
 
-@pytest.mark.parametrize("kind", ["records", "invocation", "execution", "merkle", "attestation", "audit", "state"])
+@pytest.mark.parametrize("kind", ["records", "invocation", "execution", "merkle", "attestation", "audit", "state", "request"])
 def test_generator_reproduces_the_committed_vectors(kind):
-    generated = getattr(gen, {"records": "record_vectors", "invocation": "invocation_vectors", "execution": "execution_vectors", "merkle": "merkle_vectors", "attestation": "attestation_vectors", "audit": "audit_vectors", "state": "state_vectors"}[kind])()
+    generated = getattr(gen, {"records": "record_vectors", "invocation": "invocation_vectors", "execution": "execution_vectors", "merkle": "merkle_vectors", "attestation": "attestation_vectors", "audit": "audit_vectors", "state": "state_vectors", "request": "request_vectors"}[kind])()
     if kind in ("execution", "state"):
         any_vector = next(v for v in generated.values() if "cost_model" in v)
         if any_vector["cost_model"]["target"] != json.loads((VECTORS / "execution" / "funcs_add.json").read_text())["cost_model"]["target"]:

@@ -17,6 +17,8 @@ Kinds written:
   state/       stateful mode: state headers and their roots, memory images and their BLAKE3,
                a lineage of stateful records, state bundles, and named mutations of them
   settlement/  signed verdicts and the payouts they settle to, and named mutations of them
+  request/     signed customer requests (EIP-712 typed data, spec §14): an honest one with its
+               digest and the typed data a wallet signs, and named mutations, each refused
   eip712/      EIP-712's own worked example (its Mail message: every intermediate hash, the
                digest, and the signature with its key), published values typed in from the EIP
                rather than computed here, and named mutations poe's hashing must refuse
@@ -787,11 +789,71 @@ def check_eip712(vector: dict) -> str:
     return "ok"
 
 
+REQUEST_KEY_SEED = b"poe vectors: the customer of request/"
+
+
+def request_vectors() -> dict[str, dict]:
+    """Signed customer requests (spec §14): one honest request with its EIP-712 digest and the
+    typed data a wallet signs, and named mutations of the signed document, each refused."""
+    import copy
+
+    from poe.crypto.schemes import get_scheme
+    from poe.protocol.request import sign_request
+
+    k1 = get_scheme("secp256k1")
+    sk = k1.generate_key(REQUEST_KEY_SEED)
+    signed = sign_request(sk, chain_id=1, deal=bytes.fromhex("d0" * 32), sequence=7, invocation=bytes.fromhex("1c" * 32),
+                          fuel_budget=25_000_000, not_before=4, not_after=12)
+    doc = signed.to_json()
+    n = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+    sig = signed.signature
+    high_s = sig[:32] + (n - int.from_bytes(sig[32:64], "big")).to_bytes(32, "big") + bytes([55 - sig[64]])
+    out = {"honest": {"desc": "a customer's signed request: its EIP-712 digest and the typed data a wallet signs",
+                      "document": doc, "digest": signed.digest.hex(), "typed_data": signed.request.typed_data(),
+                      "signer": k1.identity(k1.public_key(sk)), "expect": "ok"}}
+
+    def mutant(name: str, desc: str, change, expect: str) -> None:
+        d = copy.deepcopy(doc)
+        change(d)
+        out[name] = {"desc": desc, "document": d, "expect": expect}
+
+    mutant("budget_raised", "the fuel budget raised after signing", lambda d: d["request"].update(fuelBudget=25_000_001), "attest.bad-signature")
+    mutant("sequence_reused", "the sequence number changed to replay an earlier request", lambda d: d["request"].update(sequence=6), "attest.bad-signature")
+    mutant("window_extended", "the validity window stretched by one epoch", lambda d: d["request"].update(notAfter=13), "attest.bad-signature")
+    mutant("other_chain", "the chain id of another network (a signature for chain 1 replayed on chain 5)", lambda d: d.update(chain_id=5), "attest.bad-signature")
+    mutant("other_customer", "billed to another customer's address", lambda d: d["request"].update(customer="0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"), "attest.bad-signature")
+    mutant("high_s", "the high-s twin of the valid signature (malleable form)", lambda d: d.update(signature="0x" + high_s.hex()), "attest.bad-signature")
+    mutant("truncated_signature", "a signature one byte short", lambda d: d.update(signature=d["signature"][:-2]), "encoding.malformed")
+    mutant("zero_budget", "a fuel budget of 0 (pays for nothing)", lambda d: d["request"].update(fuelBudget=0), "input.invalid")
+    mutant("empty_window", "notBefore after notAfter", lambda d: d["request"].update(notBefore=13), "input.invalid")
+    mutant("lowercase_customer", "the customer's address not in its EIP-55 form (one encoding per document)",
+           lambda d: d["request"].update(customer=d["request"]["customer"].lower()), "encoding.malformed")
+    mutant("extra_member", "a member the request does not have", lambda d: d["request"].update(tip=1), "encoding.malformed")
+    mutant("float_sequence", "a sequence number written as a float", lambda d: d["request"].update(sequence=7.0), "encoding.malformed")
+    return out
+
+
+def check_request(vector: dict) -> str:
+    """What decoding and verifying a request/ vector gives: "ok" (with its digest and typed data
+    reproduced) or an error code."""
+    from poe.protocol.request import SignedRequest
+
+    try:
+        signed = SignedRequest.from_json(vector["document"])
+        signed.verify()
+    except PoEError as exc:
+        return exc.code
+    if "digest" in vector and (signed.digest.hex() != vector["digest"] or signed.request.typed_data() != vector["typed_data"]):
+        return "digest differs"
+    return "ok"
+
+
 def all_vectors() -> dict[str, dict[str, dict]]:
     return {
         "execution": execution_vectors(), "records": record_vectors(), "invocation": invocation_vectors(),
         "merkle": merkle_vectors(), "attestation": attestation_vectors(), "audit": audit_vectors(),
         "state": state_vectors(), "settlement": settlement_vectors(), "eip712": eip712_vectors(),
+        "request": request_vectors(),
     }
 
 
@@ -831,9 +893,9 @@ def main() -> None:
             if old.stem not in cases:
                 old.unlink()
         for name, vector in cases.items():
-            if kind in ("records", "invocation", "attestation", "audit", "settlement", "eip712") or "kind" in vector:
+            if kind in ("records", "invocation", "attestation", "audit", "settlement", "eip712", "request") or "kind" in vector:
                 got = {"merkle": check_merkle, "attestation": check_attestation, "audit": check_audit, "state": check_state,
-                       "settlement": check_settlement, "eip712": check_eip712}.get(kind, lambda v: check_decodes(kind, v))(vector)
+                       "settlement": check_settlement, "eip712": check_eip712, "request": check_request}.get(kind, lambda v: check_decodes(kind, v))(vector)
                 if got != vector["expect"]:
                     raise SystemExit(f"{kind}/{name}: expected {vector['expect']}, decoding gives {got}")
             (folder / f"{name}.json").write_text(render(vector))
