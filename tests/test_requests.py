@@ -168,3 +168,88 @@ def test_request_digest_is_the_eip712_digest_eth_account_computes():
     from poe.crypto.keccak import keccak256
 
     assert keccak256(b"\x19" + message.version + message.header + message.body) == sr.digest
+
+
+# -- the command line: `poe deal new` and `poe request` ----------------------------------------
+
+
+def _cli(*args):
+    from click.testing import CliRunner
+
+    from poe.cli import main
+
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+@pytest.fixture
+def parties(tmp_path):
+    from .conftest import module_bytes
+
+    (tmp_path / "funcs.wasm").write_bytes(module_bytes("funcs.wasm"))
+    (tmp_path / "trap.wasm").write_bytes(module_bytes("trap.wasm"))
+    assert _cli("keygen", "--scheme", "bls", "--out", tmp_path / "p.key").exit_code == 0
+    assert _cli("keygen", "--scheme", "secp256k1", "--out", tmp_path / "c.key").exit_code == 0
+    r = _cli("deal", "new", tmp_path / "funcs.wasm", "--id", "d1", "--provider", tmp_path / "p.key", "--price-fuel", "3", "--out", tmp_path / "deal.json")
+    assert r.exit_code == 0, r.output
+    return tmp_path
+
+
+def test_deal_new_writes_the_deal_a_provider_would_write_by_hand(parties):
+    from poe import CostModel, Service
+    from poe.crypto.keys import read_key_file
+    from poe.protocol.deal import Deal
+
+    from .conftest import module_bytes
+
+    deal = Deal.from_json(json.loads((parties / "deal.json").read_text()))
+    assert deal.module_digest == Service(module_bytes("funcs.wasm")).digest
+    assert deal.cost_model_digest == CostModel.current().digest
+    assert deal.provider_key == read_key_file(str(parties / "p.key"), unlock=False).public_key
+    assert deal.prices == (3, 0, 0) and deal.penalty == {"kind": "forfeit"}
+
+
+def test_deal_that_prices_nothing_is_refused_and_not_written(parties):
+    r = _cli("deal", "new", parties / "funcs.wasm", "--id", "d2", "--provider", parties / "p.key", "--out", parties / "free.json")
+    assert r.exit_code == 3 and not (parties / "free.json").exists()
+
+
+def test_deal_new_takes_the_cost_model_a_store_was_run_under(parties):
+    from poe.protocol.deal import Deal
+    from poe.store.tracestore import TraceStore
+
+    store = parties / "s.poe"
+    assert _cli("run", parties / "funcs.wasm", "--invoke", "add", "--arg", "1", "--arg", "2", "--fuel", "123456", "--store", store).exit_code == 0
+    r = _cli("deal", "new", parties / "funcs.wasm", "--id", "d3", "--provider", parties / "p.key", "--price-io", "1", "--store", store, "--json")
+    assert r.exit_code == 0, r.output
+    with TraceStore.open(str(store)) as s:
+        assert Deal.from_json({k: v for k, v in json.loads(r.stdout).items() if k != "digest"}).cost_model_digest == s.cost_model.digest
+
+
+def test_request_from_the_command_line_signs_the_invocation_poe_run_would_record(parties):
+    from poe import Invocation, Value
+    from poe.protocol.deal import Deal
+
+    r = _cli("request", parties / "funcs.wasm", "--deal", parties / "deal.json", "--key", parties / "c.key", "--sequence", "4",
+             "--budget", "100000", "--epochs", "2..5", "--invoke", "add", "--arg", "2", "--arg", "40", "--out", parties / "req.json")
+    assert r.exit_code == 0, r.output
+    signed = SignedRequest.from_json(json.loads((parties / "req.json").read_text()))
+    signed.verify()
+    expected = Invocation.build("add", params=[Value.of("i32", 2), Value.of("i32", 40)], argv=["funcs.wasm", "2", "40"])
+    assert signed.request.invocation == expected.digest
+    assert signed.request.deal == Deal.from_json(json.loads((parties / "deal.json").read_text())).digest
+    assert (signed.request.sequence, signed.request.fuel_budget, signed.request.not_before, signed.request.not_after) == (4, 100000, 2, 5)
+
+
+@pytest.mark.parametrize("change, code", [
+    ({"module": "trap.wasm"}, 3),  # not the deal's module
+    ({"key": "p.key"}, 3),  # a BLS key cannot be a customer
+    ({"epochs": "5..2"}, 3),  # an empty window
+    ({"epochs": "soon"}, 2),
+    ({"budget": "0"}, 2),
+])
+def test_request_that_cannot_be_billed_is_refused_before_anything_is_signed(parties, change, code):
+    opts = {"module": "funcs.wasm", "key": "c.key", "epochs": "0..9", "budget": "1000", **change}
+    r = _cli("request", parties / opts["module"], "--deal", parties / "deal.json", "--key", parties / opts["key"], "--sequence", "1",
+             "--budget", opts["budget"], "--epochs", opts["epochs"], "--invoke", "add", "--arg", "1", "--arg", "2", "--out", parties / "r.json")
+    assert r.exit_code == code, r.output
+    assert not (parties / "r.json").exists() and "Traceback" not in r.output

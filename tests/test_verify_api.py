@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from poe.cli import main
@@ -64,8 +65,9 @@ def test_readme_example_audits_a_claim_from_python(tmp_path, monkeypatch):
     assert out.returncode == 0 and out.stdout.startswith("REJECT"), out.stdout + out.stderr
 
 
-def test_importing_the_verifier_api_loads_neither_wasmtime_nor_py_ecc():
-    code = "import sys, poe.verify; print(sorted(m for m in sys.modules if m.split('.')[0] in ('wasmtime', 'py_ecc')))"
+@pytest.mark.parametrize("api", ["poe.verify", "poe.customer"])
+def test_importing_the_verifier_and_customer_apis_loads_neither_wasmtime_nor_py_ecc(api):
+    code = f"import sys, {api}; print(sorted(m for m in sys.modules if m.split('.')[0] in ('wasmtime', 'py_ecc')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr
 

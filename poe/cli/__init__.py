@@ -21,7 +21,8 @@ _COMMANDS = {
     "pubkey": ("pubkey", "pubkey"), "attest": ("attest", "attest"), "verify-attestation": ("verify_attestation", "verify_attestation"),
     "claim": ("claim", "claim"), "challenge": ("challenge", "challenge"), "respond": ("respond", "respond"),
     "audit": ("audit", "audit_cmd"), "check-fraud-proof": ("check_fraud_proof", "check_fraud_proof_cmd"),
-    "settle": ("settle", "settle_cmd"), "demo": ("demo", "demo"),
+    "settle": ("settle", "settle_cmd"), "demo": ("demo", "demo"), "request": ("request", "request"),
+    "deal": ("deal", "deal"),
 }
 
 

@@ -2,39 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 import click
 
 from poe.errors import ArgumentError
-from poe.formats.invocation import Payload
-from poe.formats.moduleset import Service
-from ._options import emit_json, human, info, json_option, limit_options, limits_from, read_file, read_link_options
-
-
-def _pairs(values: tuple[str, ...], what: str, *, name_optional: bool = False) -> list[tuple[str, str]]:
-    out = []
-    for v in values:
-        name, sep, rest = v.partition("=")
-        if sep and name:
-            out.append((name, rest))
-        elif not sep and name_optional:
-            out.append((os.path.basename(v), v))
-        else:
-            raise ArgumentError(f"{what} {v!r} must look like NAME=VALUE" + (" (the name before '=' is empty)" if sep else ""))
-    return out
+from ._invocation import invocation_from_flags, invocation_options, read_service
+from ._options import emit_json, human, info, json_option, limit_options, limits_from
 
 
 @click.command("run")
 @click.argument("module", type=click.Path(dir_okay=False))
 @click.option("--store", "store_path", required=True, type=click.Path(), help="Trace store (SQLite file) to append segments to; created if missing.")
-@click.option("--invoke", "export", default=None, help="Export to call (default: _start, the WASI command entry point).")
-@click.option("--arg", "args", multiple=True, help="Argument: a wasm value if the export takes parameters (i32/i64/f32/f64), else an argv entry. Repeatable.")
-@click.option("--env", "env", multiple=True, help="Environment entry KEY=VALUE for the guest. Repeatable.")
-@click.option("--stdin", "stdin_path", default=None, help="File whose bytes are the guest's stdin ('-' reads poe's own stdin).")
-@click.option("--file", "files", multiple=True, help="NAME=PATH (or just PATH): a file the guest can read in its directory '.'. Repeatable.")
-@click.option("--link", "links", multiple=True, help="NAME=OTHER.wasm: satisfy imports from module NAME with OTHER's exports. Repeatable.")
+@invocation_options
 @click.option("--repeat", type=click.IntRange(min=1), default=1, show_default=True, help="Run the invocation N times, one segment each.")
 @click.option("--seed", default=None, help="32-byte hex seed for random_get (default all zero); with --repeat, segment i uses a seed derived from it and i.")
 @click.option("--stateful", is_flag=True, help="Keep one instance across segments; each record commits the state (memory, globals, clock) before and after it. See --steps.")
@@ -72,16 +52,8 @@ def run(module, store_path, export, args, env, stdin_path, files, links, repeat,
         raise ArgumentError("--steps, --all-steps and --resume need --stateful")
     if stateful and repeat != 1:
         raise ArgumentError("with --stateful, use --steps N rather than --repeat (each step continues the last one's state)")
-    service = Service(read_file(module, "module"), read_link_options(links), name=os.path.basename(module))
-    executor = Executor(service, loop.store_cost_model(store_path, limits_from(fuel, max_memory_pages, max_output)))
-    file_map: dict[str, Payload] = {}
-    for name, path in _pairs(files, "--file", name_optional=True):
-        if name in file_map:
-            raise ArgumentError(f"--file {name!r} given twice")
-        file_map[name] = Payload(read_file(path, "input file"))
-    inv = loop.invocation_for(executor, export, args, argv0=os.path.basename(module), env=[f"{k}={v}" for k, v in _pairs(env, "--env")],
-                              stdin=Payload(read_file(stdin_path, "stdin file") if stdin_path else b""), files=file_map,
-                              seed=loop.parse_seed(seed), stateful=stateful)
+    executor = Executor(read_service(module, links), loop.store_cost_model(store_path, limits_from(fuel, max_memory_pages, max_output)))
+    inv = invocation_from_flags(executor, module, export, args, env, stdin_path, files, loop.parse_seed(seed), stateful=stateful)
     n = (steps or 1) if stateful else repeat
     with _progress(n, "steps" if stateful else "segments", quiet) as tick:
         if stateful:

@@ -1,0 +1,27 @@
+"""The customer's public API: sign requests a provider may bill, and check them.
+
+    from poe.customer import request_for
+    signed = request_for(deal, invocation, key=secret_key, sequence=7, fuel_budget=10_000_000, epochs=(4, 12))
+    open("req.json", "w").write(json.dumps(signed.to_json()))
+
+A request is EIP-712 typed data (docs/spec.md §14.1): ``signed.request.typed_data()`` is what a
+wallet signs with ``eth_signTypedData_v4`` instead, and ``SignedRequest(request, signature)``
+takes the wallet's signature. Importing this loads neither wasmtime nor py-ecc.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from poe.protocol.request import REQUEST_FORMAT, Request, SignedRequest, sign_request
+
+__all__ = ["REQUEST_FORMAT", "Request", "SignedRequest", "sign_request", "request_for"]
+
+
+def request_for(deal: Any, invocation: Any, *, key: bytes, sequence: int, fuel_budget: int, epochs: tuple[int, int],
+                chain_id: int = 1) -> SignedRequest:
+    """Sign, with the customer's secp256k1 secret ``key``, a request to run ``invocation`` (a
+    :class:`poe.Invocation`) under ``deal`` (a :class:`poe.verify.Deal`), billable in the epochs
+    ``epochs[0]..epochs[1]`` for at most ``fuel_budget`` fuel."""
+    return sign_request(key, chain_id=chain_id, deal=deal.digest, sequence=sequence, invocation=invocation.digest,
+                        fuel_budget=fuel_budget, not_before=epochs[0], not_after=epochs[1])
