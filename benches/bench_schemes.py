@@ -7,8 +7,8 @@ brackets, so a ratio below 1 is that backend's speed-up over the reference):
 * ``bls-batch``: BATCH attestations (distinct messages, 10 keys) checked one by one with poe on
   py-ecc as baseline, against poe's randomized batch on each backend;
 * ``k1-sign``, ``k1-verify``: py-ecc's raw ECDSA on the already hashed message as baseline;
-* ``request-check``: what a provider does per customer request: the EIP-712 digest of a typed
-  request (types checked once) and recovery of its signer, compared with the customer's address
+* ``request-check``: what a provider does per customer request (``poe request v1``): decode the
+  document strictly, its EIP-712 digest, recovery of its signer, compared with the customer
   (the ceiling is libsecp256k1's ecrecover alone, measured beside it as ``raw-ecrecover``);
 * ``verify-attestation``: ``poe verify-attestation`` of 100 BLS envelopes as a whole process
   (start-up included), with ``POE_CRYPTO_BACKEND=py-ecc`` as baseline against the default.
@@ -31,7 +31,7 @@ import pytest
 from py_ecc.bls import G2ProofOfPossession
 from py_ecc.secp256k1 import secp256k1 as k1
 
-from poe.crypto import backends, eip712
+from poe.crypto import backends
 from poe.crypto.schemes import get_scheme
 
 BATCH = 100  # distinct messages, 10 signing keys
@@ -177,39 +177,33 @@ def test_k1_verify_poe(measured, k1_key, backend):
 
 # -- a customer's request, as a provider checks it ----------------------------------------------
 
-# The shape of a signed request (deal, customer, sequence, invocation digest, fuel budget, window):
-# what the next issue's request format commits to, as EIP-712 typed data a wallet signs.
-REQUEST_TYPES = eip712.Types({
-    "EIP712Domain": [{"name": "name", "type": "string"}, {"name": "version", "type": "string"}, {"name": "chainId", "type": "uint256"}],
-    "Request": [
-        {"name": "deal", "type": "bytes32"}, {"name": "customer", "type": "address"}, {"name": "sequence", "type": "uint64"},
-        {"name": "invocation", "type": "bytes32"}, {"name": "fuelBudget", "type": "uint64"},
-        {"name": "notBefore", "type": "uint64"}, {"name": "notAfter", "type": "uint64"},
-    ],
-})
-DOMAIN = eip712.domain_separator({"name": "poe", "version": "1", "chainId": 1}, REQUEST_TYPES)
-
 
 @pytest.fixture(scope="module")
 def signed_request():
+    """A customer's signed request (poe request v1, spec §14.1), as the JSON document a provider receives."""
+    from poe.protocol.request import sign_request
+
     scheme = get_scheme("secp256k1", K1_BACKENDS[0])
     sk = scheme.generate_key(b"a customer of the benchmark, 32+ bytes")
-    address = scheme.identity(scheme.public_key(sk))
-    request = {"deal": hashlib.sha256(b"deal").digest(), "customer": address, "sequence": 41,
-               "invocation": hashlib.sha256(b"invocation").digest(), "fuelBudget": 10_000_000, "notBefore": 3, "notAfter": 9}
-    return request, scheme.sign_hash(sk, eip712.digest(DOMAIN, REQUEST_TYPES, "Request", request))
+    signed = sign_request(sk, chain_id=1, deal=hashlib.sha256(b"deal").digest(), sequence=41,
+                          invocation=hashlib.sha256(b"invocation").digest(), fuel_budget=10_000_000, not_before=3, not_after=9)
+    return signed.to_json()
 
 
-def _request_check(scheme, request, sig):
-    digest = eip712.digest(DOMAIN, REQUEST_TYPES, "Request", request)
-    if scheme.recover_hash_address(digest, sig) != bytes.fromhex(request["customer"][2:]):
+def _request_check(scheme, doc):
+    """What a provider does per request: decode the document strictly, hash it (EIP-712), recover
+    the signer and compare it with the customer."""
+    from poe.protocol.request import SignedRequest
+
+    signed = SignedRequest.from_json(doc)
+    if scheme.recover_hash_address(signed.digest, signed.signature) != signed.request.customer:
         raise AssertionError("the request's signer is not its customer")
 
 
 @pytest.mark.benchmark(group="request-check")
 def test_request_check_baseline(measured, signed_request):
     """The check on the py-ecc reference."""
-    measured(_request_check, get_scheme("secp256k1", "py-ecc"), *signed_request)
+    measured(_request_check, get_scheme("secp256k1", "py-ecc"), signed_request)
 
 
 @pytest.mark.benchmark(group="request-check")
@@ -217,7 +211,7 @@ def test_request_check_baseline(measured, signed_request):
 def test_request_check_poe(measured, signed_request, backend):
     scheme = get_scheme("secp256k1", backend)
     _note(measured, scheme)
-    measured(_request_check, scheme, *signed_request)
+    measured(_request_check, scheme, signed_request)
     stats = getattr(measured, "stats", None)
     if stats is not None and getattr(stats, "stats", None) is not None:
         measured.extra_info["per_second"] = round(1 / stats.stats.median)
@@ -228,10 +222,11 @@ def test_request_check_raw_ecrecover(measured, signed_request):
     """For reference: coincurve's recovery alone on the same digest, no hashing and no checks."""
     from coincurve import PublicKey
 
-    request, sig = signed_request
-    digest = eip712.digest(DOMAIN, REQUEST_TYPES, "Request", request)
-    rsv = sig[:64] + bytes([sig[64] - 27])
-    measured(PublicKey.from_signature_and_message, rsv, digest, hasher=None)
+    from poe.protocol.request import SignedRequest
+
+    signed = SignedRequest.from_json(signed_request)
+    rsv = signed.signature[:64] + bytes([signed.signature[64] - 27])
+    measured(PublicKey.from_signature_and_message, rsv, signed.digest, hasher=None)
 
 
 # -- poe verify-attestation of 100 envelopes, as a whole process ---------------------------------

@@ -292,3 +292,13 @@ def test_coincurve_direct_recovery_matches_its_documented_api(digest, rs, parity
 
     assert k1_coincurve.BACKEND.recover is not k1_coincurve._public_recover
     assert k1_coincurve.BACKEND.recover(digest, rs, parity) == k1_coincurve._public_recover(digest, rs, parity)
+
+
+@pytest.mark.skipif(backends.available("secp256k1").get("coincurve") is not None, reason="coincurve is not installed")
+@pytest.mark.parametrize("digest_len, rs_len, parity", [(31, 64, 0), (32, 63, 0), (32, 64, 2), (32, 64, 4), (32, 64, -1)])
+def test_coincurve_recovery_refuses_what_libsecp256k1_would_read_past_or_abort_on(digest_len, rs_len, parity):
+    # libsecp256k1 reads 32 and 64 bytes whatever it is given and aborts the process on a
+    # recovery id outside 0..3; the direct path must refuse first, as coincurve's own call does.
+    from poe.crypto.backends import k1_coincurve
+
+    assert k1_coincurve.BACKEND.recover(b"\x01" * digest_len, b"\x02" * rs_len, parity) is None

@@ -18,12 +18,14 @@ from poe.errors import (
     SumOverflowError,
 )
 
-__all__ = ["InclusionProof", "ConsistencyProof", "verify_inclusion", "verify_consistency"]
+__all__ = ["InclusionProof", "ConsistencyProof", "verify_inclusion", "verify_consistency", "MAX_PROOF_BYTES"]
 
 PROOF_VERSION = 1
 _KIND_INCLUSION, _KIND_CONSISTENCY = 1, 2
 _HEADER = struct.Struct("<BBQQB")
 MAX_PATH = 64
+#: the longest encoded proof a decoder takes
+MAX_PROOF_BYTES = _HEADER.size + MAX_PATH * NODE_SIZE
 
 
 def _decode(raw: bytes, kind: int, what: str) -> tuple[int, int, tuple[Node, ...]]:

@@ -12,13 +12,12 @@ from typing import Any
 from poe.errors import EncodingError
 from poe.formats.record import RECORD_SIZE, Record
 from poe.merkle.hasher import Root
-from poe.merkle.verify import ConsistencyProof, InclusionProof, verify_consistency, verify_inclusion
+from poe.merkle.verify import MAX_PROOF_BYTES, ConsistencyProof, InclusionProof, verify_consistency, verify_inclusion
 from poe.protocol.fields import document, hexbytes, uint
 
 __all__ = ["BUNDLE_FORMAT", "inclusion_bundle", "consistency_bundle", "check_proof_bundle"]
 
 BUNDLE_FORMAT = "poe proof bundle v1"
-_MAX_PROOF = 64 * 32 * 2  # 64 levels of sibling hashes and sums, generously
 
 
 def inclusion_bundle(index: int, record: bytes, proof: InclusionProof, root: Root) -> dict[str, Any]:
@@ -39,7 +38,7 @@ def check_proof_bundle(doc: Any, *, root: Root | None = None, old_root: Root | N
     if kind == "inclusion":
         d = document(doc, BUNDLE_FORMAT, ("kind", "index", "record", "proof", "root"))
         record = hexbytes(d["record"], "record", RECORD_SIZE)
-        proof = InclusionProof.decode(hexbytes(d["proof"], "inclusion proof", max_length=_MAX_PROOF * 2))
+        proof = InclusionProof.decode(hexbytes(d["proof"], "inclusion proof", max_length=MAX_PROOF_BYTES))
         if uint(d["index"], "index") != proof.index:
             raise EncodingError("the bundle's index is not the one its proof is for", expected=proof.index, observed=d["index"])
         against = root if root is not None else Root.from_json(d["root"])
@@ -48,11 +47,11 @@ def check_proof_bundle(doc: Any, *, root: Root | None = None, old_root: Root | N
                 "checked_against": "trusted root" if root is not None else "the bundle's own root"}
     d = document(doc, BUNDLE_FORMAT, ("kind", "old_epoch", "new_epoch", "old_root", "new_root", "proof"))
     if d["kind"] != "consistency":
-        raise EncodingError("a proof bundle's kind is inclusion or consistency", observed=str(d["kind"])[:40])
+        raise EncodingError("a proof bundle's kind is inclusion or consistency", observed=repr(d["kind"])[:40] if isinstance(d["kind"], str) else type(d["kind"]).__name__)
     uint(d["old_epoch"], "old epoch"), uint(d["new_epoch"], "new epoch")
     new = root if root is not None else Root.from_json(d["new_root"])
     old = old_root if old_root is not None else Root.from_json(d["old_root"])
-    verify_consistency(old, new, ConsistencyProof.decode(hexbytes(d["proof"], "consistency proof", max_length=_MAX_PROOF)))
+    verify_consistency(old, new, ConsistencyProof.decode(hexbytes(d["proof"], "consistency proof", max_length=MAX_PROOF_BYTES)))
     trusted = root is not None and old_root is not None
     return {"ok": True, "kind": "consistency", "old_root": old.to_json(), "new_root": new.to_json(),
             "checked_against": "trusted root" if trusted else "the bundle's own root"}

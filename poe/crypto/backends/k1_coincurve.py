@@ -41,6 +41,10 @@ def _direct_recover():  # type: ignore[no-untyped-def]
     local = threading.local()  # the buffers are per thread: a gateway may check requests in several
 
     def recover(digest: bytes, rs: bytes, parity: int) -> bytes | None:
+        # What coincurve's own call checks first: libsecp256k1 reads 32 and 64 bytes whatever it
+        # is given, and aborts the process on a recovery id outside 0..3.
+        if len(digest) != 32 or len(rs) != 64 or parity not in (0, 1):
+            return None
         try:
             sig, key, out, size = local.buffers
         except AttributeError:
