@@ -72,6 +72,10 @@ EXECUTION_CASES: dict[str, tuple[str, str, dict[str, str], dict]] = {
     "bigout_output_limit": ("endless stdout ends with output-limit", "bigout.wasm", {}, {"argv": ["bigout"]}),
     "exit_code_7": ("proc_exit(7) is recorded as exit(7)", "exit_code.wasm", {}, {"argv": ["exit_code", "7"]}),
     "linked_run": ("multi-module service: main imports from a linked library", "linked_main.wasm", {"mathlib": "mathlib.wasm"}, {"export": "run", "params": [["i32", "5"]]}),
+    "funcs_work_requested": ("a customer's request with a budget above what the call needs: it runs to the end, and the record commits the request",
+                             "funcs.wasm", {}, {"export": "work", "params": [["i32", "1000"]], "request": {"fuel_budget": 1_000_000, "sequence": 1}}),
+    "funcs_work_over_budget": ("a customer's request whose fuel budget runs out: out-of-fuel at the budget, not the cost model's limit",
+                               "funcs.wasm", {}, {"export": "work", "params": [["i32", "100000"]], "request": {"fuel_budget": 20_000, "sequence": 2}}),
 }
 
 
@@ -79,7 +83,7 @@ def build_invocation(spec: dict) -> Invocation:
     def read(rel: str) -> bytes:
         return (MODULES / rel).read_bytes()
 
-    return Invocation.build(
+    inv = Invocation.build(
         spec.get("export", "_start"),
         params=[Value.parse(t, v) for t, v in spec.get("params", [])],
         argv=spec.get("argv", []),
@@ -88,6 +92,20 @@ def build_invocation(spec: dict) -> Invocation:
         files={name: read(rel) for name, rel in spec.get("files", {}).items()},
         seed=bytes.fromhex(spec.get("seed", "00" * 32)),
     )
+    if "request" in spec:
+        inv = _requested(inv, **spec["request"])
+    return inv
+
+
+def _requested(inv: Invocation, *, fuel_budget: int, sequence: int) -> Invocation:
+    """``inv`` as the answer to a request the vectors' customer signed (request/honest's key)."""
+    from poe.crypto.schemes import get_scheme
+    from poe.protocol.request import answer, sign_request
+
+    k1 = get_scheme("secp256k1")
+    signed = sign_request(k1.generate_key(REQUEST_KEY_SEED), chain_id=1, deal=bytes.fromhex("d0" * 32), sequence=sequence,
+                          invocation=inv.call_digest, fuel_budget=fuel_budget, not_before=0, not_after=9)
+    return answer(inv, signed)
 
 
 def build_service(module: str, links: dict[str, str]) -> Service:
@@ -177,6 +195,12 @@ def invocation_vectors() -> dict[str, dict]:
         "future_version": case("version byte bumped", b"\x02" + raw[1:], "encoding.malformed"),
         "file_escapes_directory": case("file name rewritten to ../x.txt", raw[: a - 2] + struct.pack("<H", 7) + b"../x.txt"[:7] + raw[a + 5 :], "encoding.malformed"),
     }
+    requested = _requested(inv, fuel_budget=5_000_000, sequence=3)
+    req_raw = requested.encoded
+    out["requested"] = case("version 2: the same call answering a customer's signed request (its block after the seed)", req_raw, "ok",
+                            {"input_digest": requested.digest.hex(), "call_digest": requested.call_digest.hex(), "payload_bytes": requested.payload_bytes})
+    out["requested_block_truncated"] = case("version 2 with its request block cut short", req_raw[:-1], "encoding.malformed")
+    out["version_3"] = case("a version this format does not have", b"\x03" + raw[1:], "encoding.malformed")
     swapped = case("stdin payload does not match its digest", raw, "encoding.malformed")
     swapped["payloads"] = flipped_payload
     out["payload_swapped"] = swapped

@@ -21,10 +21,14 @@ from typing import Callable, Iterable, Mapping, Sequence
 from poe.formats import hashing as h
 from poe.errors import ArgumentError, EncodingError
 
-__all__ = ["Payload", "Value", "Invocation", "Output", "VALTYPES"]
+__all__ = ["Payload", "Value", "Invocation", "Output", "VALTYPES", "REQUEST_BLOCK"]
 
 INVOCATION_VERSION = 1
+REQUESTED_INVOCATION_VERSION = 2  # the same call, followed by the customer's signed request
 OUTPUT_VERSION = 1
+# A signed request (docs/spec.md §3, §14.1) as an invocation carries it: chain id, deal digest,
+# customer address, sequence, fuel budget, first and last epoch, signature (r || s || v).
+REQUEST_BLOCK = struct.Struct("<Q32s20sQQQQ65s")
 
 VALTYPES = ("i32", "i64", "f32", "f64")
 _VALTYPE_CODE = {name: i for i, name in enumerate(VALTYPES)}
@@ -136,8 +140,11 @@ class Invocation:
     stdin: Payload = EMPTY
     files: tuple[tuple[str, Payload], ...] = ()  # sorted by name
     seed: bytes = h.ZERO_DIGEST
+    request: bytes = b""  # empty, or the REQUEST_BLOCK of the customer request it answers
 
     def __post_init__(self) -> None:
+        if self.request and len(self.request) != REQUEST_BLOCK.size:
+            raise ArgumentError(f"a request block has {REQUEST_BLOCK.size} bytes")
         for name in (self.export, *(n for n, _ in self.files)):
             try:
                 name.encode()
@@ -202,8 +209,10 @@ class Invocation:
         its last 32 bytes."""
         if len(seed) != 32:
             raise ArgumentError("seed must be 32 bytes")
+        if self.request:
+            raise ArgumentError("a requested invocation's seed is what its customer signed")
         other = object.__new__(Invocation)
-        for name in ("export", "params", "argv", "env", "stdin", "files"):
+        for name in ("export", "params", "argv", "env", "stdin", "files", "request"):
             object.__setattr__(other, name, getattr(self, name))
         object.__setattr__(other, "seed", bytes(seed))
         other.__dict__["encoded"] = self.encoded[:-32] + other.seed
@@ -211,6 +220,15 @@ class Invocation:
 
     @cached_property
     def encoded(self) -> bytes:
+        """Version 1 for a plain call; version 2, the same fields and then the request block,
+        for one that answers a customer's request."""
+        if self.request:
+            return struct.pack("<B", REQUESTED_INVOCATION_VERSION) + self.call_encoded[1:] + self.request
+        return self.call_encoded
+
+    @cached_property
+    def call_encoded(self) -> bytes:
+        """The call alone, in version 1: what a customer's request names by its digest."""
         out = bytearray()
         out += struct.pack("<B", INVOCATION_VERSION)
         _put_str16(out, self.export)
@@ -231,7 +249,19 @@ class Invocation:
 
     @cached_property
     def digest(self) -> bytes:
+        """The record's input digest: of the call and, when there is one, the request it answers."""
         return h.digest(h.CTX_INVOCATION, self.encoded)
+
+    @cached_property
+    def call_digest(self) -> bytes:
+        """The digest of the call alone, which a customer's request signs (equal to `digest`
+        when there is no request)."""
+        return h.digest(h.CTX_INVOCATION, self.call_encoded)
+
+    @property
+    def fuel_budget(self) -> int | None:
+        """The fuel the customer agreed to pay for at most (None without a request)."""
+        return REQUEST_BLOCK.unpack(self.request)[4] if self.request else None
 
     @property
     def payload_bytes(self) -> int:
@@ -246,8 +276,9 @@ class Invocation:
         """Decode canonical bytes; `fetch(digest)` returns a payload's bytes (KeyError if absent)."""
         r = _Reader(data, "invocation")
         version = r.u8()
-        if version != INVOCATION_VERSION:
-            raise EncodingError(f"invocation version {version} is not supported", expected=INVOCATION_VERSION, observed=version)
+        if version not in (INVOCATION_VERSION, REQUESTED_INVOCATION_VERSION):
+            raise EncodingError(f"invocation version {version} is not supported", expected=[INVOCATION_VERSION, REQUESTED_INVOCATION_VERSION],
+                                observed=version)
         export = r.str16()
         params = r.values()
         argv = tuple(r.bytes32() for _ in range(r.count(4)))
@@ -258,9 +289,10 @@ class Invocation:
             name = r.str16()
             files.append((name, _fetch_payload(r, fetch, f"file {name!r}")))
         seed = r.take(32)
+        request = r.take(REQUEST_BLOCK.size) if version == REQUESTED_INVOCATION_VERSION else b""
         r.end()
         try:
-            inv = cls(export, tuple(params), argv, env, stdin, tuple(files), seed)
+            inv = cls(export, tuple(params), argv, env, stdin, tuple(files), seed, request)
         except ArgumentError as exc:
             raise EncodingError(f"invocation is not canonical: {exc.message}") from None
         if inv.encoded != bytes(data):
@@ -276,6 +308,7 @@ class Invocation:
             "stdin": {"digest": self.stdin.digest.hex(), "bytes": len(self.stdin)},
             "files": [{"name": n, "digest": p.digest.hex(), "bytes": len(p)} for n, p in self.files],
             "seed": self.seed.hex(),
+            **({"request": self.request.hex(), "call_digest": self.call_digest.hex()} if self.request else {}),
             "digest": self.digest.hex(),
         }
 

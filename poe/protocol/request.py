@@ -26,9 +26,10 @@ from typing import Any
 
 from poe.crypto import eip712
 from poe.errors import EncodingError, InputError, SignatureError
+from poe.formats.invocation import REQUEST_BLOCK
 from poe.protocol.fields import document, exact, hexbytes, uint
 
-__all__ = ["Request", "SignedRequest", "REQUEST_FORMAT", "REQUEST_TYPES", "sign_request", "MAX_U64"]
+__all__ = ["Request", "SignedRequest", "REQUEST_FORMAT", "REQUEST_TYPES", "sign_request", "answer", "request_of", "MAX_U64"]
 
 REQUEST_FORMAT = "poe request v1"
 MAX_U64 = (1 << 64) - 1
@@ -145,6 +146,24 @@ class SignedRequest:
             raise SignatureError("the request was not signed by its customer (or was changed after signing)",
                                  expected=eip712_address(self.request.customer), observed=eip712_address(signer), reason="signer")
 
+    def block(self) -> bytes:
+        """The request as an invocation carries it (spec §3, version 2)."""
+        r = self.request
+        return REQUEST_BLOCK.pack(r.chain_id, r.deal, r.customer, r.sequence, r.fuel_budget, r.not_before, r.not_after, self.signature)
+
+    @classmethod
+    def from_block(cls, raw: bytes, call_digest: bytes) -> SignedRequest:
+        """The signed request an invocation carries; ``call_digest`` is that invocation's call
+        digest, which the block leaves out because the invocation is its own."""
+        if len(raw) != REQUEST_BLOCK.size:
+            raise EncodingError(f"a request block has {REQUEST_BLOCK.size} bytes, got {len(raw)}")
+        chain_id, deal, customer, sequence, budget, not_before, not_after, signature = REQUEST_BLOCK.unpack(raw)
+        try:
+            request = Request(chain_id, deal, customer, sequence, call_digest, budget, not_before, not_after)
+        except InputError as exc:
+            raise EncodingError(f"the invocation's request block is not a request: {exc.message}") from None
+        return cls(request, signature)
+
     def to_json(self) -> dict[str, Any]:
         return {"format": REQUEST_FORMAT, "chain_id": self.request.chain_id, "request": self.request.message(),
                 "signature": "0x" + self.signature.hex()}
@@ -186,3 +205,21 @@ def sign_request(secret_key: bytes, *, chain_id: int, deal: bytes, sequence: int
     customer = bytes.fromhex(k1.identity(k1.public_key(secret_key))[2:])
     request = Request(chain_id, deal, customer, sequence, invocation, fuel_budget, not_before, not_after)
     return SignedRequest(request, k1.sign_hash(secret_key, request.digest))  # type: ignore[attr-defined]
+
+
+def answer(invocation: Any, signed: SignedRequest) -> Any:
+    """``invocation`` (a plain call) as the answer to ``signed``: the version-2 invocation whose
+    record commits the request. InputError if the request names another call."""
+    import dataclasses
+
+    if invocation.request:
+        raise InputError("the invocation already answers a request")
+    if signed.request.invocation != invocation.call_digest:
+        raise InputError("the request names another invocation (export, arguments, environment, payloads or seed differ)",
+                         expected=signed.request.invocation.hex(), observed=invocation.call_digest.hex())
+    return dataclasses.replace(invocation, request=signed.block())
+
+
+def request_of(invocation: Any) -> SignedRequest | None:
+    """The signed request an invocation answers, or None for an anonymous one."""
+    return SignedRequest.from_block(invocation.request, invocation.call_digest) if invocation.request else None

@@ -293,7 +293,10 @@ class Executor:
         outcome, code = self._instantiate(store, instances)
         if outcome is None:
             # Fuel is read around the call only: start functions are not billed. The budget
-            # is not refilled, so the virtual clock (fuel-driven) never runs backwards.
+            # is not refilled, so the virtual clock (fuel-driven) never runs backwards. A call
+            # that answers a customer's request gets at most the fuel the customer signed for.
+            if inv.fuel_budget is not None and inv.fuel_budget < store.get_fuel():
+                store.set_fuel(inv.fuel_budget)
             before = store.get_fuel()
             func = _export(store, instances[-1][1], inv.export)
             assert isinstance(func, wasmtime.Func)
@@ -562,7 +565,7 @@ class Session:
         cm = ex.cost_model
         store = self._store
         pre = self.state
-        store.set_fuel(cm.limits.fuel)
+        store.set_fuel(cm.limits.fuel if inv.fuel_budget is None else min(cm.limits.fuel, inv.fuel_budget))
         if self._flag is not None:
             self._flag.set_value(store, 0)  # a limit hit in an earlier segment must not colour this one
         # The random stream of a step depends on where the lineage stands, so a guest calling
