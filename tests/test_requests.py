@@ -253,3 +253,131 @@ def test_request_that_cannot_be_billed_is_refused_before_anything_is_signed(part
              "--budget", opts["budget"], "--epochs", opts["epochs"], "--invoke", "add", "--arg", "1", "--arg", "2", "--out", parties / "r.json")
     assert r.exit_code == code, r.output
     assert not (parties / "r.json").exists() and "Traceback" not in r.output
+
+
+# -- a provider running requests (invocation version 2, poe run --request) -----------------------
+
+
+def _request_cli(parties, *extra, sequence=1, budget=100_000, epochs="0..9", call=("--arg", "2", "--arg", "40"), out="req.json"):
+    r = _cli("request", parties / "funcs.wasm", "--deal", parties / "deal.json", "--key", parties / "c.key", "--sequence", sequence,
+             "--budget", budget, "--epochs", epochs, "--invoke", "add", *call, "--out", parties / out, *extra)
+    assert r.exit_code == 0, r.output
+    return parties / out
+
+
+def _run_request(parties, req, call=("--arg", "2", "--arg", "40"), store="s.poe"):
+    return _cli("run", parties / "funcs.wasm", "--store", parties / store, "--request", req, "--deal", parties / "deal.json",
+                "--invoke", "add", *call, "--json")
+
+
+def _segments(path) -> int:
+    from poe.store.tracestore import TraceStore
+
+    if not path.exists():
+        return 0
+    with TraceStore.open(str(path)) as s:
+        return s.count()
+
+
+def test_requested_segment_commits_its_request_and_is_audited_end_to_end(parties):
+    from poe.formats.invocation import Invocation
+    from poe.protocol.request import request_of
+    from poe.store.tracestore import TraceStore
+
+    req = _request_cli(parties)
+    r = _run_request(parties, req)
+    assert r.exit_code == 0, r.output
+    with TraceStore.open(str(parties / "s.poe")) as s:
+        record, inv, _ = s.segment(0)
+    assert isinstance(inv, Invocation) and record.input_digest == inv.digest
+    assert request_of(inv) == SignedRequest.from_json(json.loads(req.read_text()))
+    # The auditor re-executes the version-2 invocation from the openings and gets the same record.
+    p = parties
+    assert _cli("attest", p / "s.poe", "--key", p / "p.key", "--deal", "d1", "--out", p / "a.json").exit_code == 0
+    assert _cli("claim", p / "a.json", "--deal", p / "deal.json", "--out", p / "claim.json").exit_code == 0
+    assert _cli("challenge", p / "claim.json", "--beacon", "ab" * 16, "--out", p / "ch.json").exit_code == 0
+    assert _cli("respond", p / "s.poe", p / "claim.json", p / "ch.json", "--out", p / "o.json").exit_code == 0
+    r = _cli("audit", p / "claim.json", p / "ch.json", p / "o.json", "--deal", p / "deal.json", "--module", p / "funcs.wasm", "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["verdict"] == "ACCEPT", r.output
+
+
+def test_request_run_twice_is_refused_and_leaves_one_record(parties):
+    req = _request_cli(parties)
+    assert _run_request(parties, req).exit_code == 0
+    r = _run_request(parties, req)
+    assert r.exit_code == 3 and "already run" in r.output
+    assert _segments(parties / "s.poe") == 1
+
+
+def test_request_for_another_call_is_refused_before_it_runs(parties):
+    req = _request_cli(parties)
+    r = _run_request(parties, req, call=("--arg", "2", "--arg", "41"))
+    assert r.exit_code == 3 and "names another invocation" in r.output
+    assert _segments(parties / "s.poe") == 0
+
+
+def test_request_outside_its_epoch_window_is_refused(parties):
+    req = _request_cli(parties, epochs="5..9")
+    r = _run_request(parties, req)
+    assert r.exit_code == 3 and "not in epoch 0" in r.output
+    assert _segments(parties / "s.poe") == 0
+
+
+def test_budget_beyond_the_cost_models_fuel_limit_is_refused(parties):
+    from poe.formats.costmodel import Limits
+
+    req = _request_cli(parties, budget=Limits().fuel + 1)
+    r = _run_request(parties, req)
+    assert r.exit_code == 3 and "beyond the deal's per-segment limit" in r.output
+
+
+def test_request_whose_signature_was_tampered_is_refused(parties):
+    req = _request_cli(parties)
+    doc = json.loads(req.read_text())
+    doc["request"]["fuelBudget"] += 1
+    (parties / "tampered.json").write_text(json.dumps(doc))
+    r = _run_request(parties, parties / "tampered.json")
+    assert r.exit_code == 1 and "not signed by its customer" in r.output
+    assert _segments(parties / "s.poe") == 0
+
+
+def test_request_for_another_deal_is_refused(parties):
+    req = _request_cli(parties)
+    r = _cli("deal", "new", parties / "funcs.wasm", "--id", "d9", "--provider", parties / "p.key", "--price-fuel", "1", "--out", parties / "d9.json")
+    assert r.exit_code == 0
+    r = _cli("run", parties / "funcs.wasm", "--store", parties / "s.poe", "--request", req, "--deal", parties / "d9.json",
+             "--invoke", "add", "--arg", "2", "--arg", "40")
+    assert r.exit_code == 3 and "another deal" in r.output
+
+
+def test_call_beyond_its_budget_ends_out_of_fuel_at_the_budget():
+    from poe import CostModel, Executor, Invocation, Service, Value
+    from poe.protocol.request import answer
+
+    from .conftest import module_bytes
+
+    ex = Executor(Service(module_bytes("funcs.wasm")), CostModel.current())
+    call = Invocation.build("work", params=[Value.of("i32", 100_000)])
+    needed = ex.run(call).record.fuel
+    for budget, outcome in ((needed * 2, "ok"), (needed // 3, "out-of-fuel")):
+        record = ex.run(answer(call, _signed(invocation=call.call_digest, fuel_budget=budget))).record
+        assert record.describe_outcome() == outcome and record.fuel <= budget
+        assert record.fuel == (needed if outcome == "ok" else budget)
+
+
+def test_requested_invocation_commits_every_byte_of_its_request():
+    from poe import Invocation
+    from poe.errors import ArgumentError
+    from poe.protocol.request import answer
+
+    call = Invocation.build("add", params=[])
+    inv = answer(call, _signed(invocation=call.call_digest))
+    assert inv.call_digest == call.digest and inv.digest != call.digest
+    for i in range(len(inv.request)):
+        changed = bytearray(inv.request)
+        changed[i] ^= 1
+        assert Invocation(inv.export, inv.params, inv.argv, inv.env, inv.stdin, inv.files, inv.seed, bytes(changed)).digest != inv.digest
+    with pytest.raises(ArgumentError, match="seed"):
+        inv.with_seed(b"\x01" * 32)
+    with pytest.raises(InputError, match="another invocation"):
+        answer(Invocation.build("add", argv=["x"]), _signed(invocation=call.call_digest))

@@ -302,7 +302,7 @@ def test_store_with_a_malformed_cost_model_is_a_store_error(store_path, value):
 def test_a_format_1_store_is_read_as_is_and_upgraded_when_opened_for_writing(store_path):
     written = _fill(store_path, 3)
     db = sqlite3.connect(store_path)
-    for table in ("chunks", "states", "snapshots"):
+    for table in ("chunks", "states", "snapshots", "requests"):
         db.execute(f"DROP TABLE {table}")
     db.execute("UPDATE meta SET value = '1' WHERE key = 'format'")
     db.execute("PRAGMA user_version = 1")
@@ -313,8 +313,25 @@ def test_a_format_1_store_is_read_as_is_and_upgraded_when_opened_for_writing(sto
         assert store.state_usage()["bytes"] == 0 and store.last_state() is None
     _fill(store_path, 1)
     db = sqlite3.connect(store_path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 2
-    assert db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()[0] == "2"
-    assert db.execute("SELECT COUNT(*) FROM sqlite_master WHERE name IN ('chunks', 'states', 'snapshots')").fetchone()[0] == 3
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()[0] == "3"
+    assert db.execute("SELECT COUNT(*) FROM sqlite_master WHERE name IN ('chunks', 'states', 'snapshots', 'requests')").fetchone()[0] == 4
     db.close()
     assert len(_records(store_path)) == 4
+
+
+def test_a_format_2_store_gets_the_request_table_when_opened_for_writing(store_path):
+    written = _fill(store_path, 2)
+    db = sqlite3.connect(store_path)
+    db.execute("DROP TABLE requests")
+    db.execute("UPDATE meta SET value = '2' WHERE key = 'format'")
+    db.execute("PRAGMA user_version = 2")
+    db.commit()
+    db.close()
+    with TraceStore.open(store_path) as store:
+        assert [r.encode() for r in store.records()] == written
+    _fill(store_path, 1)
+    db = sqlite3.connect(store_path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert db.execute("SELECT COUNT(*) FROM sqlite_master WHERE name = 'requests'").fetchone()[0] == 1
+    db.close()

@@ -8,7 +8,7 @@ import click
 
 from poe.errors import ArgumentError
 from ._invocation import invocation_from_flags, invocation_options, read_service
-from ._options import emit_json, human, info, json_option, limit_options, limits_from
+from ._options import emit_json, human, info, json_option, limit_options, limits_from, load_json, read_deal
 
 
 @click.command("run")
@@ -21,10 +21,15 @@ from ._options import emit_json, human, info, json_option, limit_options, limits
 @click.option("--steps", type=click.IntRange(min=1), default=None, help="With --stateful: call the export (default: step) up to N times, stopping early when it returns the i32 0 (done) or a segment does not end ok.")
 @click.option("--all-steps", is_flag=True, help="With --steps: run all N steps even when the export returns 0 (a trap or exit still stops).")
 @click.option("--resume", is_flag=True, help="With --stateful: continue the lineage the store's last segment left, instead of starting from the module's genesis state.")
+@click.option("--request", "request_path", type=click.Path(dir_okay=False), default=None,
+              help="A customer's signed request (from `poe request`) that this invocation answers: checked before anything runs "
+                   "(signature, deal, epoch window, fuel budget, a sequence not run before), and committed by the record. Needs --deal.")
+@click.option("--deal", "deal_path", type=click.Path(dir_okay=False), default=None, help="With --request: the deal the request must be for.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or guest output; only the summary.")
 @limit_options
 @json_option
-def run(module, store_path, export, args, env, stdin_path, files, links, repeat, seed, stateful, steps, all_steps, resume, quiet, fuel, max_memory_pages, max_output, as_json):
+def run(module, store_path, export, args, env, stdin_path, files, links, repeat, seed, stateful, steps, all_steps, resume, request_path, deal_path,
+        quiet, fuel, max_memory_pages, max_output, as_json):
     """Run MODULE's function as metered segments and append them to a store.
 
     Each invocation is one segment: fuel is measured around the call only, the outcome
@@ -52,11 +57,18 @@ def run(module, store_path, export, args, env, stdin_path, files, links, repeat,
         raise ArgumentError("--steps, --all-steps and --resume need --stateful")
     if stateful and repeat != 1:
         raise ArgumentError("with --stateful, use --steps N rather than --repeat (each step continues the last one's state)")
+    if (request_path is None) != (deal_path is None) or (request_path is not None and (stateful or repeat != 1)):
+        raise click.UsageError("--request and --deal go together, for one stateless segment (no --repeat, no --stateful)")
     executor = Executor(read_service(module, links), loop.store_cost_model(store_path, limits_from(fuel, max_memory_pages, max_output)))
     inv = invocation_from_flags(executor, module, export, args, env, stdin_path, files, loop.parse_seed(seed), stateful=stateful)
     n = (steps or 1) if stateful else repeat
     with _progress(n, "steps" if stateful else "segments", quiet) as tick:
-        if stateful:
+        if request_path is not None:
+            from poe.protocol.request import SignedRequest
+
+            signed = SignedRequest.from_json(load_json(request_path, "request"))
+            summary, last = loop.run_request(executor, inv, signed, read_deal(deal_path), store_path)
+        elif stateful:
             summary, last = loop.run_steps(executor, inv, store_path, n, stop_at_zero=not all_steps, resume=resume, tick=tick)
         else:
             summary, last = loop.run_batch(executor, inv, store_path, n, tick=tick)

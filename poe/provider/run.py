@@ -11,14 +11,14 @@ import struct
 import time
 from typing import Any, Callable
 
-from poe.errors import ArgumentError
+from poe.errors import ArgumentError, InputError
 from poe.formats import hashing as h
 from poe.formats.costmodel import CostModel, Limits
 from poe.formats.execution import Execution
 from poe.formats.invocation import Invocation, Payload, Value
 from poe.store.tracestore import Totals, TraceStore
 
-__all__ = ["run_batch", "run_steps", "store_cost_model", "segment_seed", "parse_seed", "invocation_for"]
+__all__ = ["run_batch", "run_request", "run_steps", "store_cost_model", "segment_seed", "parse_seed", "invocation_for"]
 
 Tick = Callable[[int], None]
 
@@ -88,6 +88,35 @@ def run_batch(executor: Any, base: Invocation, store_path: str, repeat: int, *, 
     if repeat == 1:
         summary["record"] = last.record.to_json()
         summary["output"] = last.output.to_json()
+    return summary, last
+
+
+def run_request(executor: Any, call: Invocation, signed: Any, deal: Any, store_path: str) -> tuple[dict[str, Any], Execution]:
+    """Run `call` as the answer to a customer's signed request (a :class:`SignedRequest`) under
+    `deal`, and append the segment, whose invocation (version 2) commits the request. Everything
+    that can refuse it (signature, deal, module, cost model, epoch window, budget, a sequence
+    already run, a request for another call) refuses before anything runs, and leaves no record."""
+    from poe.protocol.request import answer
+
+    signed.verify()
+    cm = executor.cost_model
+    if (deal.module_digest, deal.cost_model_digest) != (executor.service.digest, cm.digest):
+        raise InputError("the deal names another module or cost model than this run's")
+    inv = answer(call, signed)
+    request = signed.request
+    tally = _Tally()
+    with TraceStore.create_or_open(store_path, cm) as store:
+        request.check_terms(deal.digest, store.current_epoch(), cm.limits.fuel)
+        done = store.request_answered_by(request.customer, request.sequence)
+        if done is not None:
+            raise InputError(f"request {request.sequence} of this customer was already run, as segment {done}: a request is billed once")
+        store.register_service(executor.service)
+        first = store.next_index
+        last = executor.run(inv, first)
+        store.append(last)
+        tally.add(last.record)
+    summary = tally.summary(store_path, executor, first)
+    summary.update({"record": last.record.to_json(), "output": last.output.to_json(), "request": signed.digest.hex()})
     return summary, last
 
 

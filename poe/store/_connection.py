@@ -22,7 +22,9 @@ from typing import TypeVar
 from poe.errors import CostModelMismatchError, InputError, LimitError, StoreError, StoreLockedError, StoreVersionError
 from poe.formats.costmodel import CostModel
 
-STORE_FORMAT = 2  # 2: stateful segments (chunks, states, snapshots); a format-1 store is upgraded on open for writing
+# 2: stateful segments (chunks, states, snapshots); 3: the customer requests segments answer.
+# An older store is upgraded when it is opened for writing.
+STORE_FORMAT = 3
 _APPLICATION_ID = 0x706F6531  # "poe1": marks a SQLite file as a poe store
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _MAX_INTEGER = 2**63 - 1  # SQLite's INTEGER: a larger Python int cannot even be bound
@@ -68,6 +70,15 @@ CREATE TABLE IF NOT EXISTS snapshots(
     root BLOB PRIMARY KEY, header BLOB NOT NULL, manifest BLOB NOT NULL,
     start INTEGER NOT NULL DEFAULT 0  -- 1: a lineage may start here (genesis), 0: a checkpoint
 )
+"""
+
+
+# Customer requests (spec §14): which segment answers each (customer, sequence), so that a request
+# is never run twice. The sequence is 8 big-endian bytes, so the key sorts as the bill tree does.
+_REQUEST_SCHEMA = """
+CREATE TABLE IF NOT EXISTS requests(
+    customer BLOB NOT NULL, sequence BLOB NOT NULL, idx INTEGER NOT NULL, PRIMARY KEY (customer, sequence)
+) WITHOUT ROWID
 """
 
 
@@ -387,7 +398,7 @@ def create(path: str, cost_model: CostModel) -> None:
 def _write_schema(conn: sqlite3.Connection, cost_model: CostModel) -> None:
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("BEGIN IMMEDIATE")
-    for stmt in _statements(_SCHEMA + ";" + _STATE_SCHEMA):
+    for stmt in _statements(_SCHEMA + ";" + _STATE_SCHEMA + ";" + _REQUEST_SCHEMA):
         conn.execute(stmt)
     conn.execute("INSERT INTO meta VALUES ('format', ?)", (str(STORE_FORMAT),))
     conn.execute("INSERT INTO meta VALUES ('cost_model', ?)", (cost_model.canonical_bytes.decode(),))
@@ -422,13 +433,14 @@ def _reason(exc: sqlite3.Error) -> str:
 
 
 def upgrade(conn: sqlite3.Connection, path: str) -> None:
-    """Bring a store opened for writing to this poe's format (1 -> 2: add the state tables)."""
+    """Bring a store opened for writing to this poe's format (1 -> 2: add the state tables;
+    2 -> 3: add the request table)."""
     try:
         (version,) = conn.execute("PRAGMA user_version").fetchone()
         check_version(version, path)
         if version < STORE_FORMAT:
             conn.execute("BEGIN IMMEDIATE")
-            for stmt in _statements(_STATE_SCHEMA):
+            for stmt in _statements(_STATE_SCHEMA + ";" + _REQUEST_SCHEMA):
                 conn.execute(stmt)
             conn.execute(f"PRAGMA user_version = {STORE_FORMAT}")
             conn.execute("UPDATE meta SET value = ? WHERE key = 'format'", (str(STORE_FORMAT),))

@@ -13,7 +13,7 @@ from typing import Iterator
 from poe.errors import CostModelMismatchError, EncodingError, InputError, StoreError
 from poe.formats import hashing as h
 from poe.formats.execution import Execution
-from poe.formats.invocation import Invocation, Output
+from poe.formats.invocation import REQUEST_BLOCK, Invocation, Output
 from poe.formats.moduleset import Service
 from poe.formats.record import Record
 
@@ -25,6 +25,7 @@ _MAX_PROBLEMS = 20  # an integrity report names the first problems, not every da
 class SegmentLog(Connection):
     def _init_log(self) -> None:
         self._pending: list[tuple] = []
+        self._pending_requests: dict[tuple[bytes, bytes], int] = {}
         self._pending_blobs: dict[bytes, bytes] = {}
         self._known_blobs: set[bytes] = set()
         self._known_services: set[bytes] = set()
@@ -72,6 +73,12 @@ class SegmentLog(Connection):
             )
         if r.module_digest not in self._known_services:
             raise StoreError("register the service before appending its segments")
+        request_key = self._request_key(execution.invocation)
+        if request_key is not None:
+            if request_key in self._pending_requests or self._answered(*request_key) is not None:
+                raise InputError(f"customer 0x{request_key[0].hex()}'s request {int.from_bytes(request_key[1], 'big')} was already run; "
+                                 "a request is billed once")
+            self._pending_requests[request_key] = r.index
         self._queue_payloads(execution)
         if execution.state is not None:
             self._append_state(execution)
@@ -108,14 +115,37 @@ class SegmentLog(Connection):
                 "INSERT INTO segments(idx, epoch, record, invocation, output) VALUES (?, ?, ?, ?, ?)",
                 [(i, epoch, rec, inv, out) for i, rec, inv, out in self._pending],
             )
+            if self._pending_requests:
+                self._db.executemany("INSERT INTO requests(customer, sequence, idx) VALUES (?, ?, ?)",
+                                     [(c, s, i) for (c, s), i in self._pending_requests.items()])
             self._write_pending_states()
         if len(self._known_blobs) > 100_000:
             self._known_blobs.clear()
         self._known_blobs.update(self._pending_blobs)
         self._pending.clear()
+        self._pending_requests.clear()
         self._pending_blobs.clear()
         self._pending_states_written()
         self._last_flush = time.monotonic()
+
+    @staticmethod
+    def _request_key(invocation: Invocation) -> tuple[bytes, bytes] | None:
+        if not invocation.request:
+            return None
+        _, _, customer, sequence, *_ = REQUEST_BLOCK.unpack(invocation.request)
+        return customer, sequence.to_bytes(8, "big")
+
+    def _answered(self, customer: bytes, sequence: bytes) -> int | None:
+        row = self._read("SELECT idx FROM requests WHERE customer = ? AND sequence = ?", (customer, sequence)).fetchone()
+        return None if row is None else int(row[0])
+
+    def request_answered_by(self, customer: bytes, sequence: int) -> int | None:
+        """The index of the segment that answered customer's request `sequence`, if one did
+        (queued ones included)."""
+        key = (bytes(customer), sequence.to_bytes(8, "big"))
+        if key in self._pending_requests:
+            return self._pending_requests[key]
+        return self._answered(*key)
 
     # -- reading -----------------------------------------------------------------------------
 
