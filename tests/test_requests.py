@@ -337,7 +337,7 @@ def test_request_whose_signature_was_tampered_is_refused(parties):
     doc["request"]["fuelBudget"] += 1
     (parties / "tampered.json").write_text(json.dumps(doc))
     r = _run_request(parties, parties / "tampered.json")
-    assert r.exit_code == 1 and "not signed by its customer" in r.output
+    assert r.exit_code == 3 and "not signed by its customer" in r.output
     assert _segments(parties / "s.poe") == 0
 
 

@@ -11,7 +11,7 @@ import struct
 import time
 from typing import Any, Callable
 
-from poe.errors import ArgumentError, InputError
+from poe.errors import ArgumentError, InputError, SignatureError
 from poe.formats import hashing as h
 from poe.formats.costmodel import CostModel, Limits
 from poe.formats.execution import Execution
@@ -98,7 +98,11 @@ def run_request(executor: Any, call: Invocation, signed: Any, deal: Any, store_p
     already run, a request for another call) refuses before anything runs, and leaves no record."""
     from poe.protocol.request import answer
 
-    signed.verify()
+    try:
+        signed.verify()
+    except SignatureError as exc:
+        # To the provider a request that does not verify is bad input (exit 3), refused before it runs.
+        raise InputError(f"the request's signature does not verify: {exc.message}", **exc.details) from None
     cm = executor.cost_model
     if (deal.module_digest, deal.cost_model_digest) != (executor.service.digest, cm.digest):
         raise InputError("the deal names another module or cost model than this run's")
