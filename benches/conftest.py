@@ -36,7 +36,7 @@ def pytest_terminal_summary(terminalreporter):
     tr = terminalreporter
     tr.section("poe ratios (median; same run)")
     for group, medians in sorted(_MEDIANS.items()):
-        base = next((v for k, v in medians.items() if k.endswith("_baseline")), None)
+        base = next((v for k, v in medians.items() if k.split("[")[0].endswith("_baseline")), None)
         for name, median in sorted(medians.items()):
             ratio = f"{median / base:6.3f}x" if base else "   n/a "
             extra = _EXTRA.get(name, {})

@@ -381,3 +381,24 @@ def test_requested_invocation_commits_every_byte_of_its_request():
         inv.with_seed(b"\x01" * 32)
     with pytest.raises(InputError, match="another invocation"):
         answer(Invocation.build("add", argv=["x"]), _signed(invocation=call.call_digest))
+
+
+def test_a_request_appended_twice_through_the_library_is_refused_after_a_flush_too(tmp_path):
+    # The store remembers requests it found unanswered; appending one must forget that, or a
+    # second append after the batch was flushed would slip past the check.
+    from poe import CostModel, Executor, Invocation, Service, TraceStore
+    from poe.protocol.request import answer
+
+    from .conftest import module_bytes
+
+    cm, service = CostModel.current(), Service(module_bytes("funcs.wasm"))
+    ex, call = Executor(service, cm), Invocation.build("nan_bits")
+    inv = answer(call, _signed(invocation=call.call_digest))
+    with TraceStore.create_or_open(str(tmp_path / "s.poe"), cm) as store:
+        store.register_service(service)
+        assert store.request_answered_by(inv_customer := _signed().request.customer, 41) is None
+        store.append(ex.run(inv, 0))
+        store.flush()
+        assert store.request_answered_by(inv_customer, 41) == 0
+        with pytest.raises(InputError, match="already run"):
+            store.append(ex.run(inv, 1))

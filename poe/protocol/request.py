@@ -217,7 +217,11 @@ def answer(invocation: Any, signed: SignedRequest) -> Any:
     if signed.request.invocation != invocation.call_digest:
         raise InputError("the request names another invocation (export, arguments, environment, payloads or seed differ)",
                          expected=signed.request.invocation.hex(), observed=invocation.call_digest.hex())
-    return dataclasses.replace(invocation, request=signed.block())
+    answered = dataclasses.replace(invocation, request=signed.block())
+    # The call's bytes and digest are the ones just compared: keep them rather than encode again.
+    answered.__dict__["call_encoded"] = invocation.call_encoded
+    answered.__dict__["call_digest"] = invocation.call_digest
+    return answered
 
 
 def request_of(invocation: Any) -> SignedRequest | None:

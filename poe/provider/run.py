@@ -18,7 +18,7 @@ from poe.formats.execution import Execution
 from poe.formats.invocation import Invocation, Payload, Value
 from poe.store.tracestore import Totals, TraceStore
 
-__all__ = ["run_batch", "run_request", "run_steps", "store_cost_model", "segment_seed", "parse_seed", "invocation_for"]
+__all__ = ["run_batch", "run_request", "run_requests", "run_steps", "store_cost_model", "segment_seed", "parse_seed", "invocation_for"]
 
 Tick = Callable[[int], None]
 
@@ -93,35 +93,53 @@ def run_batch(executor: Any, base: Invocation, store_path: str, repeat: int, *, 
 
 def run_request(executor: Any, call: Invocation, signed: Any, deal: Any, store_path: str) -> tuple[dict[str, Any], Execution]:
     """Run `call` as the answer to a customer's signed request (a :class:`SignedRequest`) under
-    `deal`, and append the segment, whose invocation (version 2) commits the request. Everything
-    that can refuse it (signature, deal, module, cost model, epoch window, budget, a sequence
-    already run, a request for another call) refuses before anything runs, and leaves no record."""
+    `deal`, and append the segment, whose invocation (version 2) commits the request."""
+    summary, last = run_requests(executor, [(call, signed)], deal, store_path)
+    summary.update({"record": last.record.to_json(), "output": last.output.to_json(), "request": signed.digest.hex()})
+    return summary, last
+
+
+def run_requests(executor: Any, items: list[tuple[Invocation, Any]], deal: Any, store_path: str, *,
+                 tick: Tick = _no_tick) -> tuple[dict[str, Any], Execution]:
+    """Run each (call, signed request) as the request's answer and append the segments. Every
+    request is checked before any runs (signature, deal, module, cost model, the open epoch in its
+    window, its budget, a sequence not run before nor twice in `items`, the call it names), so a
+    bad one refuses the whole batch and leaves no record."""
     from poe.protocol.request import answer
 
-    try:
-        signed.verify()
-    except SignatureError as exc:
-        # To the provider a request that does not verify is bad input (exit 3), refused before it runs.
-        raise InputError(f"the request's signature does not verify: {exc.message}", **exc.details) from None
     cm = executor.cost_model
     if (deal.module_digest, deal.cost_model_digest) != (executor.service.digest, cm.digest):
         raise InputError("the deal names another module or cost model than this run's")
-    inv = answer(call, signed)
-    request = signed.request
-    tally = _Tally()
+    if not items:
+        raise InputError("no requests to run")
+    tally, last = _Tally(), None
     with TraceStore.create_or_open(store_path, cm) as store:
-        request.check_terms(deal.digest, store.current_epoch(), cm.limits.fuel)
-        done = store.request_answered_by(request.customer, request.sequence)
-        if done is not None:
-            raise InputError(f"request {request.sequence} of this customer was already run, as segment {done}: a request is billed once")
+        epoch, seen = store.current_epoch(), set()
+        invocations = []
+        for call, signed in items:
+            try:
+                signed.verify()
+            except SignatureError as exc:
+                # To the provider a request that does not verify is bad input (exit 3), refused before it runs.
+                raise InputError(f"the request's signature does not verify: {exc.message}", **exc.details) from None
+            request = signed.request
+            request.check_terms(deal.digest, epoch, cm.limits.fuel)
+            key = (request.customer, request.sequence)
+            done = store.request_answered_by(*key)
+            if done is not None or key in seen:
+                where = f", as segment {done}" if done is not None else " in this batch"
+                raise InputError(f"request {request.sequence} of this customer was already run{where}: a request is billed once")
+            seen.add(key)
+            invocations.append(answer(call, signed))
         store.register_service(executor.service)
         first = store.next_index
-        last = executor.run(inv, first)
-        store.append(last)
-        tally.add(last.record)
-    summary = tally.summary(store_path, executor, first)
-    summary.update({"record": last.record.to_json(), "output": last.output.to_json(), "request": signed.digest.hex()})
-    return summary, last
+        for inv in invocations:
+            last = executor.run(inv, store.next_index)
+            store.append(last)
+            tally.add(last.record)
+            tick(1)
+    assert last is not None
+    return tally.summary(store_path, executor, first), last
 
 
 def run_steps(executor: Any, inv: Invocation, store_path: str, steps: int, *, stop_at_zero: bool = True, resume: bool = False,

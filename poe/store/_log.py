@@ -26,6 +26,7 @@ class SegmentLog(Connection):
     def _init_log(self) -> None:
         self._pending: list[tuple] = []
         self._pending_requests: dict[tuple[bytes, bytes], int] = {}
+        self._unanswered: set[tuple[bytes, bytes]] = set()  # looked up and found absent, under this writer's lock
         self._pending_blobs: dict[bytes, bytes] = {}
         self._known_blobs: set[bytes] = set()
         self._known_services: set[bytes] = set()
@@ -75,10 +76,12 @@ class SegmentLog(Connection):
             raise StoreError("register the service before appending its segments")
         request_key = self._request_key(execution.invocation)
         if request_key is not None:
-            if request_key in self._pending_requests or self._answered(*request_key) is not None:
+            known_absent = request_key in self._unanswered
+            if request_key in self._pending_requests or (not known_absent and self._answered(*request_key) is not None):
                 raise InputError(f"customer 0x{request_key[0].hex()}'s request {int.from_bytes(request_key[1], 'big')} was already run; "
                                  "a request is billed once")
             self._pending_requests[request_key] = r.index
+            self._unanswered.discard(request_key)
         self._queue_payloads(execution)
         if execution.state is not None:
             self._append_state(execution)
@@ -145,7 +148,13 @@ class SegmentLog(Connection):
         key = (bytes(customer), sequence.to_bytes(8, "big"))
         if key in self._pending_requests:
             return self._pending_requests[key]
-        return self._answered(*key)
+        index = self._answered(*key)
+        if index is None and self._lock_fd is not None:
+            # Only this writer adds requests while it holds the lock: the answer stays true.
+            if len(self._unanswered) > 100_000:
+                self._unanswered.clear()
+            self._unanswered.add(key)
+        return index
 
     # -- reading -----------------------------------------------------------------------------
 
