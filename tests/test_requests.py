@@ -291,6 +291,8 @@ def test_requested_segment_commits_its_request_and_is_audited_end_to_end(parties
         record, inv, _ = s.segment(0)
     assert isinstance(inv, Invocation) and record.input_digest == inv.digest
     assert request_of(inv) == SignedRequest.from_json(json.loads(req.read_text()))
+    shown = _cli("inspect", parties / "s.poe", "--segment", "0", "--json")
+    assert json.loads(shown.stdout)["request"]["digest"] == request_of(inv).digest.hex()
     # The auditor re-executes the version-2 invocation from the openings and gets the same record.
     p = parties
     assert _cli("attest", p / "s.poe", "--key", p / "p.key", "--deal", "d1", "--out", p / "a.json").exit_code == 0

@@ -31,6 +31,11 @@ def inspect_cmd(store_path, index, epoch, check, dump_path, as_json):
         if index is not None:
             view = segment_view(store, index)
             data = view.to_json()
+            if view.invocation.request:
+                from poe.protocol.request import request_of
+
+                signed = request_of(view.invocation)
+                data["request"] = {**signed.to_json(), "digest": signed.digest.hex()}
             if dump_path is not None:
                 state, image = memory_image(store, index)
                 write_new(dump_path, image, "memory image")
@@ -76,6 +81,10 @@ def _print_segment(index: int, view: SegmentView, data: dict) -> None:
     r = data["record"]
     info(f"segment {index}: {r['outcome_text']}, fuel {record.fuel:,}, peak {record.peak_pages} pages, io {record.io:,} bytes, {record.host_calls} host calls")
     info(f"  export {invocation.export} argv {data['invocation']['argv']} params {[str(v) for v in invocation.params]}")
+    if "request" in data:
+        q = data["request"]["request"]
+        info(f"  answers request {q['sequence']} of customer {q['customer']} (budget {q['fuelBudget']:,} fuel, epochs "
+             f"{q['notBefore']}..{q['notAfter']}; request digest {data['request']['digest']})")
     for key in ("module_digest", "cost_model_digest", "input_digest", "output_digest", "io_digest"):
         info(f"  {key:<18} {r[key]}")
     if record.pre_state != bytes(32):
