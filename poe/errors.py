@@ -36,6 +36,7 @@ __all__ = [
     "RootMismatchError",
     "InclusionProofError",
     "ConsistencyProofError",
+    "RangeProofError",
     "SignatureError",
     "BatchVerificationError",
     "KeyFormatError",
@@ -227,6 +228,12 @@ class ConsistencyProofError(ProofError):
     """A consistency proof that cannot show the new tree extends the old one."""
 
     code = "merkle.consistency-invalid"
+
+
+class RangeProofError(ProofError):
+    """A range proof whose range, leaves or path do not fit its tree."""
+
+    code = "merkle.range-invalid"
 
 
 class SignatureError(VerificationError):

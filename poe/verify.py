@@ -26,7 +26,7 @@ from poe.errors import EncodingError, InputError
 from poe.formats.moduleset import Service
 from poe.formats.record import Record
 from poe.merkle.hasher import Root
-from poe.merkle.verify import ConsistencyProof, InclusionProof, verify_consistency, verify_inclusion
+from poe.merkle.verify import ConsistencyProof, InclusionProof, RangeProof, verify_consistency, verify_inclusion, verify_range
 from poe.protocol.attestation import Envelope, Statement, verify_chain, verify_envelope, verify_envelopes
 from poe.protocol.challenge import Challenge, samples_needed
 from poe.protocol.claim import Claim
@@ -38,9 +38,9 @@ from poe.protocol.verdict import SignedVerdict, Verdict
 __all__ = [
     "load_json", "get_scheme",
     "Deal", "Claim", "Challenge", "Opening", "Openings", "Verdict", "SignedVerdict", "Envelope", "Statement",
-    "Service", "Record", "Root", "InclusionProof", "ConsistencyProof",
+    "Service", "Record", "Root", "InclusionProof", "ConsistencyProof", "RangeProof",
     "samples_needed", "audit", "Mapper", "LocalPool", "check_state_chain", "check_fraud_proof", "fraud_proof_of",
-    "verify_envelope", "verify_envelopes", "verify_chain", "verify_inclusion", "verify_consistency", "check_proof_bundle",
+    "verify_envelope", "verify_envelopes", "verify_chain", "verify_inclusion", "verify_consistency", "verify_range", "check_proof_bundle",
     "settle",
 ]
 

@@ -300,3 +300,105 @@ def test_native_and_reference_paths_give_the_same_roots_and_proofs():
             assert t.inclusion_path(i) == reference.inclusion_path(i)
         if n & (n - 1) == 0:
             assert perfect_root(buf) == _reference_perfect_root(buf)
+
+
+# -- range proofs: one contiguous range's leaves and their sums (a customer's bill) ----------------
+
+
+def _sum_leaves(n: int, salt: int = 0) -> list[Node]:
+    import blake3
+
+    return [Node(blake3.blake3(f"{salt}:{i}".encode()).digest(), Sums(i + 1, 2 * i, 7)) for i in range(n)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), n=st.integers(1, 300))
+def test_range_proof_proves_every_range_and_its_sums(data, n):
+    from poe.merkle.verify import RangeProof, verify_range
+
+    leaves = _sum_leaves(n)
+    tree = Tree(leaves)
+    start = data.draw(st.integers(0, n - 1))
+    end = data.draw(st.integers(start + 1, n))
+    proof = RangeProof.decode(RangeProof(start, end, tuple(tree.range_path(start, end))).encode())
+    total = verify_range(leaves[start:end], proof, tree.root)
+    assert total == Sums(sum(i + 1 for i in range(start, end)), sum(2 * i for i in range(start, end)), 7 * (end - start))
+    assert len(proof.path) <= 2 * (n - 1).bit_length()
+
+
+def _range_case(n=37, start=9, end=20):
+    from poe.merkle.verify import RangeProof
+
+    leaves = _sum_leaves(n)
+    tree = Tree(leaves)
+    return leaves, tree, RangeProof(start, end, tuple(tree.range_path(start, end)))
+
+
+def test_range_proof_with_a_leaf_left_out_of_the_bill_is_rejected():
+    from poe.errors import RangeProofError
+    from poe.merkle.verify import verify_range
+
+    leaves, tree, proof = _range_case()
+    with pytest.raises(RangeProofError):
+        verify_range(leaves[9:19], proof, tree.root)  # the last leaf hidden: the count no longer fits
+
+
+def test_range_proof_with_a_leaf_swapped_for_a_cheaper_one_is_rejected():
+    from poe.errors import RootMismatchError
+    from poe.merkle.verify import verify_range
+
+    leaves, tree, proof = _range_case()
+    cheaper = list(leaves[9:20])
+    cheaper[4] = Node(cheaper[4].hash, Sums(0, 0, 0))
+    with pytest.raises(RootMismatchError):
+        verify_range(cheaper, proof, tree.root)
+
+
+def test_range_proof_shifted_by_one_leaf_is_rejected():
+    import dataclasses as dc
+
+    from poe.errors import ProofError
+    from poe.merkle.verify import verify_range
+
+    leaves, tree, proof = _range_case()
+    with pytest.raises(ProofError):
+        verify_range(leaves[10:21], dc.replace(proof, start=10, end=21), tree.root)
+
+
+@pytest.mark.parametrize("change", ["drop", "extra", "swap", "sums"])
+def test_range_proof_with_a_tampered_path_is_rejected(change):
+    import dataclasses as dc
+
+    from poe.errors import ProofError
+    from poe.merkle.verify import verify_range
+
+    leaves, tree, proof = _range_case()
+    path = list(proof.path)
+    if change == "drop":
+        path.pop()
+    elif change == "extra":
+        path.append(path[0])
+    elif change == "swap":
+        path[0], path[-1] = path[-1], path[0]
+    else:
+        path[0] = Node(path[0].hash, path[0].sums + Sums(1, 0, 0))
+    with pytest.raises(ProofError):
+        verify_range(leaves[9:20], dc.replace(proof, path=tuple(path)), tree.root)
+
+
+def test_range_proof_against_another_root_is_rejected():
+    from poe.errors import RootMismatchError
+    from poe.merkle.verify import verify_range
+
+    leaves, tree, proof = _range_case()
+    other = Tree(_sum_leaves(37, salt=1)).root
+    with pytest.raises(RootMismatchError):
+        verify_range(leaves[9:20], proof, other)
+
+
+@pytest.mark.parametrize("raw", [b"", b"\x01\x03" + bytes(17), b"\x01\x01" + bytes(17)])
+def test_malformed_range_proof_is_an_encoding_error(raw):
+    from poe.merkle.verify import RangeProof
+
+    with pytest.raises(EncodingError):
+        RangeProof.decode(raw + b"\x00" * 3)

@@ -288,6 +288,37 @@ def merkle_vectors() -> dict[str, dict]:
     }
     for name, (desc, old, new, proof, expect) in cmut.items():
         out[name] = cbundle(desc, old, new, proof, expect)
+    out.update(_range_vectors(leaves, roots, t20))
+    return out
+
+
+def _range_vectors(leaves: list[bytes], roots: dict, t20) -> dict[str, dict]:
+    """Range proofs (spec §10): the records of leaves start..end-1, the proof, the root, and the
+    sums the range adds up to; with named mutations."""
+    from poe.merkle.build import Tree
+    from poe.merkle.hasher import Sums, leaf
+    from poe.merkle.verify import RangeProof
+
+    def rbundle(desc, records, proof, root, expect, sums=None):
+        d = {"desc": desc, "kind": "range", "records": [r.hex() for r in records], "proof": proof, "root": root.to_json(), "expect": expect}
+        if sums is not None:
+            d["sums"] = sums.to_json()
+        return d
+
+    out = {}
+    for n, a, b in ((1, 0, 1), (13, 0, 13), (13, 5, 9), (20, 7, 8), (20, 3, 17), (20, 16, 20)):
+        tn = Tree([leaf(r) for r in leaves[:n]])
+        total = Sums()
+        for r in leaves[a:b]:
+            total = total + leaf(r).sums
+        out[f"range_n{n}_{a}_{b}"] = rbundle(f"leaves {a}..{b - 1} of a tree of {n}", leaves[a:b],
+                                             RangeProof(a, b, tuple(tn.range_path(a, b))).encode().hex(), tn.root, "ok", total)
+    good = RangeProof(3, 17, tuple(t20.range_path(3, 17)))
+    out["range_leaf_left_out"] = rbundle("the last record of the range withheld", leaves[3:16], good.encode().hex(), roots[20], "merkle.range-invalid")
+    out["range_other_records"] = rbundle("the range's records shifted by one", leaves[4:18], good.encode().hex(), roots[20], "merkle.root-mismatch")
+    out["range_path_truncated"] = rbundle("last path entry dropped, count adjusted", leaves[3:17],
+                                          RangeProof(3, 17, good.path[:-1]).encode().hex(), roots[20], "merkle.range-invalid")
+    out["range_garbage"] = rbundle("a byte of garbage after the proof", leaves[3:17], (good.encode() + b"\x00").hex(), roots[20], "encoding.malformed")
     return out
 
 
@@ -299,6 +330,14 @@ def check_merkle(vector: dict) -> str:
     try:
         if vector["kind"] == "inclusion":
             verify_inclusion(bytes.fromhex(vector["record"]), InclusionProof.decode(bytes.fromhex(vector["proof"])), Root.from_json(vector["root"]))
+        elif vector["kind"] == "range":
+            from poe.merkle.hasher import leaf
+            from poe.merkle.verify import RangeProof, verify_range
+
+            total = verify_range([leaf(bytes.fromhex(r)) for r in vector["records"]], RangeProof.decode(bytes.fromhex(vector["proof"])),
+                                 Root.from_json(vector["root"]))
+            if "sums" in vector and total.to_json() != vector["sums"]:
+                return "sums differ"
         else:
             verify_consistency(Root.from_json(vector["old_root"]), Root.from_json(vector["new_root"]), ConsistencyProof.decode(bytes.fromhex(vector["proof"])))
     except PoEError as exc:

@@ -12,7 +12,7 @@ from typing import Callable, Iterable, Sequence
 
 from poe import _native
 from poe.merkle.hasher import EMPTY, LEAF_SIZE, NODE_SIZE, Node, Root, Sums, leaf, node
-from poe.errors import ConsistencyProofError, EncodingError, InclusionProofError, InputError
+from poe.errors import ConsistencyProofError, EncodingError, InclusionProofError, InputError, RangeProofError
 
 __all__ = ["Tree", "CompactRange", "perfect_root", "tree_of_records", "native_note"]
 
@@ -79,6 +79,21 @@ class Tree:
         if m <= k:
             return self._subproof(m, start, start + k, complete) + [self.subtree(start + k, end)]
         return self._subproof(m - k, start + k, end, False) + [self.subtree(start, start + k)]
+
+    def range_path(self, start: int, end: int) -> list[Node]:
+        """The nodes a range proof of leaves start..end-1 carries: every maximal subtree of the
+        RFC 9162 recursion that holds none of them, left to right (at most two per level)."""
+        if not 0 <= start < end <= self.size:
+            raise RangeProofError(f"range {start}..{end} is outside a tree of {self.size}", expected=self.size, observed=[start, end])
+        return self._range(start, end, 0, self.size)
+
+    def _range(self, start: int, end: int, lo: int, hi: int) -> list[Node]:
+        if end <= lo or hi <= start:
+            return [self.subtree(lo, hi)]
+        if start <= lo and hi <= end:
+            return []
+        k = 1 << ((hi - lo - 1).bit_length() - 1)
+        return self._range(start, end, lo, lo + k) + self._range(start, end, lo + k, hi)
 
 
 def _reference_perfect_root(records: bytes) -> Node:

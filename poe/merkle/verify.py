@@ -7,6 +7,7 @@ bare False: ``RootMismatchError`` carries the expected and the calculated root.
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from poe.merkle.hasher import _NODE, EMPTY, NODE_SIZE, U128 as _U128, Node, Root, Sums, leaf, node
@@ -14,21 +15,23 @@ from poe.errors import (
     ConsistencyProofError,
     EncodingError,
     InclusionProofError,
+    RangeProofError,
     RootMismatchError,
     SumOverflowError,
 )
 
-__all__ = ["InclusionProof", "ConsistencyProof", "verify_inclusion", "verify_consistency", "MAX_PROOF_BYTES"]
+__all__ = ["InclusionProof", "ConsistencyProof", "RangeProof", "verify_inclusion", "verify_consistency", "verify_range",
+           "MAX_PROOF_BYTES"]
 
 PROOF_VERSION = 1
-_KIND_INCLUSION, _KIND_CONSISTENCY = 1, 2
+_KIND_INCLUSION, _KIND_CONSISTENCY, _KIND_RANGE = 1, 2, 3
 _HEADER = struct.Struct("<BBQQB")
 MAX_PATH = 64
 #: the longest encoded proof a decoder takes
 MAX_PROOF_BYTES = _HEADER.size + MAX_PATH * NODE_SIZE
 
 
-def _decode(raw: bytes, kind: int, what: str) -> tuple[int, int, tuple[Node, ...]]:
+def _decode(raw: bytes, kind: int, what: str, max_path: int = MAX_PATH) -> tuple[int, int, tuple[Node, ...]]:
     if len(raw) < _HEADER.size:
         raise EncodingError(f"{what} is truncated: {len(raw)} bytes")
     version, k, a, b, count = _HEADER.unpack_from(raw)
@@ -36,7 +39,7 @@ def _decode(raw: bytes, kind: int, what: str) -> tuple[int, int, tuple[Node, ...
         raise EncodingError(f"{what} version {version} is not supported", expected=PROOF_VERSION, observed=version)
     if k != kind:
         raise EncodingError(f"this is not an {what} (kind {k})")
-    if count > MAX_PATH:
+    if count > max_path:
         raise EncodingError(f"{what} path of {count} entries is longer than any tree needs")
     if len(raw) != _HEADER.size + count * NODE_SIZE:
         raise EncodingError(
@@ -78,6 +81,23 @@ class ConsistencyProof:
     def decode(cls, raw: bytes) -> ConsistencyProof:
         old, new, path = _decode(bytes(raw), _KIND_CONSISTENCY, "consistency proof")
         return cls(old, new, path)
+
+
+@dataclass(frozen=True)
+class RangeProof:
+    """Leaves start..end-1 of a tree: the subtrees around them, left to right (spec §10)."""
+
+    start: int
+    end: int
+    path: tuple[Node, ...]
+
+    def encode(self) -> bytes:
+        return _encode(_KIND_RANGE, self.start, self.end, self.path)
+
+    @classmethod
+    def decode(cls, raw: bytes) -> RangeProof:
+        start, end, path = _decode(bytes(raw), _KIND_RANGE, "range proof", 2 * MAX_PATH)
+        return cls(start, end, path)
 
 
 def _check_root(calculated: Node, root: Root, what: str) -> None:
@@ -137,6 +157,43 @@ def verify_inclusion(record: bytes, proof: InclusionProof, root: Root) -> None:
     if proof.size != root.size:
         raise InclusionProofError(f"proof is for a tree of {proof.size}, the root is of {root.size}", expected=root.size, observed=proof.size)
     _check_root(root_from_inclusion(leaf(record), proof), root, f"inclusion proof for leaf {proof.index}")
+
+
+def verify_range(leaves: Sequence[Node], proof: RangeProof, root: Root) -> Sums:
+    """Check that `leaves` are leaves proof.start..proof.end-1 of the tree whose head is `root`,
+    and return their sums: what a contiguous range (one customer's bill, say) adds up to, with
+    nothing left out or added inside it."""
+    start, end, size = proof.start, proof.end, root.size
+    if not 0 <= start < end <= size or len(leaves) != end - start:
+        raise RangeProofError(f"a range proof of leaves {start}..{end} with {len(leaves)} leaves does not fit a tree of {size}",
+                              expected=[0, size], observed=[start, end, len(leaves)])
+    path = iter(proof.path)
+
+    def rebuild(lo: int, hi: int) -> Node:
+        if end <= lo or hi <= start:
+            taken = next(path, None)
+            if taken is None:
+                raise RangeProofError(f"the range proof is too short for leaves {start}..{end} of {size}")
+            return taken
+        if start <= lo and hi <= end:
+            level = list(leaves[lo - start : hi - start])
+            while len(level) > 1:
+                level = [node(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)] + ([level[-1]] if len(level) % 2 else [])
+            return level[0]
+        k = 1 << ((hi - lo - 1).bit_length() - 1)
+        return node(rebuild(lo, lo + k), rebuild(lo + k, hi))
+
+    try:
+        calculated = rebuild(0, size)
+    except SumOverflowError:
+        raise RangeProofError("range proof sums overflow 2^128") from None
+    if next(path, None) is not None:
+        raise RangeProofError(f"the range proof is longer than leaves {start}..{end} of {size} need")
+    _check_root(calculated, root, f"range proof of leaves {start}..{end}")
+    total = Sums()
+    for entry in leaves:
+        total = total + entry.sums
+    return total
 
 
 def verify_consistency(old: Root, new: Root, proof: ConsistencyProof) -> None:
