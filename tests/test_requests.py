@@ -404,3 +404,39 @@ def test_a_request_appended_twice_through_the_library_is_refused_after_a_flush_t
         assert store.request_answered_by(inv_customer, 41) == 0
         with pytest.raises(InputError, match="already run"):
             store.append(ex.run(inv, 1))
+
+
+# -- the bill tree (spec §14.2): each customer's segments one contiguous range ---------------------
+
+
+def test_bill_tree_orders_an_epoch_by_customer_and_sequence_and_adds_up_to_its_totals(tmp_path):
+    from poe import CostModel, Executor, Invocation, Service, TraceStore, Value
+    from poe.merkle.build import ANONYMOUS
+    from poe.merkle.verify import RangeProof, verify_range
+    from poe.protocol.request import answer
+
+    from .conftest import module_bytes
+
+    cm, service = CostModel.current(), Service(module_bytes("funcs.wasm"))
+    ex = Executor(service, cm)
+    customers = [K1.generate_key(bytes([i]) * 40) for i in range(3)]
+    with TraceStore.create_or_open(str(tmp_path / "s.poe"), cm) as store:
+        store.register_service(service)
+        plan = [(2, 9), (0, 4), (None, None), (2, 1), (1, 7), (0, 2), (None, None)]  # (customer, sequence) in arrival order
+        for who, seq in plan:
+            call = Invocation.build("add", params=[Value.of("i32", seq or 0), Value.of("i32", store.next_index)])
+            inv = call if who is None else answer(call, sign_request(customers[who], **{**TERMS, "sequence": seq, "invocation": call.call_digest}))
+            store.append(ex.run(inv, store.next_index))
+        sealed = store.seal()
+        entries, tree = store.bill(sealed.epoch)
+    addresses = [bytes.fromhex(K1.identity(K1.public_key(c))[2:]) for c in customers]
+    keys = [(e.customer, e.sequence) for e in entries]
+    assert keys == sorted(keys) and len(entries) == len(plan)
+    assert [e.index for e in entries if e.customer == ANONYMOUS] == [2, 6]
+    assert tree.root.sums == sealed.root.sums  # epoch 0: the bill adds up to the epoch's totals
+    # One customer's bill: one contiguous range, proven by one range proof.
+    mine = [i for i, e in enumerate(entries) if e.customer == addresses[2]]
+    assert mine == list(range(mine[0], mine[-1] + 1)) and [entries[i].index for i in mine] == [3, 0]
+    proof = RangeProof(mine[0], mine[-1] + 1, tuple(tree.range_path(mine[0], mine[-1] + 1)))
+    total = verify_range([entries[i].leaf for i in mine], proof, tree.root)
+    assert total == entries[mine[0]].record.sums + entries[mine[-1]].record.sums

@@ -11,10 +11,12 @@ from __future__ import annotations
 from typing import Callable, Iterable, Sequence
 
 from poe import _native
-from poe.merkle.hasher import EMPTY, LEAF_SIZE, NODE_SIZE, Node, Root, Sums, leaf, node
+from typing import NamedTuple
+
+from poe.merkle.hasher import EMPTY, LEAF_SIZE, NODE_SIZE, Node, Root, Sums, bill_leaf, leaf, node
 from poe.errors import ConsistencyProofError, EncodingError, InclusionProofError, InputError, RangeProofError
 
-__all__ = ["Tree", "CompactRange", "perfect_root", "tree_of_records", "native_note"]
+__all__ = ["Tree", "CompactRange", "BillEntry", "bill_tree", "perfect_root", "tree_of_records", "native_note"]
 
 
 def _parent_level(level: Sequence[Node]) -> list[Node]:
@@ -209,3 +211,30 @@ class CompactRange:
         if len(peaks) != bin(size).count("1"):
             raise EncodingError("compact range has the wrong number of peaks for its size")
         return cls(size, peaks)
+
+
+ANONYMOUS = bytes(20)
+
+
+class BillEntry(NamedTuple):
+    """One segment of an epoch as its bill tree sees it (spec §14.2)."""
+
+    customer: bytes  # 20 address bytes; ANONYMOUS for a segment no request asked for
+    sequence: int  # the request's sequence; the segment's index for an anonymous one
+    index: int
+    record: Node  # the record's leaf in the record tree
+
+    @property
+    def leaf(self) -> Node:
+        return bill_leaf(self.customer, self.sequence, self.index, self.record)
+
+
+def bill_tree(entries: Iterable[BillEntry]) -> tuple[list[BillEntry], Tree]:
+    """An epoch's bill tree: its entries sorted by (customer, sequence), and the tree over their
+    leaves. Each customer's segments are one contiguous range, so one range proof shows all of
+    them and what they add up to; a key that appears twice is refused, since no honest store has it."""
+    ordered = sorted(entries, key=lambda e: (e.customer, e.sequence))
+    for a, b in zip(ordered, ordered[1:]):
+        if (a.customer, a.sequence) == (b.customer, b.sequence):
+            raise InputError(f"segments {a.index} and {b.index} answer the same request (customer 0x{a.customer.hex()}, sequence {a.sequence})")
+    return ordered, Tree([e.leaf for e in ordered])

@@ -12,9 +12,11 @@ import blake3
 
 from poe.errors import EncodingError, SumOverflowError
 
-__all__ = ["Sums", "Node", "Root", "leaf", "node", "EMPTY", "CTX_LEAF", "CTX_NODE", "CTX_EMPTY", "NODE_SIZE"]
+__all__ = ["Sums", "Node", "Root", "leaf", "node", "bill_leaf", "BILL_KEY", "EMPTY", "CTX_LEAF", "CTX_NODE", "CTX_EMPTY",
+           "CTX_BILL_LEAF", "NODE_SIZE"]
 
 CTX_LEAF = "poe 2026-11 merkle leaf v1"
+CTX_BILL_LEAF = "poe 2026-12 bill leaf v1"
 CTX_NODE = "poe 2026-11 merkle node v1"
 CTX_EMPTY = "poe 2026-11 merkle empty v1"
 
@@ -26,6 +28,9 @@ LEAF_SIZE = 288
 # Hashers primed with their context key; copy() is cheaper than deriving the key again.
 _LEAF = blake3.blake3(derive_key_context=CTX_LEAF)
 _NODE = blake3.blake3(derive_key_context=CTX_NODE)
+_BILL_LEAF = blake3.blake3(derive_key_context=CTX_BILL_LEAF)
+#: a bill leaf's key and reference (spec §14.2): customer address, sequence, segment index, record leaf hash
+BILL_KEY = struct.Struct("<20sQQ32s")
 _RECORD_QUANTITIES = struct.Struct("<16xQ8xQQQ")  # fuel @16, mem @32, input @40, output @48
 
 
@@ -92,6 +97,15 @@ def leaf(record: bytes) -> Node:
     h = _LEAF.copy()
     h.update(record)
     return Node(h.digest(), Sums(fuel, mem, inb + outb))
+
+
+def bill_leaf(customer: bytes, sequence: int, index: int, record: Node) -> Node:
+    """The bill tree's leaf for segment `index` (spec §14.2): who asked for it (customer address
+    and sequence; 20 zero bytes and the index for an anonymous segment), the record's leaf, and
+    the record's sums, which the leaf hash covers so the sums cannot be changed apart from it."""
+    h = _BILL_LEAF.copy()
+    h.update(BILL_KEY.pack(customer, sequence, index, record.hash) + record.sums.encode())
+    return Node(h.digest(), record.sums)
 
 
 def node(left: Node, right: Node) -> Node:

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 
 from poe.errors import InputError, StoreError, VerificationError
 from poe.formats.record import Record
-from poe.merkle.build import CompactRange, Tree, perfect_root, tree_of_records
-from poe.merkle.hasher import Root, Sums
+from poe import _native
+from poe.formats.record import RECORD_SIZE
+from poe.merkle.build import ANONYMOUS, BillEntry, CompactRange, Tree, bill_tree, perfect_root, tree_of_records
+from poe.merkle.hasher import Node, Root, Sums, leaf
 from poe.merkle.verify import ConsistencyProof, InclusionProof
 
 from ._connection import Connection, as_bytes, check_number
@@ -235,6 +237,29 @@ class Epochs(Connection):
             raw = as_bytes(self._read("SELECT record FROM segments WHERE idx = ?", (index,)).fetchone()[0])
             out.append((raw, InclusionProof(index, tree.size, tuple(tree.inclusion_path(index)))))
         return out
+
+    def bill(self, epoch: int) -> tuple[list[BillEntry], Tree]:
+        """Sealed epoch `epoch`'s bill tree (spec §14.2): one leaf per segment, sorted by
+        (customer, sequence), computed from the log and the request table whenever asked."""
+        info = self.epoch_info(epoch)
+        if info.root is None or info.end_index is None:
+            raise StoreError(f"epoch {info.epoch} is not sealed; run `poe seal` first")
+        first, end = info.first_index, info.end_index
+        records = self._record_bytes(first, end)
+        if _native.AVAILABLE:
+            hashes, sums = _native.leaf_hashes(records)
+            nodes = [Node(hashes[32 * i : 32 * i + 32], Sums.decode(sums[48 * i : 48 * i + 48])) for i in range(end - first)]
+        else:
+            nodes = [leaf(records[RECORD_SIZE * i : RECORD_SIZE * (i + 1)]) for i in range(end - first)]
+        asked = {}
+        if self._has_table("requests"):
+            for customer, sequence, idx in self._read("SELECT customer, sequence, idx FROM requests WHERE idx >= ? AND idx < ?", (first, end)):
+                asked[int(idx)] = (as_bytes(customer), int.from_bytes(as_bytes(sequence), "big"))
+        entries = [BillEntry(*asked.get(first + i, (ANONYMOUS, first + i)), first + i, n) for i, n in enumerate(nodes)]
+        return bill_tree(entries)
+
+    def _has_table(self, name: str) -> bool:
+        return self._read("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
 
     def consistency_proof(self, old_epoch: int, new_epoch: int) -> tuple[Root, Root, ConsistencyProof]:
         old, new = self.epoch_info(old_epoch), self.epoch_info(new_epoch)
