@@ -27,7 +27,7 @@ from poe.errors import (
     VerificationError,
 )
 
-from .conftest import module_bytes
+from .conftest import module_bytes, with_root
 
 CM = CostModel.current(Limits(fuel=10_000_000, memory_pages=64))
 SERVICE = Service(module_bytes("funcs.wasm"), name="funcs.wasm")
@@ -111,7 +111,7 @@ def test_tampered_totals_are_rejected(signed):
     st = env.statement
     inflated = Root(st.root.size, st.root.hash, Sums(st.root.sums.fuel * 2, st.root.sums.mem, st.root.sums.io))
     with pytest.raises(SignatureError):
-        verify_envelope(dataclasses.replace(env, statement_bytes=dataclasses.replace(st, root=inflated).encode()), scheme)
+        verify_envelope(dataclasses.replace(env, statement_bytes=with_root(st, inflated).encode()), scheme)
 
 
 def test_signed_inflated_totals_fail_the_consistency_proof(signed):
@@ -121,7 +121,8 @@ def test_signed_inflated_totals_fail_the_consistency_proof(signed):
     st = env.statement
     inflated = Root(st.root.size, st.root.hash, Sums(st.root.sums.fuel + 1000, st.root.sums.mem, st.root.sums.io))
     with pytest.raises(VerificationError):
-        verify_envelope(_resign(env, key, root=inflated), scheme)
+        forged = with_root(st, inflated)
+        verify_envelope(_resign(env, key, root=forged.root, bill_root=forged.bill_root), scheme)
 
 
 def test_signature_by_another_key_is_rejected(signed):
@@ -207,7 +208,9 @@ def test_gap_in_the_chain_is_rejected(signed):
 def test_non_canonical_statement_encoding_is_rejected(signed):
     _, _, envs, _ = signed
     raw = _load(envs[0]).statement_bytes
-    for bad in (raw + b"\x00", raw[:-1], bytes([2]) + raw[1:], raw[:1] + bytes([9]) + raw[2:]):
+    assert raw[0] == 2  # poe attest signs version 2, with the bill root
+    # trailing byte, truncation, version 1 over version-2 bytes, an unknown version, an unknown scheme
+    for bad in (raw + b"\x00", raw[:-1], bytes([1]) + raw[1:], bytes([3]) + raw[1:], raw[:1] + bytes([9]) + raw[2:]):
         with pytest.raises(EncodingError):
             Statement.decode(bad)
 

@@ -23,7 +23,7 @@ from poe.crypto.schemes import get_scheme
 from poe.cli import main
 from poe.errors import EncodingError, InputError, VerificationError
 
-from .conftest import data_bytes, module_bytes
+from .conftest import data_bytes, module_bytes, with_root
 
 CM = CostModel.current(Limits(fuel=50_000_000, memory_pages=64))
 SERVICE = Service(module_bytes("csv_agg.wasm"), name="csv_agg.wasm")
@@ -115,7 +115,7 @@ def test_inflated_totals_with_honest_leaves_are_rejected(tmp_path, executions):
     from poe.merkle.hasher import Root, Sums
 
     inflated = Root(st.root.size, st.root.hash, Sums(st.root.sums.fuel * 2, st.root.sums.mem, st.root.sums.io))
-    forged = dataclasses.replace(st, root=inflated)
+    forged = with_root(st, inflated)
     env = Envelope(forged.encode(), SCHEME.sign(SK, forged.digest), SCHEME.identity(PK), CM.to_json(), None)
     lying = Claim(claim.deal, env, claim.deal.amount(forged.totals))
     ch = Challenge.draw(lying, BEACON, Fraction(1, 20), Fraction(1, 1000), 4)

@@ -31,6 +31,7 @@ from poe import Execution, Executor
 from poe.merkle.hasher import Root, Sums, leaf
 
 from . import cheaters as c
+from .conftest import with_root
 
 EPS, DELTA = Fraction(1, 10), Fraction(1, 10)  # k = 22 weighted targets
 WEIGHTED = [(EPS, DELTA, 0)]  # lies the weighted targets must find
@@ -182,7 +183,7 @@ def test_inflated_totals_over_honest_leaves_never_verify(pool, honest, workdir):
     st = claim.statement
     real = c.weight_of(DEAL, committed)
     extra = Sums(real // 48, 0, 0)  # +1/24 of the real weight at fuel price 2: eps_actual = 1/25
-    forged = dataclasses.replace(st, root=Root(st.root.size, st.root.hash, st.root.sums + extra))
+    forged = with_root(st, Root(st.root.size, st.root.hash, st.root.sums + extra))
     lie = c.claim_of(forged, DEAL)
     w = DEAL.weight(forged.totals)
     p = c.Provider("2 inflated totals", path, lie, real, respond="levels", bad_leaves=frozenset(range(SEGMENTS)),

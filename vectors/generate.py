@@ -356,6 +356,8 @@ def attestation_vectors() -> dict[str, dict]:
     from poe.merkle.build import Tree
     from poe.merkle.hasher import Root, Sums, leaf
 
+    from poe.merkle.build import ANONYMOUS, BillEntry, bill_tree
+
     records = [synthetic_record(i) for i in range(20)]
     heads = {n: Tree([leaf(r) for r in records[:n]]).root for n in (12, 20)}
     proof = _consistency_proof(records, 12, 20)
@@ -393,6 +395,16 @@ def attestation_vectors() -> dict[str, dict]:
         out[f"{tag}_broken_chain"] = case("epoch 1 claims a previous head epoch 0 never had", [e0, broken], "merkle.root-mismatch")
         trailing = dataclasses.replace(e0, statement_bytes=e0.statement_bytes + b"\x00")
         out[f"{tag}_non_canonical"] = case("statement with a trailing byte", [trailing], "encoding.malformed")
+        # Statement version 2 (spec §11.1, §14.2): epoch 1 also signs its bill root.
+        bill = bill_tree([BillEntry(ANONYMOUS, i, i, leaf(records[i])) for i in range(12, 20)])[1].root
+        st1b = dataclasses.replace(st1, bill_root=bill)
+        e1b = envelope(scheme, sk, st1b, proof)
+        out[f"{tag}_billed_chain"] = case(f"{name}: epoch 1 as statement version 2, signing its bill root too, after epoch 0 in version 1",
+                                          [e0, e1b], "ok", statement=e1b.statement_bytes.hex(), statement_digest=st1b.digest.hex())
+        cheaper = bytearray(e1b.statement_bytes)
+        cheaper[-8 - 48] ^= 0x01  # the bill root's fuel total: no longer the epoch's
+        out[f"{tag}_billed_totals_differ"] = case("a bill root whose totals are not the epoch's", [e0, dataclasses.replace(e1b, statement_bytes=bytes(cheaper))],
+                                                  "encoding.malformed")
     e = Envelope.loads(json.dumps(out["bls_epoch0"]["envelopes"][0]))
     st = Statement.decode(e.statement_bytes)
     inf = dataclasses.replace(st, public_key=bytes([0xC0]) + bytes(47))
@@ -553,7 +565,8 @@ def settlement_vectors() -> dict[str, dict]:
                 for i in range(epoch * 6, epoch * 6 + 6):
                     store.append(ex.run(Invocation.build(argv=["csv_agg"], stdin=b"".join(rows[: 2 + i]), seed=i.to_bytes(32, "little")), i))
             with TraceStore.open(path, seal=True) as store:
-                claims.append(make_claim(sign_epoch(store, scheme, sk, deal.deal_id, issued_at=1_764_000_000 + epoch), deal))
+                # Statement version 1, as these vectors were first made: settlement reads either version alike.
+                claims.append(make_claim(sign_epoch(store, scheme, sk, deal.deal_id, issued_at=1_764_000_000 + epoch, billed=False), deal))
     trusted = [[scheme.name, scheme.public_key(auditor_sk).hex()]]
 
     def signed(claim, outcome="ACCEPT", key=auditor_sk, **kw):

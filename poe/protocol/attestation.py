@@ -36,6 +36,7 @@ from poe.errors import (
 __all__ = ["Statement", "Envelope", "SCHEME_IDS", "PAYLOAD_TYPE", "verify_envelope", "verify_envelopes", "verify_chain", "EMPTY_ROOT"]
 
 STATEMENT_VERSION = 1
+BILLED_STATEMENT_VERSION = 2  # version 1 and the epoch's bill root (spec §11.1, §14.2)
 PAYLOAD_TYPE = "application/vnd.poe.attestation.v1"
 CTX_STATEMENT = "poe 2026-11 attestation v1"
 CTX_CONSISTENCY = "poe 2026-11 consistency proof v1"
@@ -77,16 +78,19 @@ class Statement:
     previous_root: Root
     consistency_digest: bytes
     issued_at: int  # unix seconds; informational, not checked
+    bill_root: Root | None = None  # the epoch's bill tree (version 2); None in a version-1 statement
 
     def encode(self) -> bytes:
         self.check()
         deal = self.deal_id.encode()
+        version = STATEMENT_VERSION if self.bill_root is None else BILLED_STATEMENT_VERSION
         return b"".join([
-            _FIXED.pack(STATEMENT_VERSION, SCHEME_IDS[self.scheme], self.cost_model_digest, self.module_digest),
+            _FIXED.pack(version, SCHEME_IDS[self.scheme], self.cost_model_digest, self.module_digest),
             struct.pack("<H", len(self.public_key)), self.public_key,
             struct.pack("<H", len(deal)), deal,
             _RANGE.pack(self.epoch, self.first_index, self.end_index),
             self.root.encode(), self.previous_root.encode(), self.consistency_digest,
+            b"" if self.bill_root is None else self.bill_root.encode(),
             struct.pack("<Q", self.issued_at),
         ])
 
@@ -119,6 +123,13 @@ class Statement:
         first_epoch_or_empty = self.previous_root.size == 0
         if first_epoch_or_empty != (self.consistency_digest == h.ZERO_DIGEST):
             raise EncodingError("a consistency proof is referenced exactly when the previous head is not empty")
+        if self.bill_root is not None:
+            if self.bill_root.size != self.end_index - self.first_index or self.bill_root.sums != self.totals:
+                raise EncodingError("the bill root must have one leaf per segment of the epoch and add up to the epoch's totals",
+                                    expected=[self.end_index - self.first_index, self.totals.to_json()],
+                                    observed=[self.bill_root.size, self.bill_root.sums.to_json()])
+            if self.bill_root.size == 0 and self.bill_root != EMPTY_ROOT:
+                raise EncodingError("an empty epoch's bill root is the empty tree")
 
     @property
     def totals(self) -> Sums:
@@ -129,8 +140,9 @@ class Statement:
     def decode(cls, raw: bytes) -> Statement:
         try:
             version, scheme_id, cm, module = _FIXED.unpack_from(raw, 0)
-            if version != STATEMENT_VERSION:
-                raise EncodingError(f"attestation statement version {version} is not supported", expected=STATEMENT_VERSION, observed=version)
+            if version not in (STATEMENT_VERSION, BILLED_STATEMENT_VERSION):
+                raise EncodingError(f"attestation statement version {version} is not supported",
+                                    expected=[STATEMENT_VERSION, BILLED_STATEMENT_VERSION], observed=version)
             if scheme_id not in _SCHEME_NAMES:
                 raise EncodingError(f"unknown signature scheme id {scheme_id}")
             at = _FIXED.size
@@ -145,13 +157,18 @@ class Statement:
             root = Root.decode(raw[at : at + 88])
             previous = Root.decode(raw[at + 88 : at + 176])
             cons = raw[at + 176 : at + 208]
-            (issued,) = struct.unpack_from("<Q", raw, at + 208)
-            at += 216
+            at += 208
+            bill = None
+            if version == BILLED_STATEMENT_VERSION:
+                bill = Root.decode(raw[at : at + 88])
+                at += 88
+            (issued,) = struct.unpack_from("<Q", raw, at)
+            at += 8
         except (struct.error, UnicodeDecodeError) as exc:
             raise EncodingError(f"attestation statement is truncated or malformed ({exc})") from None
         if at != len(raw):
             raise EncodingError(f"attestation statement has {len(raw) - at} trailing bytes" if at < len(raw) else "attestation statement is truncated")
-        st = cls(_SCHEME_NAMES[scheme_id], cm, module, pk, deal, epoch, first, end, root, previous, cons, issued)
+        st = cls(_SCHEME_NAMES[scheme_id], cm, module, pk, deal, epoch, first, end, root, previous, cons, issued, bill)
         if st.encode() != bytes(raw):
             raise EncodingError("attestation statement is not in canonical form")
         return st
@@ -169,6 +186,7 @@ class Statement:
             "cost_model_digest": self.cost_model_digest.hex(),
             "module_digest": self.module_digest.hex(),
             "consistency_proof_digest": self.consistency_digest.hex(),
+            **({} if self.bill_root is None else {"bill_root": self.bill_root.to_json()}),
             "issued_at": self.issued_at,
         }
 

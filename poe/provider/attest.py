@@ -15,10 +15,12 @@ __all__ = ["sign_epoch", "make_claim"]
 
 
 def sign_epoch(store: Any, scheme: Any, secret_key: bytes, deal_id: str, epoch: int | None = None, *,
-               issued_at: int | None = None) -> Envelope:
+               issued_at: int | None = None, billed: bool = True) -> Envelope:
     """Seal `epoch` of a store opened for sealing (default: the open epoch) if it is not sealed
-    yet, and sign its head: the statement binds cost model, module, key, deal, leaf range, root,
-    totals and the previous head, whose consistency proof the envelope carries."""
+    yet, and sign its head: the statement (version 2) binds cost model, module, key, deal, leaf
+    range, root, totals, the previous head, whose consistency proof the envelope carries, and the
+    epoch's bill root (spec §14.2), against which a customer checks its bill; with `billed=False`
+    a version-1 statement without it, as poe made them before."""
     check_deal_id(deal_id)
     public_key = scheme.public_key(secret_key)
     sealed = store.seal(epoch)
@@ -38,11 +40,12 @@ def sign_epoch(store: Any, scheme: Any, secret_key: bytes, deal_id: str, epoch: 
     if len(modules) != 1:
         raise InputError(f"epoch {sealed.epoch} mixes {len(modules)} services; an attestation covers one module (use one store per service)")
     cost_model = store.cost_model
+    bill_root = store.bill(sealed.epoch)[1].root if billed else None
     statement = Statement(
         scheme=scheme.name, cost_model_digest=cost_model.digest, module_digest=modules.pop(), public_key=public_key,
         deal_id=deal_id, epoch=sealed.epoch, first_index=sealed.first_index, end_index=sealed.end_index,
         root=sealed.root, previous_root=previous, consistency_digest=consistency_digest(proof),
-        issued_at=int(time.time()) if issued_at is None else issued_at,
+        issued_at=int(time.time()) if issued_at is None else issued_at, bill_root=bill_root,
     )
     # A scheme whose keys aggregate proves possession of its key with every attestation (spec §11.2).
     pop = scheme.pop_prove(secret_key) if scheme.aggregatable else None
