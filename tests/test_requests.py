@@ -440,3 +440,144 @@ def test_bill_tree_orders_an_epoch_by_customer_and_sequence_and_adds_up_to_its_t
     proof = RangeProof(mine[0], mine[-1] + 1, tuple(tree.range_path(mine[0], mine[-1] + 1)))
     total = verify_range([entries[i].leaf for i in mine], proof, tree.root)
     assert total == entries[mine[0]].record.sums + entries[mine[-1]].record.sums
+
+
+# -- a customer's bill (spec §14.4): everything billed to it, and nothing else -------------------
+
+
+@pytest.fixture
+def billed_epoch(tmp_path):
+    """An attested epoch of three customers' requests and two anonymous segments: (claim,
+    store path, customer secret keys, their addresses, {customer: [signed requests]})."""
+    from poe import CostModel, Executor, Invocation, Service, TraceStore, Value
+    from poe.protocol.deal import Deal
+    from poe.protocol.request import answer
+    from poe.provider.attest import make_claim, sign_epoch
+
+    from .conftest import module_bytes
+
+    cm, service = CostModel.current(), Service(module_bytes("funcs.wasm"))
+    ex = Executor(service, cm)
+    provider = K1.generate_key(b"the provider of the billing tests, key")
+    deal = Deal("bills", "secp256k1", K1.public_key(provider), service.digest, cm.digest, (2, 0, 1), 0, {"kind": "forfeit"})
+    keys = [K1.generate_key(bytes([i + 7]) * 40) for i in range(3)]
+    addresses = [bytes.fromhex(K1.identity(K1.public_key(k))[2:]) for k in keys]
+    sent: dict[int, list] = {0: [], 1: [], 2: []}
+    path = str(tmp_path / "bills.poe")
+    with TraceStore.create_or_open(path, cm) as store:
+        store.register_service(service)
+        for who, seq in [(1, 3), (0, 1), (None, 0), (1, 4), (2, 8), (0, 2), (None, 0), (1, 5)]:
+            call = Invocation.build("add", params=[Value.of("i32", seq), Value.of("i32", store.next_index)])
+            inv = call
+            if who is not None:
+                signed = sign_request(keys[who], chain_id=1, deal=deal.digest, sequence=seq, invocation=call.call_digest,
+                                      fuel_budget=10**6, not_before=0, not_after=3)
+                sent[who].append(signed)
+                inv = answer(call, signed)
+            store.append(ex.run(inv, store.next_index))
+        claim = make_claim(sign_epoch(store, K1, provider, deal.deal_id), deal)
+    return claim, path, keys, addresses, sent
+
+
+def _bill(path, epoch, customer):
+    from poe import TraceStore
+    from poe.provider.bill import make_bill
+
+    with TraceStore.open(path) as store:
+        return make_bill(store, epoch, customer)
+
+
+def test_customer_bill_proves_its_segments_and_that_nothing_else_is_billed_to_it(billed_epoch):
+    from poe.protocol.bill import check_bill
+
+    claim, path, _, addresses, sent = billed_epoch
+    total = None
+    for who, address in enumerate(addresses):
+        checked = check_bill(_bill(path, 0, address), claim.statement, claim.deal.digest)
+        assert {s["request"] for s in checked.segments} == {r.digest.hex() for r in sent[who]}
+        total = checked.sums if total is None else total + checked.sums
+    # The three bills and the two anonymous segments add up to the epoch.
+    assert total.fuel < claim.statement.totals.fuel
+
+
+def test_bill_that_hides_one_of_the_customers_segments_is_rejected(billed_epoch):
+    # The provider shows a range one leaf short, with a valid range proof for it: the leaf it
+    # hid is then the right neighbour, and it is still this customer's.
+    from poe import TraceStore
+    from poe.merkle.verify import RangeProof
+    from poe.protocol.bill import bill_document, check_bill
+
+    claim, path, _, addresses, _ = billed_epoch
+    honest = _bill(path, 0, addresses[1])
+    start, end = honest["range"]
+    with TraceStore.open(path) as store:
+        entries, tree = store.bill(0)
+        hidden = entries[end - 1]
+        shown = [(e, *store.segment_bytes(e.index)) for e in entries[start : end - 1]]
+    left = entries[start - 1] if start else None
+    lo = start - (left is not None)
+    forged = bill_document(0, addresses[1], start, end - 1, tree.size, shown, left, hidden,
+                           RangeProof(lo, end, tuple(tree.range_path(lo, end))))
+    with pytest.raises(PoEError, match="the bill is not all of it"):
+        check_bill(forged, claim.statement, claim.deal.digest)
+
+
+def test_bill_that_lists_another_customers_segment_is_rejected(billed_epoch):
+    from poe.protocol.bill import check_bill
+
+    claim, path, _, addresses, _ = billed_epoch
+    mine, theirs = _bill(path, 0, addresses[0]), _bill(path, 0, addresses[2])
+    mine["entries"].append(theirs["entries"][0])
+    mine["range"][1] += 1
+    with pytest.raises(PoEError, match="another request"):
+        check_bill(mine, claim.statement, claim.deal.digest)
+
+
+def test_bill_whose_neighbour_is_relabelled_to_hide_a_segment_is_rejected(billed_epoch):
+    from poe.protocol.bill import check_bill
+
+    claim, path, _, addresses, _ = billed_epoch
+    doc = _bill(path, 0, addresses[1])
+    assert doc["left"] is not None or doc["right"] is not None
+    side = "right" if doc["right"] is not None else "left"
+    doc[side]["customer"] = "0x" + ("ff" if side == "right" else "00") * 19 + "01"
+    with pytest.raises(PoEError):
+        check_bill(doc, claim.statement, claim.deal.digest)
+
+
+def test_bill_of_a_customer_with_nothing_billed_proves_zero(billed_epoch):
+    from poe.merkle.hasher import Sums
+    from poe.protocol.bill import check_bill
+
+    claim, path, _, _, _ = billed_epoch
+    stranger = bytes.fromhex(K1.identity(K1.public_key(OTHER))[2:])
+    checked = check_bill(_bill(path, 0, stranger), claim.statement, claim.deal.digest)
+    assert checked.segments == [] and checked.sums == Sums()
+
+
+def test_bill_against_an_attestation_without_a_bill_root_cannot_be_checked(billed_epoch):
+    import dataclasses
+
+    from poe.errors import VerificationError
+    from poe.protocol.bill import check_bill
+
+    claim, path, _, addresses, _ = billed_epoch
+    with pytest.raises(VerificationError, match="no bill root"):
+        check_bill(_bill(path, 0, addresses[0]), dataclasses.replace(claim.statement, bill_root=None), claim.deal.digest)
+
+
+def test_request_promised_but_left_out_of_the_bill_is_reported_by_the_customer(billed_epoch, tmp_path):
+    claim, path, keys, addresses, sent = billed_epoch
+    (tmp_path / "claim.json").write_text(json.dumps(claim.to_json()))
+    (tmp_path / "bill.json").write_text(json.dumps(_bill(path, 0, addresses[0])))
+    for i, signed in enumerate(sent[0]):
+        (tmp_path / f"r{i}.json").write_text(json.dumps(signed.to_json()))
+    never_run = sign_request(keys[0], chain_id=1, deal=claim.deal.digest, sequence=99, invocation=b"\x01" * 32, fuel_budget=10, not_before=0, not_after=3)
+    (tmp_path / "lost.json").write_text(json.dumps(never_run.to_json()))
+    ok = _cli("bill", "verify", tmp_path / "bill.json", "--claim", tmp_path / "claim.json", "--request", tmp_path / "r0.json",
+              "--request", tmp_path / "r1.json", "--json")
+    assert ok.exit_code == 0, ok.output
+    assert json.loads(ok.stdout)["amount"] == claim.deal.weight(
+        __import__("poe.merkle.hasher", fromlist=["Sums"]).Sums(**json.loads(ok.stdout)["totals"]))
+    lost = _cli("bill", "verify", tmp_path / "bill.json", "--claim", tmp_path / "claim.json", "--request", tmp_path / "lost.json")
+    assert lost.exit_code == 1 and "not in the bill" in lost.output

@@ -176,6 +176,14 @@ class SegmentLog(Connection):
         rec, inv, out = (as_bytes(v) for v in row)
         return Record.decode(rec), Invocation.decode(inv, self._fetch_blob), Output.decode(out, self._fetch_blob)
 
+    def segment_bytes(self, index: int) -> tuple[bytes, bytes]:
+        """Segment `index`'s record and canonical invocation bytes, as stored."""
+        check_number(index, "segment", self.path)
+        row = self._read("SELECT record, invocation FROM segments WHERE idx = ?", (index,)).fetchone()
+        if row is None:
+            raise InputError(f"store has no segment {index} (it holds {self.count()})")
+        return as_bytes(row[0]), as_bytes(row[1])
+
     def records(self, epoch: int | None = None) -> Iterator[Record]:
         if epoch is None:
             cur = self._read("SELECT record FROM segments ORDER BY idx")

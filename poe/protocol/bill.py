@@ -1,0 +1,157 @@
+"""A customer's bill for one epoch (docs/spec.md §14.4): every segment billed to it, proven complete.
+
+The epoch's bill tree (§14.2) sorts its leaves by (customer, sequence), so one customer's
+segments are one contiguous range. A bill (``poe bill v1``) carries that range's records, each
+with its invocation (which carries the customer's signed request), the leaves just outside it,
+and one range proof over both. Checked against the bill root the provider signed (statement
+version 2), it shows what the customer is billed for, that each of those segments answers a
+request the customer signed, and that no other segment of the epoch is billed to it.
+Everything here is pure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from poe.errors import EncodingError, VerificationError
+from poe.formats import hashing as h
+from poe.formats.invocation import REQUEST_BLOCK, REQUESTED_INVOCATION_VERSION
+from poe.formats.record import RECORD_SIZE, Record
+from poe.merkle.build import ANONYMOUS, BillEntry
+from poe.merkle.hasher import Node, Root, Sums, leaf
+from poe.merkle.verify import MAX_PROOF_BYTES, RangeProof, verify_range
+from poe.protocol.fields import array, document, exact, hexbytes, uint
+
+__all__ = ["BILL_FORMAT", "bill_document", "check_bill", "CheckedBill"]
+
+BILL_FORMAT = "poe bill v1"
+MAX_ENTRIES = 1_000_000
+_MAX_INVOCATION = 1 << 20
+
+
+def _neighbour_json(e: BillEntry | None) -> dict[str, Any] | None:
+    if e is None:
+        return None
+    return {"customer": "0x" + e.customer.hex(), "sequence": e.sequence, "index": e.index, "record_leaf": e.record.encode().hex()}
+
+
+def bill_document(epoch: int, customer: bytes, start: int, end: int, size: int, entries: list[tuple[BillEntry, bytes, bytes]],
+                  left: BillEntry | None, right: BillEntry | None, proof: RangeProof) -> dict[str, Any]:
+    """The document for bill-tree leaves start..end-1 of a tree of `size` (the customer's range;
+    empty when start == end), `entries` as (entry, record bytes, invocation bytes), and the
+    neighbours just outside the range, which `proof` covers too."""
+    return {
+        "format": BILL_FORMAT, "epoch": epoch, "customer": "0x" + customer.hex(), "range": [start, end], "bill_size": size,
+        "entries": [{"sequence": e.sequence, "index": e.index, "record": rec.hex(), "invocation": inv.hex()} for e, rec, inv in entries],
+        "left": _neighbour_json(left), "right": _neighbour_json(right), "proof": proof.encode().hex() if proof is not None else None,
+    }
+
+
+@dataclass(frozen=True)
+class CheckedBill:
+    epoch: int
+    customer: bytes
+    segments: list[dict[str, Any]]  # sequence, index, request digest... per billed segment
+    sums: Sums
+
+    def to_json(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "customer": "0x" + self.customer.hex(), "segments": self.segments, "totals": self.sums.to_json()}
+
+
+def _neighbour(d: Any, what: str) -> BillEntry | None:
+    if d is None:
+        return None
+    n = exact(d, what, ("customer", "sequence", "index", "record_leaf"))
+    return BillEntry(_address(n["customer"]), uint(n["sequence"], f"{what} sequence"), uint(n["index"], f"{what} index"),
+                     Node.decode(hexbytes(n["record_leaf"], f"{what} record leaf", 80)))
+
+
+def _address(value: Any) -> bytes:
+    if not isinstance(value, str) or not value.startswith("0x"):
+        raise EncodingError("an address is 0x and 40 hex digits")
+    return hexbytes(value[2:], "address", 20)
+
+
+def check_bill(doc: Any, statement: Any, deal_digest: bytes) -> CheckedBill:
+    """Check a bill against an attested statement (version 2, already verified by the caller)
+    under the deal with `deal_digest`, and return what it proves; raise a typed error otherwise.
+    The requests' signatures are checked too, so a backend loads here."""
+    if statement.bill_root is None:
+        raise VerificationError("the attestation signs no bill root (statement version 1): it cannot prove a bill")
+    d = document(doc, BILL_FORMAT, ("epoch", "customer", "range", "bill_size", "entries", "left", "right", "proof"))
+    customer = _address(d["customer"])
+    if customer == ANONYMOUS:
+        raise EncodingError("the zero address is not a customer: it marks anonymous segments")
+    if uint(d["epoch"], "epoch") != statement.epoch:
+        raise VerificationError("the bill is for another epoch than the attestation", expected=statement.epoch, observed=d["epoch"])
+    root: Root = statement.bill_root
+    if uint(d["bill_size"], "bill size") != root.size:
+        raise VerificationError("the bill is for a bill tree of another size", expected=root.size, observed=d["bill_size"])
+    bounds = array(d["range"], "range", 2)
+    start, end = uint(bounds[0] if bounds else None, "range start"), uint(bounds[-1] if bounds else None, "range end")
+    left, right = _neighbour(d["left"], "left neighbour"), _neighbour(d["right"], "right neighbour")
+    entries = [_entry(e, customer, statement, deal_digest) for e in array(d["entries"], "entries", MAX_ENTRIES)]
+    if len(bounds) != 2 or end - start != len(entries) or not 0 <= start <= end <= root.size:
+        raise EncodingError("the bill's range does not match its entries or its tree")
+    _check_order(customer, [e for e, _ in entries], left, right, start, end, root.size)
+    span = ([left] if left else []) + [e for e, _ in entries] + ([right] if right else [])
+    if not span:
+        raise VerificationError("a bill of a non-empty tree needs at least one leaf to prove where the customer would stand")
+    first = start - (1 if left else 0)
+    proof = RangeProof.decode(hexbytes(d["proof"], "range proof", max_length=2 * MAX_PROOF_BYTES))
+    if (proof.start, proof.end) != (first, first + len(span)):
+        raise VerificationError("the range proof covers other leaves than the bill's", expected=[first, first + len(span)],
+                                observed=[proof.start, proof.end])
+    verify_range([e.leaf for e in span], proof, root)
+    total = Sums()
+    for e, _ in entries:
+        total = total + e.record.sums
+    return CheckedBill(statement.epoch, customer, [info for _, info in entries], total)
+
+
+def _check_order(customer: bytes, mine: list[BillEntry], left: BillEntry | None, right: BillEntry | None,
+                 start: int, end: int, size: int) -> None:
+    """Leaves are sorted by (customer, sequence): the range holds exactly this customer's if the
+    leaf before it belongs to a smaller customer and the one after to a larger one."""
+    if (left is None) != (start == 0) or (right is None) != (end == size):
+        raise VerificationError("a neighbour is missing (or given at the tree's edge): the bill could hide segments next to it")
+    if left is not None and left.customer >= customer:
+        raise VerificationError("the leaf before the bill is this customer's or sorts after it: the bill is not all of it")
+    if right is not None and right.customer <= customer:
+        raise VerificationError("the leaf after the bill is this customer's or sorts before it: the bill is not all of it")
+    keys = [e.sequence for e in mine]
+    if any(a >= b for a, b in zip(keys, keys[1:])):
+        raise VerificationError("the bill's sequences do not strictly increase: a request is billed twice, or the order is forged")
+
+
+def _entry(d: Any, customer: bytes, statement: Any, deal_digest: bytes) -> tuple[BillEntry, dict[str, Any]]:
+    """One billed segment: its record is in the epoch, its invocation is the one the record
+    commits, and that invocation answers a request this customer signed with this sequence."""
+    from poe.protocol.request import SignedRequest
+
+    e = exact(d, "bill entry", ("sequence", "index", "record", "invocation"))
+    raw = hexbytes(e["record"], "record", RECORD_SIZE)
+    record = Record.decode(raw)
+    index = uint(e["index"], "index")
+    if record.index != index or not statement.first_index <= index < statement.end_index:
+        raise VerificationError(f"segment {index}'s record is not the epoch's segment {index}", observed=record.index)
+    inv = hexbytes(e["invocation"], "invocation", max_length=_MAX_INVOCATION)
+    if h.digest(h.CTX_INVOCATION, inv) != record.input_digest:
+        raise VerificationError(f"segment {index}'s invocation is not the one its record commits")
+    if len(inv) < 1 + REQUEST_BLOCK.size or inv[0] != REQUESTED_INVOCATION_VERSION:
+        raise VerificationError(f"segment {index} answers no request, yet it is billed to a customer")
+    call = bytes([1]) + inv[1 : -REQUEST_BLOCK.size]
+    signed = SignedRequest.from_block(inv[-REQUEST_BLOCK.size :], h.digest(h.CTX_INVOCATION, call))
+    sequence = uint(e["sequence"], "sequence")
+    if signed.request.customer != customer or signed.request.sequence != sequence:
+        raise VerificationError(f"segment {index} answers another request than the bill says (customer or sequence)")
+    signed.verify()
+    if signed.request.deal != deal_digest:
+        raise VerificationError(f"segment {index} answers a request for another deal")
+    if not signed.request.not_before <= statement.epoch <= signed.request.not_after:
+        raise VerificationError(f"segment {index} answers a request not billable in epoch {statement.epoch}")
+    if record.fuel > signed.request.fuel_budget:
+        raise VerificationError(f"segment {index} bills more fuel than its request allows", expected=signed.request.fuel_budget, observed=record.fuel)
+    entry = BillEntry(customer, sequence, index, leaf(raw))
+    return entry, {"sequence": sequence, "index": index, "request": signed.digest.hex(), "fuel": record.fuel, "outcome": record.describe_outcome()}
