@@ -17,6 +17,8 @@ Kinds written:
   state/       stateful mode: state headers and their roots, memory images and their BLAKE3,
                a lineage of stateful records, state bundles, and named mutations of them
   settlement/  signed verdicts and the payouts they settle to, and named mutations of them
+  bill/        customers' bills (spec §14.4) against a signed statement of version 2, over
+               synthetic records, and named lies, each refused
   request/     signed customer requests (EIP-712 typed data, spec §14): an honest one with its
                digest and the typed data a wallet signs, and named mutations, each refused
   eip712/      EIP-712's own worked example (its Mail message: every intermediate hash, the
@@ -909,6 +911,120 @@ def request_vectors() -> dict[str, dict]:
     return out
 
 
+BILL_PROVIDER_SEED = b"poe vectors: the provider of bill/, secp256k1 v1"
+
+
+def _bill_epoch():
+    """Epoch 0 of 9 synthetic segments: customers A and B sent requests (some out of arrival
+    order), two segments are anonymous. Records are synthetic (no execution), each committing
+    its invocation. Returns (envelope, deal digest, store-like object, customer addresses)."""
+    import dataclasses
+
+    from poe import Outcome
+    from poe.crypto.schemes import get_scheme
+    from poe.merkle.build import ANONYMOUS, BillEntry, Tree, bill_tree
+    from poe.merkle.hasher import leaf
+    from poe.protocol.attestation import EMPTY_ROOT, Envelope, Statement, consistency_digest
+    from poe.protocol.request import answer, sign_request
+
+    k1 = get_scheme("secp256k1")
+    provider = k1.generate_key(BILL_PROVIDER_SEED)
+    customers = [k1.generate_key(b"poe vectors: bill customer %d, secp256k1 v1" % i) for i in range(2)]
+    addresses = [bytes.fromhex(k1.identity(k1.public_key(k))[2:]) for k in customers]
+    deal = bytes.fromhex("de" * 32)
+    cm = CostModel.current(LIMITS)
+    plan = [(1, 5), (0, 2), (None, 0), (0, 1), (1, 6), (0, 3), (None, 0), (1, 4), (0, 7)]
+    records, invocations, entries = [], [], []
+    for i, (who, seq) in enumerate(plan):
+        call = Invocation.build("work", params=[Value.of("i32", 100 + i)], seed=struct.pack("<Q", i) * 4)
+        inv = call if who is None else answer(call, sign_request(customers[who], chain_id=1, deal=deal, sequence=seq,
+                                                                  invocation=call.call_digest, fuel_budget=5_000_000, not_before=0, not_after=2))
+        mix = blake3.blake3(struct.pack("<Q", i), derive_key_context="poe 2026-12 synthetic bill record v1").digest(length=64)
+        rec = Record(index=i, outcome=Outcome.OK, outcome_code=0, fuel=1000 + int.from_bytes(mix[:2], "little"), peak_pages=1,
+                     input_bytes=inv.payload_bytes, output_bytes=9, host_calls=0, module_digest=bytes.fromhex("11" * 32),
+                     cost_model_digest=cm.digest, input_digest=inv.digest, output_digest=mix[:32], io_digest=mix[32:]).encode()
+        records.append(rec)
+        invocations.append(inv.encoded)
+        entries.append(BillEntry(ANONYMOUS if who is None else addresses[who], i if who is None else seq, i, leaf(rec)))
+    head = Tree([leaf(r) for r in records]).root
+    ordered, tree = bill_tree(entries)
+    st = Statement("secp256k1", cm.digest, bytes.fromhex("11" * 32), k1.public_key(provider), "deal-bills", 0, 0, len(records), head,
+                   EMPTY_ROOT, consistency_digest(None), 1_765_000_000, tree.root)
+    env = Envelope(st.encode(), k1.sign(provider, st.digest), k1.identity(st.public_key), cm.to_json(), None, None)
+
+    class _Store:  # what poe.provider.bill.make_bill reads from a store
+        def bill(self, epoch):
+            return ordered, tree
+
+        def segment_bytes(self, index):
+            return records[index], invocations[index]
+
+    return env, deal, _Store(), addresses, dataclasses
+
+
+def bill_vectors() -> dict[str, dict]:
+    """Customers' bills (spec §14.4) against a signed version-2 statement, and named lies."""
+    import copy
+
+    from poe.provider.bill import make_bill
+
+    env, deal, store, (a, b), _ = _bill_epoch()
+    out = {}
+
+    def case(desc, bill, expect, **extra):
+        d = {"desc": desc, "envelope": env.to_json(), "deal_digest": deal.hex(), "bill": bill, "expect": expect}
+        d.update(extra)
+        return d
+
+    for name, who in (("customer_a", a), ("customer_b", b)):
+        out[name] = case(f"the bill of customer 0x{who.hex()}: its segments, its neighbours, one range proof", make_bill(store, 0, who), "ok")
+    out["customer_without_segments"] = case("a customer with nothing billed: an empty range between two neighbours",
+                                            make_bill(store, 0, bytes.fromhex("7f" * 20)), "ok")
+    honest = make_bill(store, 0, a)
+
+    def mutant(name, desc, change, expect):
+        bill = copy.deepcopy(honest)
+        change(bill)
+        out[name] = case(desc, bill, expect)
+
+    mutant("segment_hidden", "the last segment dropped and the range shortened", lambda d: (d["entries"].pop(), d["range"].__setitem__(1, d["range"][1] - 1)),
+           "verify.failed")
+    def relabel(d):
+        side = "right" if d["right"] is not None else "left"
+        d[side].update(customer="0x" + ("ff" * 20 if side == "right" else "00" * 19 + "01"))
+
+    mutant("neighbour_relabelled", "a neighbour claimed to be another customer, to hide the segment it is", relabel, "merkle.root-mismatch")
+    mutant("fuel_raised", "a segment's record with its fuel raised by one",
+           lambda d: d["entries"][0].update(record=_with_fuel_plus_one(d["entries"][0]["record"])), "merkle.root-mismatch")
+    mutant("sequence_changed", "a segment listed under another sequence than its request's",
+           lambda d: d["entries"][0].update(sequence=d["entries"][0]["sequence"] + 100), "verify.failed")
+    mutant("other_epoch", "the bill relabelled to epoch 1", lambda d: d.update(epoch=1), "verify.failed")
+    mutant("extra_field", "a field bills do not have", lambda d: d.update(note="trust me"), "encoding.malformed")
+    return out
+
+
+def _with_fuel_plus_one(record_hex: str) -> str:
+    r = Record.decode(bytes.fromhex(record_hex))
+    import dataclasses
+
+    return dataclasses.replace(r, fuel=r.fuel + 1).encode().hex()
+
+
+def check_bill(vector: dict) -> str:
+    """What checking a bill/ vector gives: "ok" or an error code."""
+    from poe.crypto.schemes import get_scheme
+    from poe.protocol.attestation import Envelope, verify_envelope
+    from poe.protocol.bill import check_bill as check
+
+    try:
+        env = Envelope.loads(json.dumps(vector["envelope"]))
+        verify_envelope(env, get_scheme(env.statement.scheme))
+        check(vector["bill"], env.statement, bytes.fromhex(vector["deal_digest"]))
+    except PoEError as exc:
+        return exc.code
+    return "ok"
+
+
 def check_request(vector: dict) -> str:
     """What decoding and verifying a request/ vector gives: "ok" (with its digest and typed data
     reproduced) or an error code."""
@@ -929,7 +1045,7 @@ def all_vectors() -> dict[str, dict[str, dict]]:
         "execution": execution_vectors(), "records": record_vectors(), "invocation": invocation_vectors(),
         "merkle": merkle_vectors(), "attestation": attestation_vectors(), "audit": audit_vectors(),
         "state": state_vectors(), "settlement": settlement_vectors(), "eip712": eip712_vectors(),
-        "request": request_vectors(),
+        "request": request_vectors(), "bill": bill_vectors(),
     }
 
 
@@ -969,9 +1085,9 @@ def main() -> None:
             if old.stem not in cases:
                 old.unlink()
         for name, vector in cases.items():
-            if kind in ("records", "invocation", "attestation", "audit", "settlement", "eip712", "request") or "kind" in vector:
+            if kind in ("records", "invocation", "attestation", "audit", "settlement", "eip712", "request", "bill") or "kind" in vector:
                 got = {"merkle": check_merkle, "attestation": check_attestation, "audit": check_audit, "state": check_state,
-                       "settlement": check_settlement, "eip712": check_eip712, "request": check_request}.get(kind, lambda v: check_decodes(kind, v))(vector)
+                       "settlement": check_settlement, "eip712": check_eip712, "request": check_request, "bill": check_bill}.get(kind, lambda v: check_decodes(kind, v))(vector)
                 if got != vector["expect"]:
                     raise SystemExit(f"{kind}/{name}: expected {vector['expect']}, decoding gives {got}")
             (folder / f"{name}.json").write_text(render(vector))
