@@ -395,7 +395,7 @@ def test_a_request_appended_twice_through_the_library_is_refused_after_a_flush_t
 
     cm, service = CostModel.current(), Service(module_bytes("funcs.wasm"))
     ex, call = Executor(service, cm), Invocation.build("nan_bits")
-    inv = answer(call, _signed(invocation=call.call_digest))
+    inv = answer(call, _signed(invocation=call.call_digest, not_before=0))
     with TraceStore.create_or_open(str(tmp_path / "s.poe"), cm) as store:
         store.register_service(service)
         assert store.request_answered_by(inv_customer := _signed().request.customer, 41) is None
@@ -425,7 +425,7 @@ def test_bill_tree_orders_an_epoch_by_customer_and_sequence_and_adds_up_to_its_t
         plan = [(2, 9), (0, 4), (None, None), (2, 1), (1, 7), (0, 2), (None, None)]  # (customer, sequence) in arrival order
         for who, seq in plan:
             call = Invocation.build("add", params=[Value.of("i32", seq or 0), Value.of("i32", store.next_index)])
-            inv = call if who is None else answer(call, sign_request(customers[who], **{**TERMS, "sequence": seq, "invocation": call.call_digest}))
+            inv = call if who is None else answer(call, sign_request(customers[who], **{**TERMS, "sequence": seq, "invocation": call.call_digest, "not_before": 0}))
             store.append(ex.run(inv, store.next_index))
         sealed = store.seal()
         entries, tree = store.bill(sealed.epoch)
@@ -513,7 +513,7 @@ def test_bill_that_hides_one_of_the_customers_segments_is_rejected(billed_epoch)
     with TraceStore.open(path) as store:
         entries, tree = store.bill(0)
         hidden = entries[end - 1]
-        shown = [(e, *store.segment_bytes(e.index)) for e in entries[start : end - 1]]
+        shown = [(e, *store.segment_bytes(e.index), store.inclusion_proofs([e.index], 0)[0][1].encode()) for e in entries[start : end - 1]]
     left = entries[start - 1] if start else None
     lo = start - (left is not None)
     forged = bill_document(0, addresses[1], start, end - 1, tree.size, shown, left, hidden,
@@ -581,3 +581,68 @@ def test_request_promised_but_left_out_of_the_bill_is_reported_by_the_customer(b
         __import__("poe.merkle.hasher", fromlist=["Sums"]).Sums(**json.loads(ok.stdout)["totals"]))
     lost = _cli("bill", "verify", tmp_path / "bill.json", "--claim", tmp_path / "claim.json", "--request", tmp_path / "lost.json")
     assert lost.exit_code == 1 and "not in the bill" in lost.output
+
+
+def test_request_whose_epoch_a_concurrent_seal_closed_is_not_recorded_in_the_next(tmp_path):
+    # The window is checked against the open epoch before anything runs; a seal from another
+    # process may close that epoch before the batch is written. The batch is then dropped rather
+    # than recorded in an epoch its request may not be billed in.
+    from poe import CostModel, Executor, Invocation, Service, TraceStore, Value
+    from poe.errors import StoreError
+    from poe.protocol.deal import Deal
+    from poe.provider.run import run_batch, run_requests
+
+    from .conftest import module_bytes
+
+    cm, service = CostModel.current(), Service(module_bytes("funcs.wasm"))
+    ex = Executor(service, cm)
+    deal = Deal("race", "secp256k1", K1.public_key(OTHER), service.digest, cm.digest, (1, 0, 0), 0, {"kind": "forfeit"})
+    path = str(tmp_path / "s.poe")
+    run_batch(ex, Invocation.build("add", params=[Value.of("i32", 1), Value.of("i32", 2)]), path, 1)
+    call = Invocation.build("add", params=[Value.of("i32", 5), Value.of("i32", 6)])
+    signed = sign_request(CUSTOMER, **{**TERMS, "deal": deal.digest, "invocation": call.call_digest, "not_before": 0, "not_after": 0})
+
+    def seal_meanwhile(n):
+        with TraceStore.open(path, seal=True) as sealer:
+            sealer.seal()
+
+    with pytest.raises(StoreError, match="not billable in epoch 1"):
+        run_requests(ex, [(call, signed)], deal, path, tick=seal_meanwhile)
+    with TraceStore.open(path) as store:
+        assert store.count() == 1 and store.request_answered_by(signed.request.customer, signed.request.sequence) is None
+
+
+def test_bill_with_a_made_up_record_in_a_real_leafs_place_is_rejected(billed_epoch):
+    # The provider re-signs a bill tree in which an anonymous segment's leaf is replaced by a
+    # made-up record (same sums, so the totals still add up) answering a request that never ran.
+    # The bill tree alone cannot tell; the record tree, which a bill entry must be proven in, can.
+    import dataclasses
+
+    from poe import Invocation, TraceStore, Value
+    from poe.formats.record import Record
+    from poe.merkle.build import ANONYMOUS, BillEntry, bill_tree
+    from poe.merkle.hasher import leaf
+    from poe.merkle.verify import RangeProof
+    from poe.protocol.bill import bill_document, check_bill
+    from poe.protocol.request import answer
+
+    claim, path, keys, addresses, _ = billed_epoch
+    st = claim.statement
+    with TraceStore.open(path) as store:
+        entries, _ = store.bill(0)
+        anon = next(e for e in entries if e.customer == ANONYMOUS)
+        segs = {e.index: (*store.segment_bytes(e.index), store.inclusion_proofs([e.index], 0)[0][1].encode()) for e in entries}
+    call = Invocation.build("add", params=[Value.of("i32", 99), Value.of("i32", 99)])
+    never_run = answer(call, sign_request(keys[0], chain_id=1, deal=claim.deal.digest, sequence=99, invocation=call.call_digest,
+                                          fuel_budget=10**6, not_before=0, not_after=3))
+    fake = dataclasses.replace(Record.decode(segs[anon.index][0]), input_digest=never_run.digest).encode()
+    ordered, forged_tree = bill_tree([e for e in entries if e is not anon] + [BillEntry(addresses[0], 99, anon.index, leaf(fake))])
+    resigned = dataclasses.replace(st, bill_root=forged_tree.root)  # what the provider would sign instead
+    mine = [i for i, e in enumerate(ordered) if e.customer == addresses[0]]
+    s, t = mine[0], mine[-1] + 1
+    left, right = (ordered[s - 1] if s else None), (ordered[t] if t < len(ordered) else None)
+    lo, hi = s - (left is not None), t + (right is not None)
+    rows = [(e, fake, never_run.encoded, segs[e.index][2]) if e.sequence == 99 else (e, *segs[e.index]) for e in ordered[s:t]]
+    doc = bill_document(0, addresses[0], s, t, forged_tree.size, rows, left, right, RangeProof(lo, hi, tuple(forged_tree.range_path(lo, hi))))
+    with pytest.raises(PoEError, match="different root"):
+        check_bill(json.loads(json.dumps(doc)), resigned, claim.deal.digest)

@@ -959,6 +959,12 @@ def _bill_epoch():
         def segment_bytes(self, index):
             return records[index], invocations[index]
 
+        def inclusion_proofs(self, indices, epoch):
+            from poe.merkle.verify import InclusionProof
+
+            full = Tree([leaf(r) for r in records])
+            return [(records[i], InclusionProof(i, full.size, tuple(full.inclusion_path(i)))) for i in indices]
+
     return env, deal, _Store(), addresses, dataclasses
 
 

@@ -20,7 +20,7 @@ from poe.formats.invocation import REQUEST_BLOCK, REQUESTED_INVOCATION_VERSION
 from poe.formats.record import RECORD_SIZE, Record
 from poe.merkle.build import ANONYMOUS, BillEntry
 from poe.merkle.hasher import Node, Root, Sums, leaf
-from poe.merkle.verify import MAX_PROOF_BYTES, RangeProof, verify_range
+from poe.merkle.verify import MAX_PROOF_BYTES, InclusionProof, RangeProof, verify_inclusion, verify_range
 from poe.protocol.fields import array, document, exact, hexbytes, uint
 
 __all__ = ["BILL_FORMAT", "bill_document", "check_bill", "CheckedBill"]
@@ -36,14 +36,16 @@ def _neighbour_json(e: BillEntry | None) -> dict[str, Any] | None:
     return {"customer": "0x" + e.customer.hex(), "sequence": e.sequence, "index": e.index, "record_leaf": e.record.encode().hex()}
 
 
-def bill_document(epoch: int, customer: bytes, start: int, end: int, size: int, entries: list[tuple[BillEntry, bytes, bytes]],
+def bill_document(epoch: int, customer: bytes, start: int, end: int, size: int, entries: list[tuple[BillEntry, bytes, bytes, bytes]],
                   left: BillEntry | None, right: BillEntry | None, proof: RangeProof) -> dict[str, Any]:
     """The document for bill-tree leaves start..end-1 of a tree of `size` (the customer's range;
-    empty when start == end), `entries` as (entry, record bytes, invocation bytes), and the
-    neighbours just outside the range, which `proof` covers too."""
+    empty when start == end), `entries` as (entry, record bytes, invocation bytes, the record's
+    inclusion proof in the epoch's record tree), and the neighbours just outside the range,
+    which `proof` covers too."""
     return {
         "format": BILL_FORMAT, "epoch": epoch, "customer": "0x" + customer.hex(), "range": [start, end], "bill_size": size,
-        "entries": [{"sequence": e.sequence, "index": e.index, "record": rec.hex(), "invocation": inv.hex()} for e, rec, inv in entries],
+        "entries": [{"sequence": e.sequence, "index": e.index, "record": rec.hex(), "invocation": inv.hex(), "inclusion": p.hex()}
+                    for e, rec, inv, p in entries],
         "left": _neighbour_json(left), "right": _neighbour_json(right), "proof": proof.encode().hex() if proof is not None else None,
     }
 
@@ -130,12 +132,18 @@ def _entry(d: Any, customer: bytes, statement: Any, deal_digest: bytes) -> tuple
     commits, and that invocation answers a request this customer signed with this sequence."""
     from poe.protocol.request import SignedRequest
 
-    e = exact(d, "bill entry", ("sequence", "index", "record", "invocation"))
+    e = exact(d, "bill entry", ("sequence", "index", "record", "invocation", "inclusion"))
     raw = hexbytes(e["record"], "record", RECORD_SIZE)
     record = Record.decode(raw)
     index = uint(e["index"], "index")
     if record.index != index or not statement.first_index <= index < statement.end_index:
         raise VerificationError(f"segment {index}'s record is not the epoch's segment {index}", observed=record.index)
+    # The bill tree is checked only where a bill opens it; the record must also be the one the
+    # signed record tree holds at its index, or a made-up record could stand in a real leaf's place.
+    inclusion = InclusionProof.decode(hexbytes(e["inclusion"], "inclusion proof", max_length=MAX_PROOF_BYTES))
+    if inclusion.index != index:
+        raise VerificationError(f"segment {index}'s inclusion proof is for leaf {inclusion.index}")
+    verify_inclusion(raw, inclusion, statement.root)
     inv = hexbytes(e["invocation"], "invocation", max_length=_MAX_INVOCATION)
     if h.digest(h.CTX_INVOCATION, inv) != record.input_digest:
         raise VerificationError(f"segment {index}'s invocation is not the one its record commits")

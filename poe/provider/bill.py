@@ -28,5 +28,6 @@ def make_bill(store: Any, epoch: int, customer: bytes) -> dict[str, Any]:
     right = entries[end] if end < len(entries) else None
     lo, hi = start - (left is not None), end + (right is not None)
     proof = RangeProof(lo, hi, tuple(tree.range_path(lo, hi)))
-    mine = [(e, *store.segment_bytes(e.index)) for e in entries[start:end]]
+    proofs = dict(zip((e.index for e in entries[start:end]), (p for _, p in store.inclusion_proofs([e.index for e in entries[start:end]], epoch))))
+    mine = [(e, *store.segment_bytes(e.index), proofs[e.index].encode()) for e in entries[start:end]]
     return bill_document(epoch, customer, start, end, tree.size, mine, left, right, proof)

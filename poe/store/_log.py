@@ -26,6 +26,7 @@ class SegmentLog(Connection):
     def _init_log(self) -> None:
         self._pending: list[tuple] = []
         self._pending_requests: dict[tuple[bytes, bytes], int] = {}
+        self._pending_windows: dict[int, tuple[int, int]] = {}  # segment index -> its request's epochs
         self._unanswered: set[tuple[bytes, bytes]] = set()  # looked up and found absent, under this writer's lock
         self._pending_blobs: dict[bytes, bytes] = {}
         self._known_blobs: set[bytes] = set()
@@ -81,6 +82,7 @@ class SegmentLog(Connection):
                 raise InputError(f"customer 0x{request_key[0].hex()}'s request {int.from_bytes(request_key[1], 'big')} was already run; "
                                  "a request is billed once")
             self._pending_requests[request_key] = r.index
+            self._pending_windows[r.index] = REQUEST_BLOCK.unpack(execution.invocation.request)[5:7]
             self._unanswered.discard(request_key)
         self._queue_payloads(execution)
         if execution.state is not None:
@@ -113,6 +115,11 @@ class SegmentLog(Connection):
             # Chosen inside the transaction: a concurrent `poe seal` closes the open epoch in a
             # transaction of its own, so a batch lands wholly before or wholly after the boundary.
             epoch = self.current_epoch()
+            late = [i for i, (first, last) in self._pending_windows.items() if not first <= epoch <= last]
+            if late:
+                self._drop_batch()
+                raise StoreError(f"segment {late[0]}'s request is not billable in epoch {epoch}, the open one (a seal may have closed "
+                                 "the epoch it was checked against); the batch was not recorded, so nothing of it is billed")
             self._db.executemany("INSERT OR IGNORE INTO blobs VALUES (?, ?)", self._pending_blobs.items())
             self._db.executemany(
                 "INSERT INTO segments(idx, epoch, record, invocation, output) VALUES (?, ?, ?, ?, ?)",
@@ -127,9 +134,22 @@ class SegmentLog(Connection):
         self._known_blobs.update(self._pending_blobs)
         self._pending.clear()
         self._pending_requests.clear()
+        self._pending_windows.clear()
         self._pending_blobs.clear()
         self._pending_states_written()
         self._last_flush = time.monotonic()
+
+    def _drop_batch(self) -> None:
+        """Forget the queued batch (its log positions are given out again). Only a batch without
+        stateful segments can be dropped: their lineage lives in the session too."""
+        if self._has_pending_snapshots():
+            raise StoreError("a queued batch with stateful segments cannot be dropped")
+        self._next_index -= len(self._pending)
+        self._pending.clear()
+        self._pending_requests.clear()
+        self._pending_windows.clear()
+        self._pending_blobs.clear()
+        self._last_invocation = None
 
     @staticmethod
     def _request_key(invocation: Invocation) -> tuple[bytes, bytes] | None:
