@@ -23,5 +23,5 @@ def request_for(deal: Any, invocation: Any, *, key: bytes, sequence: int, fuel_b
     """Sign, with the customer's secp256k1 secret ``key``, a request to run ``invocation`` (a
     :class:`poe.Invocation`) under ``deal`` (a :class:`poe.verify.Deal`), billable in the epochs
     ``epochs[0]..epochs[1]`` for at most ``fuel_budget`` fuel."""
-    return sign_request(key, chain_id=chain_id, deal=deal.digest, sequence=sequence, invocation=invocation.digest,
+    return sign_request(key, chain_id=chain_id, deal=deal.digest, sequence=sequence, invocation=invocation.call_digest,
                         fuel_budget=fuel_budget, not_before=epochs[0], not_after=epochs[1])

@@ -21,7 +21,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 from poe.formats import hashing as h
 from poe.errors import ArgumentError, EncodingError
 
-__all__ = ["Payload", "Value", "Invocation", "Output", "VALTYPES", "REQUEST_BLOCK"]
+__all__ = ["Payload", "Value", "Invocation", "Output", "VALTYPES", "REQUEST_BLOCK", "split_requested"]
 
 INVOCATION_VERSION = 1
 REQUESTED_INVOCATION_VERSION = 2  # the same call, followed by the customer's signed request
@@ -258,7 +258,7 @@ class Invocation:
         when there is no request)."""
         return h.digest(h.CTX_INVOCATION, self.call_encoded)
 
-    @property
+    @cached_property
     def fuel_budget(self) -> int | None:
         """The fuel the customer agreed to pay for at most (None without a request)."""
         return REQUEST_BLOCK.unpack(self.request)[4] if self.request else None
@@ -311,6 +311,15 @@ class Invocation:
             **({"request": self.request.hex(), "call_digest": self.call_digest.hex()} if self.request else {}),
             "digest": self.digest.hex(),
         }
+
+
+def split_requested(encoded: bytes) -> tuple[bytes, bytes] | None:
+    """(the call's version-1 bytes, the request block) of a version-2 invocation's canonical
+    bytes, read without its payloads (a bill carries none); None for a version-1 one. The inverse
+    of :attr:`Invocation.encoded`: nothing here says the bytes decode."""
+    if len(encoded) < 1 + REQUEST_BLOCK.size or encoded[0] != REQUESTED_INVOCATION_VERSION:
+        return None
+    return struct.pack("<B", INVOCATION_VERSION) + encoded[1 : -REQUEST_BLOCK.size], encoded[-REQUEST_BLOCK.size :]
 
 
 @dataclass(frozen=True)

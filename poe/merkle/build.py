@@ -8,22 +8,14 @@ store seals an epoch without rehashing the epochs before it.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, NamedTuple, Sequence
 
 from poe import _native
-from typing import NamedTuple
 
-from poe.merkle.hasher import EMPTY, LEAF_SIZE, NODE_SIZE, Node, Root, Sums, bill_leaf, leaf, node
+from poe.merkle.hasher import EMPTY, LEAF_SIZE, NODE_SIZE, Node, Root, Sums, bill_leaf, leaf, node, parent_level
 from poe.errors import ConsistencyProofError, EncodingError, InclusionProofError, InputError, RangeProofError
 
-__all__ = ["Tree", "CompactRange", "BillEntry", "bill_tree", "perfect_root", "tree_of_records", "native_note"]
-
-
-def _parent_level(level: Sequence[Node]) -> list[Node]:
-    out = [node(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
-    if len(level) % 2:
-        out.append(level[-1])  # an unpaired last node is carried up unchanged
-    return out
+__all__ = ["Tree", "CompactRange", "BillEntry", "bill_tree", "perfect_root", "tree_of_records", "leaves_of_records", "native_note"]
 
 
 class Tree:
@@ -33,7 +25,7 @@ class Tree:
         if levels is None:
             levels = [list(leaves)]
             while len(levels[-1]) > 1:
-                levels.append(_parent_level(levels[-1]))
+                levels.append(parent_level(levels[-1]))
         self.levels = levels
         self.size = len(levels[0])
 
@@ -101,7 +93,7 @@ class Tree:
 def _reference_perfect_root(records: bytes) -> Node:
     level = [leaf(records[i : i + LEAF_SIZE]) for i in range(0, len(records), LEAF_SIZE)]
     while len(level) > 1:
-        level = _parent_level(level)
+        level = parent_level(level)
     return level[0]
 
 
@@ -142,7 +134,14 @@ def tree_of_records(records: bytes) -> Tree:
     if _native.AVAILABLE and records:
         levels = [_PackedLevel(hs, ss) for hs, ss in _native.tree_levels(records)]
         return Tree((), levels)  # type: ignore[arg-type]
-    return Tree([leaf(records[i : i + LEAF_SIZE]) for i in range(0, len(records), LEAF_SIZE)])
+    return Tree(leaves_of_records(records))
+
+
+def leaves_of_records(records: bytes) -> Sequence[Node]:
+    """The leaves of concatenated records, in order: native when built, else the reference."""
+    if _native.AVAILABLE and records:
+        return _PackedLevel(*_native.leaf_hashes(records))
+    return [leaf(records[i : i + LEAF_SIZE]) for i in range(0, len(records), LEAF_SIZE)]
 
 
 class CompactRange:

@@ -6,13 +6,14 @@ Pure Python over blake3-py; the reference that the native kernel must match bit 
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import blake3
 
 from poe.errors import EncodingError, SumOverflowError
 
-__all__ = ["Sums", "Node", "Root", "leaf", "node", "bill_leaf", "BILL_KEY", "EMPTY", "CTX_LEAF", "CTX_NODE", "CTX_EMPTY",
+__all__ = ["Sums", "Node", "Root", "leaf", "node", "parent_level", "bill_leaf", "BILL_KEY", "EMPTY", "CTX_LEAF", "CTX_NODE", "CTX_EMPTY",
            "CTX_BILL_LEAF", "NODE_SIZE"]
 
 CTX_LEAF = "poe 2026-11 merkle leaf v1"
@@ -112,6 +113,15 @@ def node(left: Node, right: Node) -> Node:
     h = _NODE.copy()
     h.update(left.hash + left.sums.encode() + right.hash + right.sums.encode())
     return Node(h.digest(), left.sums + right.sums)
+
+
+def parent_level(level: Sequence[Node]) -> list[Node]:
+    """The level above: nodes paired left to right, an unpaired last node carried up unchanged
+    (which gives the RFC 9162 shape, §10)."""
+    out = [node(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+    if len(level) % 2:
+        out.append(level[-1])
+    return out
 
 
 EMPTY = Node(blake3.blake3(derive_key_context=CTX_EMPTY).digest(), Sums())

@@ -10,7 +10,7 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from poe.merkle.hasher import _NODE, EMPTY, NODE_SIZE, U128 as _U128, Node, Root, Sums, leaf, node
+from poe.merkle.hasher import _NODE, EMPTY, NODE_SIZE, U128 as _U128, Node, Root, Sums, leaf, node, parent_level
 from poe.errors import (
     ConsistencyProofError,
     EncodingError,
@@ -178,7 +178,7 @@ def verify_range(leaves: Sequence[Node], proof: RangeProof, root: Root) -> Sums:
         if start <= lo and hi <= end:
             level = list(leaves[lo - start : hi - start])
             while len(level) > 1:
-                level = [node(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)] + ([level[-1]] if len(level) % 2 else [])
+                level = parent_level(level)
             return level[0]
         k = 1 << ((hi - lo - 1).bit_length() - 1)
         return node(rebuild(lo, lo + k), rebuild(lo + k, hi))

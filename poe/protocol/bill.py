@@ -16,12 +16,12 @@ from typing import Any
 
 from poe.errors import EncodingError, VerificationError
 from poe.formats import hashing as h
-from poe.formats.invocation import REQUEST_BLOCK, REQUESTED_INVOCATION_VERSION
+from poe.formats.invocation import split_requested
 from poe.formats.record import RECORD_SIZE, Record
 from poe.merkle.build import ANONYMOUS, BillEntry
 from poe.merkle.hasher import Node, Root, Sums, leaf
 from poe.merkle.verify import MAX_PROOF_BYTES, InclusionProof, RangeProof, verify_inclusion, verify_range
-from poe.protocol.fields import array, document, exact, hexbytes, uint
+from poe.protocol.fields import array, document, exact, hex0x, hexbytes, uint
 
 __all__ = ["BILL_FORMAT", "bill_document", "check_bill", "CheckedBill"]
 
@@ -65,14 +65,8 @@ def _neighbour(d: Any, what: str) -> BillEntry | None:
     if d is None:
         return None
     n = exact(d, what, ("customer", "sequence", "index", "record_leaf"))
-    return BillEntry(_address(n["customer"]), uint(n["sequence"], f"{what} sequence"), uint(n["index"], f"{what} index"),
+    return BillEntry(hex0x(n["customer"], f"{what} customer", 20), uint(n["sequence"], f"{what} sequence"), uint(n["index"], f"{what} index"),
                      Node.decode(hexbytes(n["record_leaf"], f"{what} record leaf", 80)))
-
-
-def _address(value: Any) -> bytes:
-    if not isinstance(value, str) or not value.startswith("0x"):
-        raise EncodingError("an address is 0x and 40 hex digits")
-    return hexbytes(value[2:], "address", 20)
 
 
 def check_bill(doc: Any, statement: Any, deal_digest: bytes) -> CheckedBill:
@@ -82,7 +76,7 @@ def check_bill(doc: Any, statement: Any, deal_digest: bytes) -> CheckedBill:
     if statement.bill_root is None:
         raise VerificationError("the attestation signs no bill root (statement version 1): it cannot prove a bill")
     d = document(doc, BILL_FORMAT, ("epoch", "customer", "range", "bill_size", "entries", "left", "right", "proof"))
-    customer = _address(d["customer"])
+    customer = hex0x(d["customer"], "customer", 20)
     if customer == ANONYMOUS:
         raise EncodingError("the zero address is not a customer: it marks anonymous segments")
     if uint(d["epoch"], "epoch") != statement.epoch:
@@ -147,10 +141,11 @@ def _entry(d: Any, customer: bytes, statement: Any, deal_digest: bytes) -> tuple
     inv = hexbytes(e["invocation"], "invocation", max_length=_MAX_INVOCATION)
     if h.digest(h.CTX_INVOCATION, inv) != record.input_digest:
         raise VerificationError(f"segment {index}'s invocation is not the one its record commits")
-    if len(inv) < 1 + REQUEST_BLOCK.size or inv[0] != REQUESTED_INVOCATION_VERSION:
+    parts = split_requested(inv)
+    if parts is None:
         raise VerificationError(f"segment {index} answers no request, yet it is billed to a customer")
-    call = bytes([1]) + inv[1 : -REQUEST_BLOCK.size]
-    signed = SignedRequest.from_block(inv[-REQUEST_BLOCK.size :], h.digest(h.CTX_INVOCATION, call))
+    call, block = parts
+    signed = SignedRequest.from_block(block, h.digest(h.CTX_INVOCATION, call))
     sequence = uint(e["sequence"], "sequence")
     if signed.request.customer != customer or signed.request.sequence != sequence:
         raise VerificationError(f"segment {index} answers another request than the bill says (customer or sequence)")

@@ -14,7 +14,7 @@ from typing import Any, Iterable
 
 from poe.errors import EncodingError
 
-__all__ = ["document", "exact", "uint", "hexbytes", "text", "fraction", "array", "U64"]
+__all__ = ["document", "exact", "uint", "hexbytes", "hex0x", "text", "fraction", "array", "U64"]
 
 U64 = 1 << 64
 _HEX = re.compile(r"(?:[0-9a-fA-F]{2})*")
@@ -60,6 +60,13 @@ def hexbytes(value: Any, what: str, length: int | None = None, *, max_length: in
     if max_length is not None and len(raw) > max_length:
         raise EncodingError(f"{what} is longer than {max_length} bytes", expected=max_length, observed=len(raw))
     return raw
+
+
+def hex0x(value: Any, what: str, length: int) -> bytes:
+    """Bytes as 0x and hex digits, the way Ethereum tools write them, of an exact length."""
+    if not isinstance(value, str) or not value.startswith("0x"):
+        raise EncodingError(f"{what} is 0x followed by {2 * length} hex digits")
+    return hexbytes(value[2:], what, length)
 
 
 def text(value: Any, what: str, max_length: int = 256) -> str:

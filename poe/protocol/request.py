@@ -27,15 +27,15 @@ from typing import Any
 from poe.crypto import eip712
 from poe.errors import EncodingError, InputError, SignatureError
 from poe.formats.invocation import REQUEST_BLOCK
-from poe.protocol.fields import document, exact, hexbytes, uint
+from poe.protocol.fields import document, exact, hex0x, uint
 
 __all__ = ["Request", "SignedRequest", "REQUEST_FORMAT", "REQUEST_TYPES", "sign_request", "answer", "request_of", "MAX_U64"]
 
 REQUEST_FORMAT = "poe request v1"
 MAX_U64 = (1 << 64) - 1
-_MEMBERS = ("deal", "customer", "sequence", "invocation", "fuelBudget", "notBefore", "notAfter")
 
-REQUEST_TYPES = eip712.Types({
+# The types as eth_signTypedData_v4 writes them; typed_data() hands a copy to wallets.
+_TYPES_JSON = {
     "EIP712Domain": [
         {"name": "name", "type": "string"}, {"name": "version", "type": "string"}, {"name": "chainId", "type": "uint256"},
     ],
@@ -44,7 +44,9 @@ REQUEST_TYPES = eip712.Types({
         {"name": "invocation", "type": "bytes32"}, {"name": "fuelBudget", "type": "uint64"},
         {"name": "notBefore", "type": "uint64"}, {"name": "notAfter", "type": "uint64"},
     ],
-})
+}
+REQUEST_TYPES = eip712.Types(_TYPES_JSON)
+_MEMBERS = tuple(m["name"] for m in _TYPES_JSON["Request"])
 
 _separators: dict[int, bytes] = {}
 
@@ -95,8 +97,7 @@ class Request:
 
     def typed_data(self) -> dict[str, Any]:
         """The whole ``eth_signTypedData_v4`` document a wallet signs."""
-        types = {"EIP712Domain": [{"name": n, "type": t} for n, t in (("name", "string"), ("version", "string"), ("chainId", "uint256"))],
-                 "Request": [{"name": n, "type": t} for n, t in zip(_MEMBERS, ("bytes32", "address", "uint64", "bytes32", "uint64", "uint64", "uint64"))]}
+        types = {struct: [dict(member) for member in members] for struct, members in _TYPES_JSON.items()}
         return {"types": types, "primaryType": "Request", "domain": _domain(self.chain_id), "message": self.message()}
 
     @cached_property
@@ -174,22 +175,16 @@ class SignedRequest:
         m = exact(d["request"], "request", _MEMBERS)
         request = Request(
             chain_id=uint(d["chain_id"], "chain id"),
-            deal=_hex0x(m["deal"], "deal", 32), customer=_address(m["customer"]), sequence=uint(m["sequence"], "sequence"),
-            invocation=_hex0x(m["invocation"], "invocation", 32), fuel_budget=uint(m["fuelBudget"], "fuel budget"),
+            deal=hex0x(m["deal"], "a request's deal", 32), customer=_address(m["customer"]), sequence=uint(m["sequence"], "sequence"),
+            invocation=hex0x(m["invocation"], "a request's invocation", 32), fuel_budget=uint(m["fuelBudget"], "fuel budget"),
             not_before=uint(m["notBefore"], "notBefore"), not_after=uint(m["notAfter"], "notAfter"),
         )
-        return cls(request, _hex0x(d["signature"], "signature", 65))
-
-
-def _hex0x(value: Any, what: str, size: int) -> bytes:
-    if not isinstance(value, str) or not value.startswith("0x"):
-        raise EncodingError(f"a request's {what} is 0x followed by {2 * size} hex digits")
-    return hexbytes(value[2:], f"request {what}", size)
+        return cls(request, hex0x(d["signature"], "a request's signature", 65))
 
 
 def _address(value: Any) -> bytes:
     # One spelling per address, so a document has one encoding: EIP-55 mixed case, as signed.
-    raw = _hex0x(value, "customer address", 20)
+    raw = hex0x(value, "a request's customer address", 20)
     if value != eip712_address(raw):
         raise EncodingError("a request's customer is written in its EIP-55 checksummed form", expected=eip712_address(raw), observed=value)
     return raw

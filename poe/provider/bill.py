@@ -28,6 +28,8 @@ def make_bill(store: Any, epoch: int, customer: bytes) -> dict[str, Any]:
     right = entries[end] if end < len(entries) else None
     lo, hi = start - (left is not None), end + (right is not None)
     proof = RangeProof(lo, hi, tuple(tree.range_path(lo, hi)))
-    proofs = dict(zip((e.index for e in entries[start:end]), (p for _, p in store.inclusion_proofs([e.index for e in entries[start:end]], epoch))))
-    mine = [(e, *store.segment_bytes(e.index), proofs[e.index].encode()) for e in entries[start:end]]
+    billed = entries[start:end]
+    # inclusion_proofs builds the epoch's record tree once and returns each record with its proof.
+    proven = store.inclusion_proofs([e.index for e in billed], epoch)
+    mine = [(e, record, store.segment_bytes(e.index)[1], proof.encode()) for e, (record, proof) in zip(billed, proven)]
     return bill_document(epoch, customer, start, end, tree.size, mine, left, right, proof)

@@ -13,10 +13,8 @@ from dataclasses import dataclass
 
 from poe.errors import InputError, StoreError, VerificationError
 from poe.formats.record import Record
-from poe import _native
-from poe.formats.record import RECORD_SIZE
-from poe.merkle.build import ANONYMOUS, BillEntry, CompactRange, Tree, bill_tree, perfect_root, tree_of_records
-from poe.merkle.hasher import Node, Root, Sums, leaf
+from poe.merkle.build import ANONYMOUS, BillEntry, CompactRange, Tree, bill_tree, leaves_of_records, perfect_root, tree_of_records
+from poe.merkle.hasher import Root, Sums
 from poe.merkle.verify import ConsistencyProof, InclusionProof
 
 from ._connection import Connection, as_bytes, check_number
@@ -245,12 +243,7 @@ class Epochs(Connection):
         if info.root is None or info.end_index is None:
             raise StoreError(f"epoch {info.epoch} is not sealed; run `poe seal` first")
         first, end = info.first_index, info.end_index
-        records = self._record_bytes(first, end)
-        if _native.AVAILABLE:
-            hashes, sums = _native.leaf_hashes(records)
-            nodes = [Node(hashes[32 * i : 32 * i + 32], Sums.decode(sums[48 * i : 48 * i + 48])) for i in range(end - first)]
-        else:
-            nodes = [leaf(records[RECORD_SIZE * i : RECORD_SIZE * (i + 1)]) for i in range(end - first)]
+        nodes = leaves_of_records(self._record_bytes(first, end))
         asked = {}
         if self._has_table("requests"):
             for customer, sequence, idx in self._read("SELECT customer, sequence, idx FROM requests WHERE idx >= ? AND idx < ?", (first, end)):
