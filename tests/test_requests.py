@@ -646,3 +646,35 @@ def test_bill_with_a_made_up_record_in_a_real_leafs_place_is_rejected(billed_epo
     doc = bill_document(0, addresses[0], s, t, forged_tree.size, rows, left, right, RangeProof(lo, hi, tuple(forged_tree.range_path(lo, hi))))
     with pytest.raises(PoEError, match="different root"):
         check_bill(json.loads(json.dumps(doc)), resigned, claim.deal.digest)
+
+
+@pytest.mark.parametrize("args, code", [
+    (["bill", "prove", "{store}", "--epoch", "0", "--customer", "0x1234"], 2),  # not an address
+    (["bill", "prove", "{store}", "--epoch", "0", "--customer", "zz" * 20], 2),
+    (["bill", "prove", "{store}", "--epoch", "0", "--customer", "0x" + "00" * 20], 3),  # the anonymous marker is no customer
+    (["bill", "prove", "{store}", "--epoch", "7", "--customer", "0x" + "11" * 20], 3),  # no such epoch
+    (["bill", "verify", "{garbage}", "--claim", "{garbage}"], 3),
+    (["bill", "verify", "{truncated}", "--claim", "{garbage}"], 3),
+    (["deal", "new", "{wasm}", "--id", "d", "--provider", "{key}", "--price-fuel", "1", "--penalty", "slash:lots"], 2),
+    (["deal", "new", "{wasm}", "--id", "d", "--provider", "{garbage}", "--price-fuel", "1"], 3),
+])
+def test_bill_and_deal_commands_refuse_garbage_with_a_clear_error(parties, args, code):
+    assert _run_request(parties, _request_cli(parties)).exit_code == 0
+    assert _cli("seal", parties / "s.poe").exit_code == 0
+    (parties / "garbage.json").write_text("{not json")
+    (parties / "truncated.json").write_text('{"format": "poe bill v1", "epoch": 0')
+    names = {"store": parties / "s.poe", "garbage": parties / "garbage.json", "truncated": parties / "truncated.json",
+             "wasm": parties / "funcs.wasm", "key": parties / "p.key"}
+    r = _cli(*[a.format(**names) for a in args])
+    assert r.exit_code == code, r.output
+    assert "Traceback" not in r.output and "internal error" not in r.output
+
+
+def test_bill_verify_of_a_tampered_bill_exits_1(billed_epoch, tmp_path):
+    claim, path, _, addresses, _ = billed_epoch
+    (tmp_path / "claim.json").write_text(json.dumps(claim.to_json()))
+    doc = _bill(path, 0, addresses[0])
+    doc["entries"][0]["record"] = doc["entries"][0]["record"][:-2] + ("00" if doc["entries"][0]["record"][-2:] != "00" else "01")
+    (tmp_path / "bill.json").write_text(json.dumps(doc))
+    r = _cli("bill", "verify", tmp_path / "bill.json", "--claim", tmp_path / "claim.json")
+    assert r.exit_code == 1 and "merkle.root-mismatch" in r.output

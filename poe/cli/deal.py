@@ -16,13 +16,13 @@ def deal() -> None:
     """Deals: the terms a provider bills under and an auditor checks against (spec §12.1)."""
 
 
-def _penalty(text: str) -> dict:
+def _penalty(ctx: click.Context, param: click.Parameter, text: str) -> dict:
     if text == "forfeit":
         return {"kind": "forfeit"}
     kind, sep, amount = text.partition(":")
-    if kind == "slash" and sep and amount.isdigit():
+    if kind == "slash" and sep and amount.isascii() and amount.isdigit():
         return {"kind": "slash", "amount": int(amount)}
-    raise ArgumentError(f"--penalty is forfeit or slash:AMOUNT, got {text!r}")
+    raise click.BadParameter(f"forfeit or slash:AMOUNT, got {text!r}")
 
 
 @deal.command("new")
@@ -33,7 +33,7 @@ def _penalty(text: str) -> dict:
 @click.option("--price-mem", type=click.IntRange(0, 2**64 - 1), default=0, show_default=True, help="Base units per page-fuel of memory.")
 @click.option("--price-io", type=click.IntRange(0, 2**64 - 1), default=0, show_default=True, help="Base units per payload byte.")
 @click.option("--subscription", type=click.IntRange(0, 2**64 - 1), default=0, show_default=True, help="Flat base units per epoch.")
-@click.option("--penalty", default="forfeit", show_default=True, help="What a rejected claim pays: forfeit (nothing) or slash:AMOUNT.")
+@click.option("--penalty", default="forfeit", show_default=True, callback=_penalty, help="What a rejected claim pays: forfeit (nothing) or slash:AMOUNT.")
 @click.option("--store", "store_path", type=click.Path(dir_okay=False), default=None,
               help="Take the cost model from this trace store (what its segments were run under); else this machine's, with the limit flags.")
 @click.option("--link", "links", multiple=True, help="NAME=OTHER.wasm for multi-module services.")
@@ -64,7 +64,7 @@ def new(module, deal_id, key_file, price_fuel, price_mem, price_io, subscription
         cost_model = CostModel.current(limits)
     doc = {"format": "poe deal v1", "deal_id": deal_id, "provider": {"scheme": key.scheme, "public_key": key.public_key.hex()},
            "module_digest": read_service(module, links).digest.hex(), "cost_model_digest": cost_model.digest.hex(),
-           "prices": {"fuel": price_fuel, "mem": price_mem, "io": price_io}, "subscription": subscription, "penalty": _penalty(penalty)}
+           "prices": {"fuel": price_fuel, "mem": price_mem, "io": price_io}, "subscription": subscription, "penalty": penalty}
     made = Deal.from_json(doc)  # every rule a reader applies, applied before anything is written
     if out is not None or not as_json:
         write_output(out, json.dumps(made.to_json(), indent=2) + "\n", "deal")
