@@ -40,7 +40,9 @@ from poe.protocol.deal import Deal
 from poe.formats.invocation import Value
 from poe.formats.state import State
 from poe.crypto.schemes import get_scheme
+from poe.merkle.build import ANONYMOUS, BillEntry, Tree
 from poe.merkle.hasher import Node, Root, Sums, leaf, node
+from poe.protocol.request import Request, SignedRequest, answer, request_of
 from poe.merkle.verify import InclusionProof
 from poe.errors import ChainError
 
@@ -85,7 +87,7 @@ def weight_of(d: Deal, records: Sequence[bytes]) -> int:
 
 # -- committing -----------------------------------------------------------------------------------
 
-def commit(path: str, entries: Sequence[Execution], *, epochs: Sequence[int] = ()) -> tuple[list[Any], list[bytes]]:
+def commit(path: str, entries: Sequence[Execution], *, epochs: Sequence[int] = (), ledger: bool = True) -> tuple[list[Any], list[bytes]]:
     """Put `entries` in a new store at `path`, in that order, and seal them.
 
     The store only appends records whose index is the next position and whose cost model is
@@ -94,6 +96,8 @@ def commit(path: str, entries: Sequence[Execution], *, epochs: Sequence[int] = (
     before their epoch is sealed: the provider owns its store, and only what the seal commits
     to matters. `epochs` lists the sizes of the epochs before the last one.
     Returns the seal results (one per epoch) and the committed record bytes, in log order.
+    Without `ledger` the store keeps no table of answered requests, so it records a request
+    twice or out of its window (the provider signs a bill tree it builds itself).
     """
     bounds = [0]
     for size in epochs:
@@ -104,6 +108,8 @@ def commit(path: str, entries: Sequence[Execution], *, epochs: Sequence[int] = (
         rewrites = []
         with TraceStore.create_or_open(path, CM) as store:
             store.register_service(SERVICE)
+            if not ledger:
+                store._request_key = lambda inv: None  # the provider's own store, its own rules
             if any(e.record.module_digest == STUB.digest for e in entries[lo:hi]):
                 store.register_service(STUB)
             for pos in range(lo, hi):
@@ -128,8 +134,9 @@ def sign(st: Statement, proof: bytes | None = None) -> Envelope:
     return Envelope(st.encode(), SCHEME.sign(SK, st.digest), SCHEME.identity(PK), CM.to_json(), proof)
 
 
-def attest(path: str, seals: Sequence[Any], d: Deal) -> list[Claim]:
-    """One signed claim per sealed epoch, each continuing the previous head."""
+def attest(path: str, seals: Sequence[Any], d: Deal, bills: Sequence[Sequence[BillEntry]] = ()) -> list[Claim]:
+    """One signed claim per sealed epoch, each continuing the previous head; with `bills` (one
+    per epoch), version-2 statements that sign those bill trees."""
     claims = []
     store = TraceStore.open(path)
     for s in seals:
@@ -137,6 +144,8 @@ def attest(path: str, seals: Sequence[Any], d: Deal) -> list[Claim]:
         proof = store.consistency_proof(s.epoch - 1, s.epoch)[2].encode() if previous.size else None
         st = Statement(SCHEME.name, CM.digest, d.module_digest, PK, d.deal_id, s.epoch, s.first_index, s.end_index,
                        s.root, previous, consistency_digest(proof), ISSUED_AT + s.epoch)
+        if bills:
+            st = dataclasses.replace(st, bill_root=Tree([e.leaf for e in bills[s.epoch]]).root)
         claims.append(claim_of(st, d, proof))
     store.close()
     return claims
@@ -162,6 +171,7 @@ class Provider:
     scale: tuple[int, int] = (1, 1)  # `levels` maps weighted target r to r * num // den
     previous: Statement | None = None  # the last statement the auditor accepted before this claim
     service: Service = SERVICE  # the module the deal names (COUNTER for stateful lineages)
+    bill: tuple[BillEntry, ...] = ()  # the bill tree this provider signed, when it built it itself (spec §14.2)
 
     @property
     def claimed_weight(self) -> int:
@@ -239,6 +249,77 @@ def fake_output(e: Execution) -> Execution:
     r = dataclasses.replace(e.record, output_digest=made_up.digest,
                             io_digest=hashlib.blake2s(e.record.input_digest, person=b"skipped").digest())
     return Execution(r, e.invocation, made_up)
+
+
+# -- customers (spec §14): signed requests and the bill tree -------------------------------------
+
+K1 = get_scheme("secp256k1")
+CUSTOMERS = [K1.generate_key(f"poe cheating tests: customer key {i:02d}".encode()) for i in range(5)]
+
+
+def address(sk: bytes) -> bytes:
+    return bytes.fromhex(K1.identity(K1.public_key(sk))[2:])
+
+
+def customer_deal(deal_id: str, *, anonymous: bool = False, window: int = 1) -> Deal:
+    return Deal.from_json({**deal(deal_id).to_json(), "format": "poe deal v2", "customers": {"anonymous": anonymous, "window": window}})
+
+
+def signed_request(d: Deal, call: Invocation, sk: bytes, sequence: int, epochs: tuple[int, int], *, budget: int = CM.limits.fuel,
+                   customer: bytes | None = None, deal_digest: bytes | None = None) -> SignedRequest:
+    """`sk`'s signature over a request for `call`; `customer` and `deal_digest` name someone or
+    something else than the signer and the deal (lies)."""
+    r = Request(1, deal_digest or d.digest, customer or address(sk), sequence, call.call_digest, budget, *epochs)
+    return SignedRequest(r, K1.sign_hash(sk, r.digest))
+
+
+def requested(d: Deal, calls: Sequence[Invocation], epochs: tuple[int, int], *, first_sequence: int = 1) -> list[Invocation]:
+    """The calls as the customers' requests ask for them: call i from customer i mod 5."""
+    n = len(CUSTOMERS)
+    return [answer(call, signed_request(d, call, CUSTOMERS[i % n], first_sequence + i // n, epochs)) for i, call in enumerate(calls)]
+
+
+def bill_entries(records: Sequence[bytes], invs: Sequence[Invocation], first: int, relabel: dict[int, tuple[bytes, int]] | None = None) -> list[BillEntry]:
+    """An epoch's bill tree as a provider builds it from what it recorded (spec §14.2): keyed by
+    each segment's request (or anonymous by index), sorted; `relabel` bills segments under
+    another (customer, sequence) than their request's."""
+    out = []
+    for i, (r, inv) in enumerate(zip(records, invs)):
+        signed = request_of(inv)
+        key = (signed.request.customer, signed.request.sequence) if signed else (ANONYMOUS, first + i)
+        out.append(BillEntry(*(relabel or {}).get(first + i, key), first + i, leaf(r)))
+    return sorted(out, key=lambda e: (e.customer, e.sequence, e.index))
+
+
+def bill_intervals(d: Deal, entries: Sequence[BillEntry], bad: set[int]) -> tuple[tuple[int, int], ...]:
+    """Weighted intervals of the bill leaves that name a segment in `bad` (log indices)."""
+    out, at = [], 0
+    for e in entries:
+        w = d.weight(e.record.sums)
+        if e.index in bad and w:
+            out.append((at, at + w))
+        at += w
+    return tuple(out)
+
+
+def make_billing_provider(name: str, path: str, d: Deal, entries: Sequence[Execution], *, honest_weight: int | None = None,
+                          bad: set[int] = frozenset(), epochs: Sequence[int] = (), relabel: dict[int, tuple[bytes, int]] | None = None,
+                          ledger: bool = False) -> Provider:
+    """Commit `entries`, sign version-2 statements over bill trees built by `bill_entries`, and
+    note where the lie sits in the last epoch's bill tree. With `ledger`, the store keeps its own
+    request table (an honest provider) and its bill tree must be the one signed."""
+    seals, committed = commit(path, entries, epochs=epochs, ledger=ledger)
+    bills = [bill_entries(committed[s.first_index:s.end_index], [e.invocation for e in entries[s.first_index:s.end_index]], s.first_index, relabel)
+             for s in seals]
+    claims = attest(path, seals, d, bills)
+    if ledger:
+        with TraceStore.open(path) as store:
+            assert all(store.bill(c.statement.epoch)[1].root == c.statement.bill_root for c in claims)
+    st = claims[-1].statement
+    epoch_records = committed[st.first_index:st.end_index]
+    return Provider(name, path, claims[-1], weight_of(d, epoch_records) if honest_weight is None else honest_weight,
+                    bad_intervals=bill_intervals(d, bills[-1], set(bad)), previous=claims[-2].statement if len(claims) > 1 else None,
+                    bill=() if ledger else tuple(bills[-1]))
 
 
 # -- stateful lineages (spec §13) -------------------------------------------------------------------
@@ -384,8 +465,24 @@ def _opening(store: TraceStore, target: str, index: int, size: int, path: Sequen
                    inv.encoded, {p.digest.hex(): p.data.hex() for p in inv.blobs()})
 
 
+class _SignedBill:
+    """The provider's store, answering `bill` with the bill tree the provider signed."""
+
+    def __init__(self, store: TraceStore, entries: Sequence[BillEntry]) -> None:
+        self._store, self._entries = store, list(entries)
+        self._tree = Tree([e.leaf for e in entries])
+
+    def bill(self, epoch: int) -> tuple[list[BillEntry], Tree]:
+        return self._entries, self._tree
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
 def respond(p: Provider, store: TraceStore, ch: Challenge) -> list[Opening]:
     st = p.claim.statement
+    if p.bill:
+        store = _SignedBill(store, p.bill)  # type: ignore[assignment]
     if p.respond == "honest":
         return open_targets(store, p.claim, ch)
     if p.respond == "withhold":  # it cannot answer a target on its lie, so it does not answer it
@@ -416,6 +513,13 @@ CHECKS = (
     ("invocation != input digest", "not the committed input"),
     ("re-execution", "re-execution of segment"),
     ("state chain", "[state.chain-broken]"),
+    ("unsigned segment", "the deal bills signed requests only"),
+    ("bill order (billed twice)", "strictly increasing (customer, sequence) order"),
+    ("request of another leaf", "answers another request than its bill leaf says"),
+    ("request signature", "was not signed by its customer"),
+    ("request for another deal", "a request for another deal"),
+    ("request outside its window", "not billable in epoch"),
+    ("fuel beyond budget", "bills more fuel than its request allows"),
 )
 
 

@@ -267,20 +267,6 @@ def test_renumbered_duplicate_is_indistinguishable_from_a_real_execution(honest,
         assert entries[pos].record.input_digest == entries[pos - 1].record.input_digest
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "known limitation (spec §12.2): a duplicate renumbered to its own position re-executes to exactly "
-    "its committed record, so no sample can tell it from a customer sending the same invocation twice; "
-    "catching it needs the customer's requests committed too (signed invocations or per-epoch counts)"))
-def test_duplicate_renumbered_to_its_position_is_caught(pool, honest, workdir, dups):
-    entries, copies = duplicated(honest, dups, keep_index=False)
-    p = c.make_provider("5a duplicate, index rewritten", str(workdir / "dup-renumbered.poe"), DEAL, entries,
-                        honest_weight=c.weight_of(DEAL, [e.record.encode() for e in honest]), bad=copies)
-    assert p.epsilon > 0
-    trials = c.run_trials(pool, p, "5a", TRIALS, UNIFORM)
-    check_row(p, trials, f"5a duplicates, index rewritten ({len(copies)}/{len(entries)})", set(),
-              note="KNOWN LIMITATION (xfail): re-executes correctly, cannot be caught")
-
-
 # -- 6. reordered segments -------------------------------------------------------------------------
 
 def test_swapped_segments_are_caught_by_the_index_check(pool, honest, workdir):
@@ -410,3 +396,166 @@ def test_forged_post_state_that_the_lineage_continues_from_is_caught_by_re_execu
     trials = c.run_trials(pool, p, "10c", TRIALS, UNIFORM)
     check_row(p, trials, f"10c post-state forged, lineage goes on ({len(forge)}x)", {"re-execution: post_state"},
               note="each later segment re-executes correctly from the forged state: the lie is one leaf (spec §13.6)")
+
+
+# -- 11. customers: work nobody asked for (spec §14.3) ----------------------------------------------
+# Version-2 statements sign a bill tree; weighted targets land on its leaves, whose requests,
+# order and neighbours the audit checks. Each lie is committed by a provider that builds and signs
+# its own bill tree (the store's request ledger would refuse most of them), answered honestly
+# from what it signed: the lie is in what is committed.
+
+CUSTOMER_DEAL = c.customer_deal("deal-cheat-customers")
+ANONYMOUS_DEAL = c.customer_deal("deal-cheat-anonymous", anonymous=True)
+
+
+@pytest.fixture(scope="module")
+def calls(honest):
+    return [e.invocation for e in honest]
+
+
+@pytest.fixture(scope="module")
+def asked(calls) -> list[Execution]:
+    """The honest history as five customers' signed requests, all billable in epoch 0."""
+    return c.execute(c.requested(CUSTOMER_DEAL, calls, (0, 0)))
+
+
+def test_honest_providers_with_many_customers_are_never_rejected_or_refused(pool, calls, asked, workdir):
+    first = 61
+    two_epochs = c.execute(c.requested(CUSTOMER_DEAL, calls[:first], (0, 0)) + c.requested(CUSTOMER_DEAL, calls[first:], (1, 1), first_sequence=100))
+    mixed = [e if i % 3 else honest_e for i, (e, honest_e) in enumerate(zip(c.execute(c.requested(ANONYMOUS_DEAL, calls, (0, 0))), c.execute(calls)))]
+    providers = [
+        (c.make_billing_provider("honest customers: 160 requests of 5, epoch 0", str(workdir / "hc1.poe"), CUSTOMER_DEAL, asked, ledger=True), 1000),
+        (c.make_billing_provider("honest customers: epoch 1 of 61+99", str(workdir / "hc2.poe"), CUSTOMER_DEAL, two_epochs, epochs=(first,),
+                                 ledger=True), 600),
+        (c.make_billing_provider("honest customers + anonymous (deal allows)", str(workdir / "hc3.poe"), ANONYMOUS_DEAL, mixed, ledger=True), 400),
+    ]
+    total, bad = 0, []
+    for p, n in providers:
+        assert p.claim.statement.bill_root is not None and p.epsilon == 0
+        trials = c.run_trials(pool, p, p.name, n, HONEST_CONFIGS)
+        total += len(trials)
+        bad += [(p.name, t) for t in trials if t.verdict != "ACCEPT" or t.chain != "ok"]
+        ROWS.append({
+            "strategy": p.name, "provider": p.name, "trials": len(trials), "eps_actual": 0.0,
+            "k": "/".join(sorted({str(t.k) for t in trials}, key=int)), "uniform": "/".join(sorted({str(t.u) for t in trials}, key=int)),
+            "f_affected": 0.0, "q_weighted": 0.0, "p_theory": 0.0, "p_floor": 0.0, "p_expected": 0.0,
+            "observed": sum(t.verdict != "ACCEPT" for t in trials) / len(trials), "caught": sum(t.verdict != "ACCEPT" for t in trials),
+            "verdicts": {v: sum(t.verdict == v for t in trials) for v in {t.verdict for t in trials}},
+            "checks": {}, "caught_by": "audit", "note": "observed = fraction not accepted; must be 0",
+        })
+    assert total >= 2000
+    assert not bad, f"{len(bad)} honest trials not accepted, first: {bad[0]}"
+
+
+def _lie(name, path, entries, asked, bad, *, honest=None, deal=CUSTOMER_DEAL, **kw) -> c.Provider:
+    honest_weight = c.weight_of(deal, [e.record.encode() for e in (honest if honest is not None else asked)])
+    return c.make_billing_provider(name, path, deal, entries, honest_weight=honest_weight, bad=bad, **kw)
+
+
+def _some(label, asked, enough=lambda s: len(s) >= SEGMENTS // 20):
+    return c.pick(label, range(len(asked)), enough)
+
+
+def test_unsigned_segments_under_a_signed_only_deal_are_caught(pool, asked, honest, workdir):
+    bad = _some("unsigned", asked)
+    entries = [honest[i] if i in bad else e for i, e in enumerate(asked)]  # run with no request at all
+    p = _lie("11a unsigned", str(workdir / "unsigned.poe"), entries, asked, bad, honest=[e for i, e in enumerate(asked) if i not in bad])
+    assert p.epsilon > 0
+    trials = c.run_trials(pool, p, "11a", TRIALS, WEIGHTED)
+    check_row(p, trials, f"11a unsigned segments ({len(bad)}/{SEGMENTS})", {"unsigned segment"})
+
+
+def test_segment_signed_by_another_customer_than_it_names_is_caught(pool, calls, asked, workdir):
+    bad = _some("forged customer", asked)
+    n = len(c.CUSTOMERS)
+    forged = {i: c.execute([c.answer(calls[i], c.signed_request(CUSTOMER_DEAL, calls[i], c.CUSTOMERS[i % n], 1000 + i, (0, 0),
+                                                                            customer=c.address(c.CUSTOMERS[(i + 1) % n])))], first=i)[0]
+              for i in bad}
+    entries = [forged.get(i, e) for i, e in enumerate(asked)]
+    p = _lie("11b other signer", str(workdir / "signer.poe"), entries, asked, bad, honest=[e for i, e in enumerate(asked) if i not in bad])
+    trials = c.run_trials(pool, p, "11b", TRIALS, WEIGHTED)
+    check_row(p, trials, f"11b request signed by another customer ({len(bad)})", {"request signature"})
+
+
+def test_segment_requested_for_another_deal_is_caught(pool, calls, asked, workdir):
+    bad = _some("other deal", asked)
+    other = c.customer_deal("deal-cheat-elsewhere").digest
+    n = len(c.CUSTOMERS)
+    moved = {i: c.execute([c.answer(calls[i], c.signed_request(CUSTOMER_DEAL, calls[i], c.CUSTOMERS[i % n], 2000 + i, (0, 0), deal_digest=other))],
+                          first=i)[0] for i in bad}
+    entries = [moved.get(i, e) for i, e in enumerate(asked)]
+    p = _lie("11c other deal", str(workdir / "otherdeal.poe"), entries, asked, bad, honest=[e for i, e in enumerate(asked) if i not in bad])
+    trials = c.run_trials(pool, p, "11c", TRIALS, WEIGHTED)
+    check_row(p, trials, f"11c request for another deal ({len(bad)})", {"request for another deal"})
+
+
+def test_duplicated_request_renumbered_to_its_position_is_caught(pool, asked, workdir, dups):
+    # 5a's lie with signed requests: the copy re-executes to its record byte for byte, but it
+    # answers the same request as the original, so their bill leaves are equal neighbours.
+    entries, copies = duplicated(asked, dups, keep_index=False)
+    originals = {pos - 1 for pos in copies}
+    p = _lie("11d duplicated request", str(workdir / "dup-request.poe"), entries, asked, copies | originals)
+    assert p.epsilon > 0
+    trials = c.run_trials(pool, p, "11d", TRIALS, WEIGHTED)
+    check_row(p, trials, f"11d request run twice, renumbered ({len(copies)}/{len(entries)})", {"bill order (billed twice)"},
+              note="5a under a signed-only deal; footprint = copies and originals (equal neighbours)")
+
+
+def test_request_replayed_from_an_earlier_epoch_is_caught(pool, calls, workdir):
+    first = 61
+    epoch0 = c.execute(c.requested(CUSTOMER_DEAL, calls[:first], (0, 0)))
+    epoch1 = c.execute(c.requested(CUSTOMER_DEAL, calls[first:], (1, 1), first_sequence=100), first=first)
+    replayed = sorted(c.pick("replay", range(first), lambda s: len(s) >= 6))
+    entries = epoch0 + epoch1 + [renumbered(epoch0[i], SEGMENTS + j) for j, i in enumerate(replayed)]
+    bad = set(range(SEGMENTS, SEGMENTS + len(replayed)))
+    p = _lie("11e replay", str(workdir / "replay-request.poe"), entries, epoch1, bad, honest=epoch1, epochs=(first,))
+    assert p.claim.statement.epoch == 1 and p.epsilon > 0
+    trials = c.run_trials(pool, p, "11e", TRIALS, WEIGHTED)
+    check_row(p, trials, f"11e epoch-0 requests billed again in epoch 1 ({len(replayed)})", {"request outside its window"})
+
+
+def test_fuel_beyond_the_signed_budget_is_caught(pool, calls, asked, workdir):
+    bad = _some("beyond budget", asked)
+    n = len(c.CUSTOMERS)
+    ex = Executor(c.SERVICE, c.CM)
+    lies, kept = {}, {}
+    for i in bad:
+        budget = asked[i].record.fuel // 2
+        inv = c.answer(calls[i], c.signed_request(CUSTOMER_DEAL, calls[i], c.CUSTOMERS[i % n], 3000 + i, (0, 0), budget=budget))
+        full = ex.run(calls[i], i)  # the provider ignores the budget and runs the call to the end
+        lies[i] = Execution(dataclasses.replace(full.record, input_digest=inv.digest), inv, full.output)
+        kept[i] = ex.run(inv, i)  # what the customer agreed to pay for: the run stopped at its budget
+        assert kept[i].record.fuel <= budget < lies[i].record.fuel
+    entries = [lies.get(i, e) for i, e in enumerate(asked)]
+    p = _lie("11f beyond budget", str(workdir / "budget.poe"), entries, asked, bad, honest=[kept.get(i, e) for i, e in enumerate(asked)])
+    assert p.epsilon > 0
+    trials = c.run_trials(pool, p, "11f", TRIALS, WEIGHTED)
+    check_row(p, trials, f"11f fuel beyond the signed budget ({len(bad)})", {"fuel beyond budget"})
+
+
+def test_another_customers_request_billed_to_this_one_is_caught(pool, asked, workdir):
+    bad = _some("relabelled", asked)
+    n = len(c.CUSTOMERS)
+    relabel = {i: (c.address(c.CUSTOMERS[(i + 1) % n]), 5000 + i) for i in bad}
+    p = _lie("11g billed to another", str(workdir / "relabel.poe"), asked, asked, bad, relabel=relabel)
+    assert p.epsilon == 0  # the claim's total is right; the customers named in bad leaves pay for others' work
+    trials = c.run_trials(pool, p, "11g", TRIALS, WEIGHTED)
+    check_row(p, trials, f"11g requests billed to another customer ({len(bad)})", {"request of another leaf"},
+              note="eps_actual 0 for the claim; each customer so named overbilled")
+
+
+def test_renumbered_duplicate_under_a_deal_that_bills_anonymous_work_is_outside_the_guarantee(honest, workdir, dups):
+    # What the guarantee does not cover, and says it does not: a deal that bills anonymous
+    # segments cannot tell an invented copy from a second real call.
+    from poe.audit.verifier import audit
+    from poe.protocol.challenge import Challenge
+    from poe.store.tracestore import TraceStore
+
+    entries, copies = duplicated(honest, dups, keep_index=False)
+    p = _lie("anonymous duplicate", str(workdir / "dup-anonymous.poe"), entries, honest, copies, honest=honest, deal=ANONYMOUS_DEAL)
+    assert p.epsilon > 0
+    with TraceStore.open(p.path) as store:
+        for i in range(10):
+            ch = Challenge.draw(p.claim, c.beacon("anonymous duplicate", i), EPS, DELTA, 0)
+            v = audit(p.claim, ch, c.respond(p, store, ch), c.SERVICE, deal=ANONYMOUS_DEAL)
+            assert v.verdict == "ACCEPT" and "anonymous segments" in v.statement

@@ -189,7 +189,7 @@ def parties(tmp_path):
     (tmp_path / "trap.wasm").write_bytes(module_bytes("trap.wasm"))
     assert _cli("keygen", "--scheme", "bls", "--out", tmp_path / "p.key").exit_code == 0
     assert _cli("keygen", "--scheme", "secp256k1", "--out", tmp_path / "c.key").exit_code == 0
-    r = _cli("deal", "new", tmp_path / "funcs.wasm", "--id", "d1", "--provider", tmp_path / "p.key", "--price-fuel", "3", "--out", tmp_path / "deal.json")
+    r = _cli("deal", "new", tmp_path / "funcs.wasm", "--id", "d1", "--provider", tmp_path / "p.key", "--price-fuel", "3", "--window", "16", "--out", tmp_path / "deal.json")
     assert r.exit_code == 0, r.output
     return tmp_path
 
@@ -678,3 +678,113 @@ def test_bill_verify_of_a_tampered_bill_exits_1(billed_epoch, tmp_path):
     (tmp_path / "bill.json").write_text(json.dumps(doc))
     r = _cli("bill", "verify", tmp_path / "bill.json", "--claim", tmp_path / "claim.json")
     assert r.exit_code == 1 and "merkle.root-mismatch" in r.output
+
+
+# -- deal v2: who may be billed (spec §12.1, §14.3) ---------------------------------------------
+
+
+def _deal_v2(**customers) -> dict:
+    from poe.protocol.deal import Deal
+
+    base = Deal.from_json({"format": "poe deal v1", "deal_id": "d", "provider": {"scheme": "secp256k1", "public_key": K1.public_key(OTHER).hex()},
+                           "module_digest": "00" * 32, "cost_model_digest": "11" * 32, "prices": {"fuel": 1, "mem": 0, "io": 0},
+                           "subscription": 0, "penalty": {"kind": "forfeit"}}).to_json()
+    return {**base, "format": "poe deal v2", "customers": {"anonymous": False, "window": 1, **customers}}
+
+
+def test_deal_v2_round_trips_and_its_policy_changes_its_digest():
+    from poe.protocol.deal import Deal
+
+    d = Deal.from_json(_deal_v2())
+    assert (d.anonymous, d.window, d.format) == (False, 1, "poe deal v2")
+    assert Deal.from_json(d.to_json()) == d
+    assert Deal.from_json(_deal_v2(window=2)).digest != d.digest != Deal.from_json(_deal_v2(anonymous=True)).digest
+    v1 = Deal.from_json({k: v for k, v in d.to_json().items() if k != "customers"} | {"format": "poe deal v1"})
+    assert (v1.anonymous, v1.window) == (True, None) and "customers" not in v1.to_json()
+
+
+@pytest.mark.parametrize("customers", [{"window": 0}, {"window": 1 << 16}, {"anonymous": 1}, {"anonymous": "no"}, {"extra": 1}])
+def test_deal_v2_with_a_policy_that_means_nothing_is_refused(customers):
+    from poe.protocol.deal import Deal
+
+    with pytest.raises(EncodingError):
+        Deal.from_json(_deal_v2(**customers))
+
+
+def test_deal_v1_carrying_a_customers_policy_is_refused():
+    from poe.protocol.deal import Deal
+
+    with pytest.raises(EncodingError):
+        Deal.from_json({**_deal_v2(), "format": "poe deal v1"})
+
+
+def test_request_whose_window_is_wider_than_the_deal_allows_is_refused_before_it_runs(parties):
+    from poe.protocol.deal import Deal
+
+    p = parties
+    r = _cli("deal", "new", p / "funcs.wasm", "--id", "narrow", "--provider", p / "p.key", "--price-fuel", "1", "--out", p / "narrow.json")
+    assert r.exit_code == 0, r.output
+    assert Deal.from_json(json.loads((p / "narrow.json").read_text())).window == 1
+    # `poe request` refuses it for the customer; a request made elsewhere is refused by the provider.
+    r = _cli("request", p / "funcs.wasm", "--deal", p / "narrow.json", "--key", p / "c.key", "--sequence", "1", "--budget", "1000",
+             "--epochs", "0..1", "--invoke", "add", "--arg", "2", "--arg", "40", "--out", p / "wide.json")
+    assert r.exit_code == 3 and "at most 1" in r.output and not (p / "wide.json").exists()
+    from poe.customer import request_for
+    from poe.formats.invocation import Invocation, Value
+    from poe.crypto.keys import read_key_file
+
+    call = Invocation.build("add", params=[Value.of("i32", 2), Value.of("i32", 40)], argv=["funcs.wasm", "2", "40"])
+    sk = read_key_file(str(p / "c.key")).secret_key
+    wide = request_for(Deal.from_json(json.loads((p / "narrow.json").read_text())), call, key=sk, sequence=1, fuel_budget=1000, epochs=(0, 1))
+    (p / "wide.json").write_text(json.dumps(wide.to_json()))
+    r = _cli("run", p / "funcs.wasm", "--store", p / "s.poe", "--request", p / "wide.json", "--deal", p / "narrow.json",
+             "--invoke", "add", "--arg", "2", "--arg", "40")
+    assert r.exit_code == 3 and "the deal allows at most 1" in r.output
+    assert _segments(p / "s.poe") == 0
+
+
+def _audited(parties, mutate):
+    """Run two requests, claim, challenge and answer honestly; `mutate` the openings; audit."""
+    p = parties
+    for seq in (1, 2):
+        assert _run_request(p, _request_cli(p, sequence=seq, out=f"r{seq}.json")).exit_code == 0
+    for args in (("attest", p / "s.poe", "--key", p / "p.key", "--deal", "d1", "--out", p / "a.json"),
+                 ("claim", p / "a.json", "--deal", p / "deal.json", "--out", p / "claim.json"),
+                 ("challenge", p / "claim.json", "--beacon", "cd" * 16, "--epsilon", "0.5", "--delta", "0.5", "--out", p / "ch.json"),
+                 ("respond", p / "s.poe", p / "claim.json", p / "ch.json", "--out", p / "o.json")):
+        r = _cli(*args)
+        assert r.exit_code == 0, r.output
+    doc = json.loads((p / "o.json").read_text())
+    mutate(doc["openings"][0])
+    (p / "o.json").write_text(json.dumps(doc))
+    r = _cli("audit", p / "claim.json", p / "ch.json", p / "o.json", "--deal", p / "deal.json", "--module", p / "funcs.wasm", "--json")
+    return r.exit_code, json.loads(r.stdout)
+
+
+def test_weighted_opening_of_a_billed_epoch_shows_its_bill_leaf_and_neighbours(parties):
+    code, verdict = _audited(parties, lambda o: None)
+    assert code == 0 and verdict["verdict"] == "ACCEPT", verdict
+    assert "billed work answers requests its customers signed" in verdict["guarantee"]  # the fixture deal has a 16-epoch window
+
+
+def test_weighted_opening_without_its_bill_leaf_is_rejected(parties):
+    code, verdict = _audited(parties, lambda o: o.pop("bill"))
+    assert code == 1 and verdict["verdict"] == "REJECT" and "does not show its leaf in the bill tree" in " ".join(verdict["problems"])
+
+
+def test_weighted_opening_that_hides_a_neighbour_is_rejected(parties):
+    def hide(o):
+        o["bill"]["leaves"] = [o["bill"]["leaves"][o["bill"]["position"] - max(0, o["bill"]["position"] - 1)]]
+
+    code, verdict = _audited(parties, hide)
+    assert code == 1 and "each neighbour it has" in " ".join(verdict["problems"])
+
+
+def test_weighted_opening_whose_neighbour_is_relabelled_is_rejected(parties):
+    def relabel(o):
+        leaves = o["bill"]["leaves"]
+        other = next(i for i, e in enumerate(leaves) if i != o["bill"]["position"] - max(0, o["bill"]["position"] - 1))
+        leaves[other]["sequence"] += 7
+
+    code, verdict = _audited(parties, relabel)
+    assert code == 1 and "[merkle." in " ".join(verdict["problems"])

@@ -21,8 +21,9 @@ from poe.formats.moduleset import Service
 from poe.formats.record import RECORD_SIZE, Record, record_diff
 from poe.formats.state import bundle_roots
 from poe.merkle.hasher import leaf
-from poe.merkle.verify import InclusionProof, verify_inclusion
+from poe.merkle.verify import InclusionProof, RangeProof, range_left_sums, verify_inclusion, verify_range
 from poe.protocol.attestation import Report, verify_envelope
+from poe.protocol.bill import check_answer
 from poe.protocol.challenge import Challenge, landing_offset
 from poe.protocol.claim import Claim
 from poe.protocol.deal import Deal
@@ -73,7 +74,21 @@ def audit(claim: Claim, challenge: Challenge, openings: list[Opening], service: 
         return Verdict("REJECT", claim, f"{len(run.problems)} of {len(wanted)} samples fail", problems=run.problems,
                        fraud_proof=run.fraud, checked=checked)
     return Verdict("ACCEPT", claim, "every sample verifies and re-executes to the committed record",
-                   statement=challenge.guarantee(), checked=checked)
+                   statement=challenge.guarantee() + _coverage(claim, deal), checked=checked)
+
+
+def _coverage(claim: Claim, deal: Deal) -> str:
+    """What the guarantee says of requested work (spec §14.3): it covers work no customer signed
+    only when the statement signs a bill tree and the deal bills signed requests only."""
+    if claim.statement.bill_root is None:
+        return "; it does not cover work no customer requested (the attestation signs no bill tree)"
+    if deal.anonymous:
+        return ("; anonymous segments, which this deal bills, are not checked against any customer's request, so it does not cover "
+                "unrequested work among them")
+    if deal.window is not None and deal.window > 1:
+        return (f"; billed work answers requests its customers signed, once per epoch; a request replayed in another epoch of its "
+                f"{deal.window}-epoch window is left to its customer's bill")
+    return "; it covers work no customer signed, requests billed twice or outside their epoch, and fuel beyond a request's budget"
 
 
 def _check_terms(claim: Claim, deal: Deal, service: Service) -> Verdict | Report:
@@ -134,7 +149,9 @@ class _Samples:
             if not st.first_index <= proof.index < st.end_index or proof.index != o.index:
                 raise VerificationError(f"leaf {proof.index} is outside the claimed epoch", expected=[st.first_index, st.end_index], observed=proof.index)
             record = Record.decode(o.record)
-            if target[0] == "w":
+            if target[0] == "w" and st.bill_root is not None:
+                self._check_bill_leaf(target, ch.weighted[int(target[1:])], o, record)
+            elif target[0] == "w":
                 r = ch.weighted[int(target[1:])]
                 lo, hi = landing_offset(self.deal, st.previous_root.sums, proof, leaf(o.record).sums)
                 if not lo <= r < hi:
@@ -159,6 +176,34 @@ class _Samples:
         task = (self.service.main, self.service.links, self.cm_bytes, o.invocation, o.payloads, o.index)
         self.tasks.append((o, record, task, pre))
         self.unique[o.index] = (task, pre, o.record)
+
+    def _check_bill_leaf(self, target: str, r: int, o: Opening, record: Record) -> None:
+        """Spec §14.3: the weighted target lands on a bill leaf that names this record and the
+        request it answers, and whose neighbours' keys enclose its own (so a request billed twice
+        sits next to its copy, and the tree's order cannot be forged where a sample looks)."""
+        st, b = self.claim.statement, o.bill
+        if b is None:
+            raise VerificationError(f"opening for {target} does not show its leaf in the bill tree")
+        size = st.bill_root.size
+        lo = max(0, b.position - 1)
+        if len(b.leaves) != min(size, b.position + 2) - lo:
+            raise VerificationError(f"{target}: the bill opening must show leaf {b.position} and each neighbour it has")
+        proof = RangeProof.decode(b.proof)
+        if (proof.start, proof.end) != (lo, lo + len(b.leaves)):
+            raise VerificationError(f"{target}: the bill range proof covers other leaves than the opening shows")
+        verify_range([e.leaf for e in b.leaves], proof, st.bill_root)
+        entry = b.leaves[b.position - lo]
+        start = self.deal.weight(range_left_sums(proof, size)) + sum(self.deal.weight(e.record.sums) for e in b.leaves[: b.position - lo])
+        end = start + self.deal.weight(entry.record.sums)
+        if not start <= r < end:
+            raise VerificationError(f"opening for weighted target {target} covers [{start}, {end}) of the bill tree, not {r}", expected=r, observed=[start, end])
+        if entry.index != o.index or entry.record != leaf(o.record):
+            raise VerificationError(f"{target}: bill leaf {b.position} names another record than the one opened (index, hash or sums)")
+        keys = [(e.customer, e.sequence) for e in b.leaves]
+        if any(a >= z for a, z in zip(keys, keys[1:])):
+            raise VerificationError(f"{target}: bill leaves {lo}..{lo + len(keys) - 1} are not in strictly increasing (customer, sequence) order: "
+                                    "a request billed twice, or a forged order")
+        check_answer(o.invocation, record, entry, self.deal.digest, st.epoch, self.deal.window, self.deal.anonymous)
 
     def _pre_state_root(self, record: Record, o: Opening) -> bytes:
         """A stateful sample chains with its neighbours and starts from genesis or a bundled state;

@@ -62,7 +62,7 @@ def verify(bill_path, claim_path, request_paths, as_json):
     claim = Claim.from_json(load_json(claim_path, "claim"))
     st = claim.statement
     verify_envelope(claim.envelope, get_scheme(st.scheme), trusted_keys=[claim.deal.provider_key])
-    checked = check_bill(load_json(bill_path, "bill"), st, claim.deal.digest)
+    checked = check_bill(load_json(bill_path, "bill"), st, claim.deal.digest, claim.deal.window)
     billed = {s["request"] for s in checked.segments}
     wanted = [SignedRequest.from_json(load_json(p, "request")) for p in request_paths]
     for w in wanted:

@@ -56,6 +56,8 @@ def request(module, deal_path, key_file, sequence, fuel_budget, epochs, chain_id
     if scheme.name != "secp256k1":
         raise KeyFileError(f"{key_file} is a {scheme.name} key; a customer signs with secp256k1 (an EVM address)")
     # The executor only reads the export's parameter types here: the digest does not depend on limits.
+    if deal.window is not None and epochs[1] - epochs[0] >= deal.window:
+        raise InputError(f"--epochs spans {epochs[1] - epochs[0] + 1} epochs; the deal lets a request stay billable for at most {deal.window}")
     inv = invocation_from_flags(Executor(service, CostModel.current()), module, export, args, env, stdin_path, files, parse_seed(seed))
     signed = request_for(deal, inv, key=key.secret_key, sequence=sequence, fuel_budget=fuel_budget, epochs=epochs, chain_id=chain_id)
     doc = signed.to_json()

@@ -20,7 +20,7 @@ from poe.errors import (
     SumOverflowError,
 )
 
-__all__ = ["InclusionProof", "ConsistencyProof", "RangeProof", "verify_inclusion", "verify_consistency", "verify_range",
+__all__ = ["InclusionProof", "ConsistencyProof", "RangeProof", "verify_inclusion", "verify_consistency", "verify_range", "range_left_sums", "left_sums",
            "MAX_PROOF_BYTES"]
 
 PROOF_VERSION = 1
@@ -193,6 +193,40 @@ def verify_range(leaves: Sequence[Node], proof: RangeProof, root: Root) -> Sums:
     total = Sums()
     for entry in leaves:
         total = total + entry.sums
+    return total
+
+
+def range_left_sums(proof: RangeProof, size: int) -> Sums:
+    """Sums of every leaf before `proof.start`: the subtrees the proof carries left of its range.
+
+    Once the proof verifies (verify_range), those sums are committed in the root, so this is the
+    range's true offset in every metered quantity, as left_sums is for an inclusion proof.
+    """
+    start, end = proof.start, proof.end
+    path = iter(proof.path)
+    total = Sums()
+
+    def walk(lo: int, hi: int) -> None:
+        nonlocal total
+        if end <= lo or hi <= start:
+            taken = next(path, None)
+            if taken is None:
+                raise RangeProofError(f"the range proof is too short for leaves {start}..{end} of {size}")
+            if hi <= start:
+                total = total + taken.sums
+            return
+        if start <= lo and hi <= end:
+            return
+        k = 1 << ((hi - lo - 1).bit_length() - 1)
+        walk(lo, lo + k)
+        walk(lo + k, hi)
+
+    if not 0 <= start < end <= size:
+        raise RangeProofError(f"a range proof of leaves {start}..{end} does not fit a tree of {size}")
+    try:
+        walk(0, size)
+    except SumOverflowError:
+        raise RangeProofError("range proof sums overflow 2^128") from None
     return total
 
 

@@ -23,14 +23,15 @@ from poe.merkle.hasher import Node, Root, Sums, leaf
 from poe.merkle.verify import MAX_PROOF_BYTES, InclusionProof, RangeProof, verify_inclusion, verify_range
 from poe.protocol.fields import array, document, exact, hex0x, hexbytes, uint
 
-__all__ = ["BILL_FORMAT", "bill_document", "check_bill", "CheckedBill"]
+__all__ = ["BILL_FORMAT", "bill_document", "check_bill", "check_answer", "CheckedBill", "entry_json", "entry_from_json"]
 
 BILL_FORMAT = "poe bill v1"
 MAX_ENTRIES = 1_000_000
 _MAX_INVOCATION = 1 << 20
 
 
-def _neighbour_json(e: BillEntry | None) -> dict[str, Any] | None:
+def entry_json(e: BillEntry | None) -> dict[str, Any] | None:
+    """A bill-tree leaf as bills and openings show it (null for none)."""
     if e is None:
         return None
     return {"customer": "0x" + e.customer.hex(), "sequence": e.sequence, "index": e.index, "record_leaf": e.record.encode().hex()}
@@ -46,7 +47,7 @@ def bill_document(epoch: int, customer: bytes, start: int, end: int, size: int, 
         "format": BILL_FORMAT, "epoch": epoch, "customer": "0x" + customer.hex(), "range": [start, end], "bill_size": size,
         "entries": [{"sequence": e.sequence, "index": e.index, "record": rec.hex(), "invocation": inv.hex(), "inclusion": p.hex()}
                     for e, rec, inv, p in entries],
-        "left": _neighbour_json(left), "right": _neighbour_json(right), "proof": proof.encode().hex() if proof is not None else None,
+        "left": entry_json(left), "right": entry_json(right), "proof": proof.encode().hex() if proof is not None else None,
     }
 
 
@@ -61,7 +62,8 @@ class CheckedBill:
         return {"epoch": self.epoch, "customer": "0x" + self.customer.hex(), "segments": self.segments, "totals": self.sums.to_json()}
 
 
-def _neighbour(d: Any, what: str) -> BillEntry | None:
+def entry_from_json(d: Any, what: str) -> BillEntry | None:
+    """The inverse of entry_json, strictly decoded."""
     if d is None:
         return None
     n = exact(d, what, ("customer", "sequence", "index", "record_leaf"))
@@ -69,10 +71,11 @@ def _neighbour(d: Any, what: str) -> BillEntry | None:
                      Node.decode(hexbytes(n["record_leaf"], f"{what} record leaf", 80)))
 
 
-def check_bill(doc: Any, statement: Any, deal_digest: bytes) -> CheckedBill:
+def check_bill(doc: Any, statement: Any, deal_digest: bytes, window: int | None = None) -> CheckedBill:
     """Check a bill against an attested statement (version 2, already verified by the caller)
-    under the deal with `deal_digest`, and return what it proves; raise a typed error otherwise.
-    The requests' signatures are checked too, so a backend loads here."""
+    under the deal with `deal_digest` (and its window cap, if it has one), and return what it
+    proves; raise a typed error otherwise. The requests' signatures are checked too, so a
+    backend loads here."""
     if statement.bill_root is None:
         raise VerificationError("the attestation signs no bill root (statement version 1): it cannot prove a bill")
     d = document(doc, BILL_FORMAT, ("epoch", "customer", "range", "bill_size", "entries", "left", "right", "proof"))
@@ -86,8 +89,8 @@ def check_bill(doc: Any, statement: Any, deal_digest: bytes) -> CheckedBill:
         raise VerificationError("the bill is for a bill tree of another size", expected=root.size, observed=d["bill_size"])
     bounds = array(d["range"], "range", 2)
     start, end = uint(bounds[0] if bounds else None, "range start"), uint(bounds[-1] if bounds else None, "range end")
-    left, right = _neighbour(d["left"], "left neighbour"), _neighbour(d["right"], "right neighbour")
-    entries = [_entry(e, customer, statement, deal_digest) for e in array(d["entries"], "entries", MAX_ENTRIES)]
+    left, right = entry_from_json(d["left"], "left neighbour"), entry_from_json(d["right"], "right neighbour")
+    entries = [_entry(e, customer, statement, deal_digest, window) for e in array(d["entries"], "entries", MAX_ENTRIES)]
     if len(bounds) != 2 or end - start != len(entries) or not 0 <= start <= end <= root.size:
         raise EncodingError("the bill's range does not match its entries or its tree")
     _check_order(customer, [e for e, _ in entries], left, right, start, end, root.size)
@@ -121,11 +124,9 @@ def _check_order(customer: bytes, mine: list[BillEntry], left: BillEntry | None,
         raise VerificationError("the bill's sequences do not strictly increase: a request is billed twice, or the order is forged")
 
 
-def _entry(d: Any, customer: bytes, statement: Any, deal_digest: bytes) -> tuple[BillEntry, dict[str, Any]]:
+def _entry(d: Any, customer: bytes, statement: Any, deal_digest: bytes, window: int | None) -> tuple[BillEntry, dict[str, Any]]:
     """One billed segment: its record is in the epoch, its invocation is the one the record
     commits, and that invocation answers a request this customer signed with this sequence."""
-    from poe.protocol.request import SignedRequest
-
     e = exact(d, "bill entry", ("sequence", "index", "record", "invocation", "inclusion"))
     raw = hexbytes(e["record"], "record", RECORD_SIZE)
     record = Record.decode(raw)
@@ -139,22 +140,47 @@ def _entry(d: Any, customer: bytes, statement: Any, deal_digest: bytes) -> tuple
         raise VerificationError(f"segment {index}'s inclusion proof is for leaf {inclusion.index}")
     verify_inclusion(raw, inclusion, statement.root)
     inv = hexbytes(e["invocation"], "invocation", max_length=_MAX_INVOCATION)
-    if h.digest(h.CTX_INVOCATION, inv) != record.input_digest:
+    sequence = uint(e["sequence"], "sequence")
+    entry = BillEntry(customer, sequence, index, leaf(raw))
+    signed = check_answer(inv, record, entry, deal_digest, statement.epoch, window)
+    return entry, {"sequence": sequence, "index": index, "request": signed.digest.hex(), "fuel": record.fuel, "outcome": record.describe_outcome()}
+
+
+def check_answer(invocation: bytes, record: Record, entry: BillEntry, deal_digest: bytes, epoch: int, window: int | None,
+                 anonymous: bool = False) -> Any:
+    """The checks of spec §14.3 that tie one bill leaf to its segment: the invocation is the one
+    the record commits; a customer's leaf answers a request that customer signed, for this deal,
+    with the leaf's sequence, billable in `epoch`, spanning at most `window` epochs, and the
+    record's fuel is within its budget; an anonymous leaf (allowed only with `anonymous`) carries
+    no request and the segment's index as its sequence. Returns the signed request (None for an
+    anonymous leaf); raises VerificationError or SignatureError otherwise."""
+    from poe.protocol.request import SignedRequest
+
+    index = record.index
+    if h.digest(h.CTX_INVOCATION, invocation) != record.input_digest:
         raise VerificationError(f"segment {index}'s invocation is not the one its record commits")
-    parts = split_requested(inv)
+    parts = split_requested(invocation)
+    if entry.customer == ANONYMOUS:
+        if not anonymous:
+            raise VerificationError(f"segment {index} answers no signed request, and the deal bills signed requests only")
+        if parts is not None or entry.sequence != index:
+            raise VerificationError(f"segment {index} is billed as anonymous but answers a request or is keyed by another sequence")
+        return None
     if parts is None:
         raise VerificationError(f"segment {index} answers no request, yet it is billed to a customer")
     call, block = parts
     signed = SignedRequest.from_block(block, h.digest(h.CTX_INVOCATION, call))
-    sequence = uint(e["sequence"], "sequence")
-    if signed.request.customer != customer or signed.request.sequence != sequence:
-        raise VerificationError(f"segment {index} answers another request than the bill says (customer or sequence)")
+    request = signed.request
+    if request.customer != entry.customer or request.sequence != entry.sequence:
+        raise VerificationError(f"segment {index} answers another request than its bill leaf says (customer or sequence)")
     signed.verify()
-    if signed.request.deal != deal_digest:
+    if request.deal != deal_digest:
         raise VerificationError(f"segment {index} answers a request for another deal")
-    if not signed.request.not_before <= statement.epoch <= signed.request.not_after:
-        raise VerificationError(f"segment {index} answers a request not billable in epoch {statement.epoch}")
-    if record.fuel > signed.request.fuel_budget:
-        raise VerificationError(f"segment {index} bills more fuel than its request allows", expected=signed.request.fuel_budget, observed=record.fuel)
-    entry = BillEntry(customer, sequence, index, leaf(raw))
-    return entry, {"sequence": sequence, "index": index, "request": signed.digest.hex(), "fuel": record.fuel, "outcome": record.describe_outcome()}
+    if not request.not_before <= epoch <= request.not_after:
+        raise VerificationError(f"segment {index} answers a request not billable in epoch {epoch}",
+                                expected=[request.not_before, request.not_after], observed=epoch)
+    if window is not None and request.not_after - request.not_before >= window:
+        raise VerificationError(f"segment {index} answers a request whose window is wider than the deal's {window} epoch(s)")
+    if record.fuel > request.fuel_budget:
+        raise VerificationError(f"segment {index} bills more fuel than its request allows", expected=request.fuel_budget, observed=record.fuel)
+    return signed

@@ -1,4 +1,6 @@
-"""Deals (docs/spec.md §12.1): integer prices per unit of fuel, mem and io, a subscription, a penalty.
+"""Deals (docs/spec.md §12.1): integer prices per unit of fuel, mem and io, a subscription, a penalty,
+and (version 2) who may be billed: whether anonymous segments are, and how many epochs a signed
+request may stay billable.
 
 No floats anywhere near money: every price is an integer number of the deal's base units.
 """
@@ -18,12 +20,15 @@ from poe.merkle.hasher import Sums
 from poe.protocol.attestation import check_deal_id
 from poe.protocol.fields import document, exact, hexbytes, text, uint
 
-__all__ = ["Deal", "QUANTITIES", "MAX_PRICE", "SCHEME_NAMES"]
+__all__ = ["Deal", "QUANTITIES", "MAX_PRICE", "MAX_WINDOW", "SCHEME_NAMES"]
 
 QUANTITIES = ("fuel", "mem", "io")
 CTX_DEAL = "poe 2026-11 deal v1"
 MAX_PRICE = 1 << 64
 _FIELDS = ("deal_id", "provider", "module_digest", "cost_model_digest", "prices", "subscription", "penalty")
+DEAL_V1, DEAL_V2 = "poe deal v1", "poe deal v2"
+#: the longest window (in epochs) a version-2 deal lets a request span
+MAX_WINDOW = 1 << 16
 
 
 def _penalty(value: Any) -> dict[str, Any]:
@@ -46,10 +51,29 @@ class Deal:
     prices: tuple[int, int, int]  # per unit of fuel, mem, io
     subscription: int
     penalty: dict[str, Any]
+    # Version 2 (spec §14.3): whether segments no customer signed may be billed, and the most
+    # epochs a request's window may span (a replay within the window is the customer's to see).
+    # A version-1 deal bills anonymous segments and caps no window.
+    anonymous: bool = True
+    window: int | None = None
+
+    @property
+    def format(self) -> str:
+        return DEAL_V1 if self.window is None else DEAL_V2
 
     @classmethod
     def from_json(cls, doc: Any) -> Deal:
-        d = document(doc, "poe deal v1", _FIELDS)
+        fmt = doc.get("format") if isinstance(doc, dict) else None
+        d = document(doc, DEAL_V2, _FIELDS + ("customers",)) if fmt == DEAL_V2 else document(doc, DEAL_V1, _FIELDS)
+        anonymous, window = True, None
+        if fmt == DEAL_V2:
+            policy = exact(d["customers"], "deal customers", ("anonymous", "window"))
+            if not isinstance(policy["anonymous"], bool):
+                raise EncodingError("customers.anonymous must be true or false")
+            anonymous = policy["anonymous"]
+            window = uint(policy["window"], "customers.window", MAX_WINDOW)
+            if window == 0:
+                raise EncodingError("customers.window is at least 1 (epoch)")
         provider = exact(d["provider"], "deal provider", ["scheme", "public_key"])
         scheme = text(provider["scheme"], "provider scheme")
         if scheme not in SCHEME_NAMES:
@@ -66,6 +90,8 @@ class Deal:
             prices=tuple(uint(prices[q], f"price of {q}", MAX_PRICE) for q in QUANTITIES),  # type: ignore[arg-type]
             subscription=uint(d["subscription"], "subscription", MAX_PRICE),
             penalty=_penalty(d["penalty"]),
+            anonymous=anonymous,
+            window=window,
         )
         if not any(deal.prices) and not deal.subscription:
             raise InputError("a deal must price something: every price and the subscription are zero")
@@ -82,8 +108,8 @@ class Deal:
         return cls.from_json(doc)
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "format": "poe deal v1",
+        d = {
+            "format": self.format,
             "deal_id": self.deal_id,
             "provider": {"scheme": self.scheme, "public_key": self.provider_key.hex()},
             "module_digest": self.module_digest.hex(),
@@ -92,6 +118,9 @@ class Deal:
             "subscription": self.subscription,
             "penalty": self.penalty,
         }
+        if self.window is not None:
+            d["customers"] = {"anonymous": self.anonymous, "window": self.window}
+        return d
 
     @cached_property
     def digest(self) -> bytes:

@@ -9,15 +9,40 @@ from typing import Any
 
 from poe.errors import EncodingError
 from poe.formats.invocation import Invocation
+from poe.merkle.build import BillEntry
+from poe.merkle.verify import MAX_PROOF_BYTES
+from poe.protocol.bill import entry_from_json, entry_json
 from poe.protocol.fields import array, document, exact, hexbytes, text, uint
 
-__all__ = ["Opening", "Openings"]
+__all__ = ["BillOpening", "Opening", "Openings"]
 
 _TARGET = re.compile(r"[wu](?:0|[1-9][0-9]{0,6})")
 MAX_PROOF = 64 * 64  # 64 levels of (hash, sums) siblings, with room to spare
 MAX_INVOCATION = 1 << 20
 MAX_PAYLOAD = 1 << 30
 MAX_OPENINGS = 2_000_000
+
+
+@dataclass(frozen=True)
+class BillOpening:
+    """Where a weighted target lands in a version-2 statement's bill tree (spec §14.3): leaf
+    `position` with its neighbours (the leaves position-1..position+1 that exist, in order) and
+    one range proof over them, which also fixes their offset in the epoch's weight."""
+
+    position: int
+    leaves: tuple[BillEntry, ...]
+    proof: bytes
+
+    def to_json(self) -> dict[str, Any]:
+        return {"position": self.position, "leaves": [entry_json(e) for e in self.leaves], "proof": self.proof.hex()}
+
+    @classmethod
+    def from_json(cls, doc: Any) -> BillOpening:
+        d = exact(doc, "bill opening", ["position", "leaves", "proof"])
+        leaves = tuple(entry_from_json(e, "bill leaf") for e in array(d["leaves"], "bill leaves", 3))
+        if not leaves or any(e is None for e in leaves):
+            raise EncodingError("a bill opening shows one to three leaves")
+        return cls(uint(d["position"], "bill position"), leaves, hexbytes(d["proof"], "bill range proof", max_length=2 * MAX_PROOF_BYTES))  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -33,17 +58,21 @@ class Opening:
     # Stateful segments: the adjacent records (index, record, proof) the state chain is checked
     # against: the previous one unless the segment starts from genesis, and the next one if any.
     neighbors: tuple[tuple[int, bytes, bytes], ...] = ()
+    # A weighted target of a version-2 statement: its leaf in the bill tree (spec §14.3).
+    bill: BillOpening | None = None
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {"target": self.target, "index": self.index, "record": self.record.hex(), "proof": self.proof.hex(),
                              "invocation": self.invocation.hex(), "payloads": self.payloads}
         if self.neighbors:
             d["neighbors"] = [{"index": i, "record": r.hex(), "proof": p.hex()} for i, r, p in self.neighbors]
+        if self.bill is not None:
+            d["bill"] = self.bill.to_json()
         return d
 
     @classmethod
     def from_json(cls, doc: Any) -> Opening:
-        d = exact(doc, "opening", ["target", "index", "record", "proof", "invocation", "payloads"], ["neighbors"])
+        d = exact(doc, "opening", ["target", "index", "record", "proof", "invocation", "payloads"], ["neighbors", "bill"])
         target = text(d["target"], "opening target", 16)
         if not _TARGET.fullmatch(target):
             raise EncodingError(f"opening target {target!r} is not w<j> or u<j>")
@@ -62,7 +91,7 @@ class Opening:
             raise EncodingError("an opening without neighbours leaves the field out")
         return cls(target, uint(d["index"], "opening index"), hexbytes(d["record"], "record", max_length=1024),
                    hexbytes(d["proof"], "proof", max_length=MAX_PROOF), hexbytes(d["invocation"], "invocation", max_length=MAX_INVOCATION),
-                   canonical, neighbors)
+                   canonical, neighbors, BillOpening.from_json(d["bill"]) if "bill" in d else None)
 
     def decode_invocation(self) -> Invocation:
         blobs = {bytes.fromhex(k): bytes.fromhex(v) for k, v in self.payloads.items()}

@@ -108,11 +108,15 @@ class Request:
             "fuelBudget": self.fuel_budget, "notBefore": self.not_before, "notAfter": self.not_after,
         })
 
-    def check_terms(self, deal_digest: bytes, epoch: int, fuel_limit: int | None = None) -> None:
-        """InputError unless the request is for this deal, may be billed in ``epoch``, and its
-        budget fits under ``fuel_limit`` (the cost model's per-segment limit) when given."""
+    def check_terms(self, deal_digest: bytes, epoch: int, fuel_limit: int | None = None, window: int | None = None) -> None:
+        """InputError unless the request is for this deal, may be billed in ``epoch``, its
+        budget fits under ``fuel_limit`` (the cost model's per-segment limit) when given, and its
+        window spans at most ``window`` epochs (the deal's cap) when given."""
         if self.deal != deal_digest:
             raise InputError("the request is for another deal", expected=deal_digest.hex(), observed=self.deal.hex())
+        if window is not None and self.not_after - self.not_before >= window:
+            raise InputError(f"the request's window spans {self.not_after - self.not_before + 1:,} epochs; the deal allows at most {window}",
+                             expected=window, observed=self.not_after - self.not_before + 1)
         if not self.not_before <= epoch <= self.not_after:
             raise InputError(f"the request may be billed in epochs {self.not_before}..{self.not_after}, not in epoch {epoch}",
                              expected=[self.not_before, self.not_after], observed=epoch)

@@ -8,11 +8,11 @@ from poe.errors import InputError, VerificationError
 from poe.formats.record import Record
 from poe.formats.state import State, bundle_states, manifest_of
 from poe.merkle.build import Tree
-from poe.merkle.verify import InclusionProof
+from poe.merkle.verify import InclusionProof, RangeProof
 from poe.protocol.challenge import Challenge
 from poe.protocol.claim import Claim
 from poe.protocol.deal import Deal
-from poe.protocol.openings import Opening, Openings
+from poe.protocol.openings import BillOpening, Opening, Openings
 
 __all__ = ["find_weighted_leaf", "open_targets", "open_states", "respond"]
 
@@ -39,8 +39,20 @@ def open_targets(store: Any, claim: Claim, challenge: Challenge) -> list[Opening
     tree = store.tree(st.root.size)
     if tree.root != st.root:
         raise VerificationError("the store's log does not produce the attested root", expected=st.root.to_json(), observed=tree.root.to_json())
-    base = claim.deal.weight(st.previous_root.sums)
-    picks = [(f"w{j}", find_weighted_leaf(tree, claim.deal, base + r)) for j, r in enumerate(challenge.weighted)]
+    bills: dict[int, BillOpening] = {}
+    if st.bill_root is None:
+        base = claim.deal.weight(st.previous_root.sums)
+        picks = [(f"w{j}", find_weighted_leaf(tree, claim.deal, base + r)) for j, r in enumerate(challenge.weighted)]
+    else:  # weighted targets land in the epoch's bill tree, whose sums are the records' (spec §14.3)
+        entries, btree = store.bill(st.epoch)
+        if btree.root != st.bill_root:
+            raise VerificationError("the store's bill tree is not the attested one", expected=st.bill_root.to_json(), observed=btree.root.to_json())
+        picks = []
+        for j, r in enumerate(challenge.weighted):
+            pos = find_weighted_leaf(btree, claim.deal, r)
+            lo, hi = max(0, pos - 1), min(btree.size, pos + 2)
+            bills[j] = BillOpening(pos, tuple(entries[lo:hi]), RangeProof(lo, hi, tuple(btree.range_path(lo, hi))).encode())
+            picks.append((f"w{j}", entries[pos].index))
     picks += [(f"u{j}", i) for j, i in enumerate(challenge.uniform)]
     out = []
 
@@ -55,6 +67,7 @@ def open_targets(store: Any, claim: Claim, challenge: Challenge) -> list[Opening
         out.append(Opening(
             target, index, record.encode(), proof(index),
             inv.encoded, {p.digest.hex(): p.data.hex() for p in inv.blobs()}, tuple(neighbors),
+            bills.get(int(target[1:])) if target[0] == "w" else None,
         ))
     return out
 

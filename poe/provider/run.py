@@ -123,7 +123,7 @@ def run_requests(executor: Any, items: list[tuple[Invocation, Any]], deal: Any, 
                 # To the provider a request that does not verify is bad input (exit 3), refused before it runs.
                 raise InputError(f"the request's signature does not verify: {exc.message}", **exc.details) from None
             request = signed.request
-            request.check_terms(deal.digest, epoch, cm.limits.fuel)
+            request.check_terms(deal.digest, epoch, cm.limits.fuel, deal.window)
             key = (request.customer, request.sequence)
             done = store.request_answered_by(*key)
             if done is not None or key in seen:
