@@ -788,3 +788,119 @@ def test_weighted_opening_whose_neighbour_is_relabelled_is_rejected(parties):
 
     code, verdict = _audited(parties, relabel)
     assert code == 1 and "[merkle." in " ".join(verdict["problems"])
+
+
+# -- receipts (spec §14.5) -------------------------------------------------------------------------
+
+
+def _served(parties, n=3):
+    """n requests run with receipts, the epoch attested and claimed, and the customer's bill."""
+    p = parties
+    for seq in range(1, n + 1):
+        req = _request_cli(p, sequence=seq, out=f"r{seq}.json")
+        r = _cli("run", p / "funcs.wasm", "--store", p / "s.poe", "--request", req, "--deal", p / "deal.json", "--invoke", "add",
+                 "--arg", "2", "--arg", "40", "--receipt", p / f"receipt{seq}.json", "--key", p / "p.key", "--json")
+        assert r.exit_code == 0, r.output
+        assert json.loads(r.stdout)["receipt"]["sequence"] == seq
+
+
+def _attest_and_bill(parties):
+    p = parties
+    from poe.crypto.keys import read_key_file
+
+    customer = K1.identity(read_key_file(str(p / "c.key")).public_key)
+    for args in (("attest", p / "s.poe", "--key", p / "p.key", "--deal", "d1", "--out", p / "a.json"),
+                 ("claim", p / "a.json", "--deal", p / "deal.json", "--out", p / "claim.json"),
+                 ("bill", "prove", p / "s.poe", "--epoch", "0", "--customer", customer, "--out", p / "bill.json")):
+        r = _cli(*args)
+        assert r.exit_code == 0, r.output
+
+
+def _verify_receipts(parties, *names, extra=()):
+    p = parties
+    return _cli("receipts", "verify", *[p / n for n in names], "--claim", p / "claim.json", "--bill", p / "bill.json", "--json", *extra)
+
+
+def test_receipts_of_served_requests_are_honoured_by_the_attested_bill(parties):
+    _served(parties)
+    _attest_and_bill(parties)
+    r = _verify_receipts(parties, "receipt1.json", "receipt2.json", "receipt3.json")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert (out["honoured"], out["broken"], out["billed_segments"]) == (3, [], 3)
+
+
+def test_receipt_whose_request_the_provider_left_out_is_a_fraud_proof_anyone_can_check(parties):
+    import sqlite3
+
+    p = parties
+    _served(parties)
+    # The provider drops the last request's segment (and its ledger row) before sealing: the
+    # epoch no longer holds what receipt3 promised.
+    db = sqlite3.connect(p / "s.poe")
+    with db:
+        db.execute("DELETE FROM segments WHERE idx = 2")
+        db.execute("DELETE FROM requests WHERE idx = 2")
+    db.close()
+    _attest_and_bill(parties)
+    r = _verify_receipts(parties, "receipt1.json", "receipt3.json", extra=("--fraud-proof", p / "fraud.json"))
+    assert r.exit_code == 1, r.output
+    assert json.loads(r.stdout)["broken"] == [str(p / "receipt3.json")]
+    checked = _cli("receipts", "check-fraud", p / "fraud.json", "--json")
+    assert checked.exit_code == 0, checked.output
+    assert json.loads(checked.stdout)["sequence"] == 3
+    # The proof rests on signed bytes only: a receipt changed after signing proves nothing.
+    doc = json.loads((p / "fraud.json").read_text())
+    doc["receipt"]["index"] = 1
+    (p / "forged.json").write_text(json.dumps(doc))
+    assert _cli("receipts", "check-fraud", p / "forged.json").exit_code == 1
+
+
+def test_fraud_proof_over_an_honoured_receipt_proves_nothing(parties):
+    from poe.protocol.claim import Claim
+    from poe.protocol.receipt import Receipt, receipt_fraud_proof
+
+    p = parties
+    _served(parties, 2)
+    _attest_and_bill(parties)
+    proof = receipt_fraud_proof(Receipt.from_json(json.loads((p / "receipt2.json").read_text())),
+                                Claim.from_json(json.loads((p / "claim.json").read_text())), json.loads((p / "bill.json").read_text()))
+    (p / "fraud.json").write_text(json.dumps(proof))
+    assert _cli("receipts", "check-fraud", p / "fraud.json").exit_code == 5
+
+
+def test_receipt_not_signed_by_the_deals_provider_is_rejected(parties):
+    p = parties
+    _served(parties, 1)
+    _attest_and_bill(parties)
+    doc = json.loads((p / "receipt1.json").read_text())
+    doc["sequence"] = 9  # changed after signing
+    (p / "changed.json").write_text(json.dumps(doc))
+    r = _verify_receipts(parties, "changed.json")
+    assert r.exit_code == 1 and "Traceback" not in r.output
+
+
+def test_receipt_for_another_epoch_is_refused_as_bad_input(parties):
+    from poe.crypto.keys import read_key_file
+    from poe.crypto.schemes import get_scheme
+    from poe.protocol.receipt import Receipt, sign_receipt
+
+    p = parties
+    _served(parties, 1)
+    _attest_and_bill(parties)
+    key = read_key_file(str(p / "p.key"))
+    r1 = Receipt.from_json(json.loads((p / "receipt1.json").read_text()))
+    later = sign_receipt(get_scheme(key.scheme), key.secret_key, deal=r1.deal, request=r1.request, customer=r1.customer, sequence=r1.sequence,
+                         epoch=1, index=r1.index, record_leaf=r1.record_leaf)
+    (p / "later.json").write_text(json.dumps(later.to_json()))
+    r = _verify_receipts(parties, "later.json")
+    assert r.exit_code == 3 and "epoch 1" in r.output
+
+
+def test_run_refuses_a_receipt_key_that_is_not_the_deals_before_anything_runs(parties):
+    p = parties
+    req = _request_cli(p)
+    r = _cli("run", p / "funcs.wasm", "--store", p / "s.poe", "--request", req, "--deal", p / "deal.json", "--invoke", "add",
+             "--arg", "2", "--arg", "40", "--receipt", p / "receipt.json", "--key", p / "c.key")
+    assert r.exit_code == 3 and "not the deal's provider key" in r.output
+    assert _segments(p / "s.poe") == 0 and not (p / "receipt.json").exists()

@@ -79,4 +79,7 @@ def verify(bill_path, claim_path, request_paths, as_json):
         for p in missing:
             info(f"FAIL  {p}: the provider promised to run this request in this epoch, and it is not in the bill")
     if missing:
+        if as_json:  # one JSON document on stdout: the result says what failed
+            info(f"poe: {len(missing)} of your requests are not in the bill")
+            raise click.exceptions.Exit(1)
         raise VerificationError(f"{len(missing)} of your requests are not in the bill")

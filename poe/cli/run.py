@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 
 import click
 
-from poe.errors import ArgumentError
+from poe.errors import ArgumentError, InputError
 from ._invocation import invocation_from_flags, invocation_options, read_service
-from ._options import emit_json, human, info, json_option, limit_options, limits_from, load_json, read_deal
+from ._options import (emit_json, human, info, json_option, limit_options, limits_from, load_json, passphrase_option, read_deal,
+                       read_passphrase, write_output)
 
 
 @click.command("run")
@@ -25,10 +28,16 @@ from ._options import emit_json, human, info, json_option, limit_options, limits
               help="A customer's signed request (from `poe request`) that this invocation answers: checked before anything runs "
                    "(signature, deal, epoch window, fuel budget, a sequence not run before), and committed by the record. Needs --deal.")
 @click.option("--deal", "deal_path", type=click.Path(dir_okay=False), default=None, help="With --request: the deal the request must be for.")
+@click.option("--receipt", "receipt_path", type=click.Path(dir_okay=False), default=None,
+              help="With --request: sign a receipt for the customer (poe receipt v1: request, record, the epoch it is billed in) "
+                   "with --key, and write it here (never over an existing file).")
+@click.option("--key", "key_file", type=click.Path(dir_okay=False), default=None, help="With --receipt: the provider's key file (the deal's key).")
+@passphrase_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or guest output; only the summary.")
 @limit_options
 @json_option
 def run(module, store_path, export, args, env, stdin_path, files, links, repeat, seed, stateful, steps, all_steps, resume, request_path, deal_path,
+        receipt_path, key_file, passphrase_file,
         quiet, fuel, max_memory_pages, max_output, as_json):
     """Run MODULE's function as metered segments and append them to a store.
 
@@ -59,6 +68,15 @@ def run(module, store_path, export, args, env, stdin_path, files, links, repeat,
         raise ArgumentError("with --stateful, use --steps N rather than --repeat (each step continues the last one's state)")
     if (request_path is None) != (deal_path is None) or (request_path is not None and (stateful or repeat != 1)):
         raise click.UsageError("--request and --deal go together, for one stateless segment (no --repeat, no --stateful)")
+    if (receipt_path is None) != (key_file is None) or (receipt_path is not None and request_path is None):
+        raise click.UsageError("--receipt and --key go together, with --request")
+    signer = None
+    if receipt_path is not None:  # the key is read before anything runs: a bad one records nothing
+        from poe.crypto.keys import read_signing_key
+
+        if os.path.exists(receipt_path):
+            raise InputError(f"{receipt_path} exists; poe never writes a receipt over a file")
+        signer = read_signing_key(key_file, lambda: read_passphrase(passphrase_file))
     executor = Executor(read_service(module, links), loop.store_cost_model(store_path, limits_from(fuel, max_memory_pages, max_output)))
     inv = invocation_from_flags(executor, module, export, args, env, stdin_path, files, loop.parse_seed(seed), stateful=stateful)
     n = (steps or 1) if stateful else repeat
@@ -67,7 +85,18 @@ def run(module, store_path, export, args, env, stdin_path, files, links, repeat,
             from poe.protocol.request import SignedRequest
 
             signed = SignedRequest.from_json(load_json(request_path, "request"))
-            summary, last = loop.run_request(executor, inv, signed, read_deal(deal_path), store_path)
+            deal = read_deal(deal_path)
+            if signer is not None and (signer[0].name, signer[1].public_key) != (deal.scheme, deal.provider_key):
+                raise InputError("--key is not the deal's provider key: the customer checks the receipt against the deal")
+            summary, last = loop.run_request(executor, inv, signed, deal, store_path)
+            if signer is not None:
+                from poe.provider.receipts import issue_receipts
+                from poe.store.tracestore import TraceStore
+
+                with TraceStore.open(store_path) as store:
+                    (receipt,) = issue_receipts(store, deal, signer[0], signer[1].secret_key, [last.record.index])
+                write_output(receipt_path, json.dumps(receipt.to_json(), indent=2) + "\n", "receipt")
+                summary["receipt"] = receipt.to_json()
         elif stateful:
             summary, last = loop.run_steps(executor, inv, store_path, n, stop_at_zero=not all_steps, resume=resume, tick=tick)
         else:

@@ -143,7 +143,8 @@ def _entry(d: Any, customer: bytes, statement: Any, deal_digest: bytes, window: 
     sequence = uint(e["sequence"], "sequence")
     entry = BillEntry(customer, sequence, index, leaf(raw))
     signed = check_answer(inv, record, entry, deal_digest, statement.epoch, window)
-    return entry, {"sequence": sequence, "index": index, "request": signed.digest.hex(), "fuel": record.fuel, "outcome": record.describe_outcome()}
+    return entry, {"sequence": sequence, "index": index, "request": signed.digest.hex(), "record_leaf": entry.record.hash.hex(), "fuel": record.fuel,
+                   "outcome": record.describe_outcome()}
 
 
 def check_answer(invocation: bytes, record: Record, entry: BillEntry, deal_digest: bytes, epoch: int, window: int | None,

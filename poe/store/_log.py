@@ -188,6 +188,14 @@ class SegmentLog(Connection):
             raise InputError(f"store has no segment {index} (it holds {self.count()})")
         return Record.decode(as_bytes(row[0]))
 
+    def segment_epoch(self, index: int) -> int:
+        """The epoch segment `index` was recorded in (fixed once its batch is flushed)."""
+        check_number(index, "segment", self.path)
+        row = self._read("SELECT epoch FROM segments WHERE idx = ?", (index,)).fetchone()
+        if row is None:
+            raise InputError(f"store has no segment {index} (it holds {self.count()})")
+        return int(row[0])
+
     def segment(self, index: int) -> tuple[Record, Invocation, Output]:
         check_number(index, "segment", self.path)
         row = self._read("SELECT record, invocation, output FROM segments WHERE idx = ?", (index,)).fetchone()
