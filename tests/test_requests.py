@@ -904,3 +904,109 @@ def test_run_refuses_a_receipt_key_that_is_not_the_deals_before_anything_runs(pa
              "--arg", "2", "--arg", "40", "--receipt", p / "receipt.json", "--key", p / "c.key")
     assert r.exit_code == 3 and "not the deal's provider key" in r.output
     assert _segments(p / "s.poe") == 0 and not (p / "receipt.json").exists()
+
+
+# -- invoices (spec §14.6) ---------------------------------------------------------------------------
+
+
+def _invoice(billed_epoch):
+    from poe import TraceStore
+    from poe.provider.invoice import make_invoice
+
+    claim, path, *_ = billed_epoch
+    with TraceStore.open(path) as store:
+        return make_invoice(store, claim)
+
+
+def test_invoice_splits_the_claim_by_customer_as_each_customers_bill_proves(billed_epoch):
+    from poe.protocol.bill import check_bill
+    from poe.protocol.invoice import check_invoice
+
+    claim, path, _, addresses, _ = billed_epoch
+    doc = _invoice(billed_epoch)
+    checked = check_invoice(doc, claim)
+    assert checked.total == claim.amount
+    by_customer = {line["customer"]: line["amount"] for line in checked.lines}
+    for address in addresses:
+        bill = check_bill(_bill(path, 0, address), claim.statement, claim.deal.digest)
+        check_invoice(doc, claim, bill)  # each customer's line is its bill's range and sums
+        assert by_customer["0x" + address.hex()] == claim.deal.weight(bill.sums)
+    anonymous = [line for line in checked.lines if line["anonymous"]]
+    assert len(anonymous) == 1 and anonymous[0]["range"][1] - anonymous[0]["range"][0] == 2
+
+
+def _shift_boundary(doc, claim, path):
+    """Move the first customer line's last leaf into the next line, with covering nodes rebuilt
+    from the real tree: the root still rebuilds, the sums move between customers."""
+    from poe import TraceStore
+
+    with TraceStore.open(path) as store:
+        _, tree = store.bill(0)
+    a, b = doc["lines"][1], doc["lines"][2]
+    cut = a["range"][1] - 1
+    for line, (lo, hi) in ((a, (a["range"][0], cut)), (b, (cut, b["range"][1]))):
+        nodes = tree.cover(lo, hi)
+        total = nodes[0].sums
+        for n in nodes[1:]:
+            total = total + n.sums
+        line.update(range=[lo, hi], nodes=b"".join(n.encode() for n in nodes).hex(), sums=total.to_json(), amount=claim.deal.weight(total))
+
+
+def test_invoice_that_moves_a_segment_between_customers_is_caught_by_the_customers_bill(billed_epoch):
+    from poe.errors import VerificationError
+    from poe.protocol.bill import check_bill
+    from poe.protocol.invoice import check_invoice
+
+    claim, path, _, addresses, _ = billed_epoch
+    doc = _invoice(billed_epoch)
+    _shift_boundary(doc, claim, path)
+    check_invoice(doc, claim)  # the tree alone cannot say where one customer ends...
+    owners = {"0x" + a.hex(): a for a in addresses}
+    victim = owners[doc["lines"][2]["customer"]]
+    with pytest.raises(VerificationError, match="another range or amount"):  # ...its customer's bill does
+        check_invoice(doc, claim, check_bill(_bill(path, 0, victim), claim.statement, claim.deal.digest))
+
+
+@pytest.mark.parametrize("lie", ["amount", "sums", "total", "subscription", "drop line", "swap lines", "node"])
+def test_invoice_that_does_not_add_up_is_rejected(billed_epoch, lie):
+    from poe.protocol.invoice import check_invoice
+
+    claim = billed_epoch[0]
+    doc = _invoice(billed_epoch)
+    line = doc["lines"][1]
+    if lie == "amount":
+        line["amount"] += 1
+        doc["total"] += 1
+    elif lie == "sums":
+        line["sums"]["fuel"] += 1
+    elif lie == "total":
+        doc["total"] += 1
+    elif lie == "subscription":
+        doc["subscription"] += 5
+        doc["total"] += 5
+    elif lie == "drop line":
+        del doc["lines"][1]
+    elif lie == "swap lines":
+        doc["lines"][1], doc["lines"][2] = doc["lines"][2], doc["lines"][1]
+    else:
+        raw = bytearray(bytes.fromhex(line["nodes"]))
+        raw[40] ^= 1  # a covering node's fuel
+        line["nodes"] = raw.hex()
+    with pytest.raises(PoEError):
+        check_invoice(doc, claim)
+
+
+def test_invoice_from_the_command_line(billed_epoch, tmp_path):
+    claim, path, _, addresses, _ = billed_epoch
+    (tmp_path / "claim.json").write_text(json.dumps(claim.to_json()))
+    r = _cli("invoice", "make", path, "--claim", tmp_path / "claim.json", "--out", tmp_path / "inv.json")
+    assert r.exit_code == 0, r.output
+    (tmp_path / "bill.json").write_text(json.dumps(_bill(path, 0, addresses[0])))
+    r = _cli("invoice", "verify", tmp_path / "inv.json", "--claim", tmp_path / "claim.json", "--bill", tmp_path / "bill.json", "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["total"] == claim.amount
+    doc = json.loads((tmp_path / "inv.json").read_text())
+    doc["lines"][0]["amount"] += 1
+    (tmp_path / "bad.json").write_text(json.dumps(doc))
+    r = _cli("invoice", "verify", tmp_path / "bad.json", "--claim", tmp_path / "claim.json")
+    assert r.exit_code == 1 and "Traceback" not in r.output

@@ -22,7 +22,7 @@ _COMMANDS = {
     "claim": ("claim", "claim"), "challenge": ("challenge", "challenge"), "respond": ("respond", "respond"),
     "audit": ("audit", "audit_cmd"), "check-fraud-proof": ("check_fraud_proof", "check_fraud_proof_cmd"),
     "settle": ("settle", "settle_cmd"), "demo": ("demo", "demo"), "request": ("request", "request"),
-    "deal": ("deal", "deal"), "bill": ("bill", "bill"), "receipts": ("receipts", "receipts"),
+    "deal": ("deal", "deal"), "bill": ("bill", "bill"), "receipts": ("receipts", "receipts"), "invoice": ("invoice", "invoice"),
 }
 
 

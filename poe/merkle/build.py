@@ -74,6 +74,26 @@ class Tree:
             return self._subproof(m, start, start + k, complete) + [self.subtree(start + k, end)]
         return self._subproof(m - k, start + k, end, False) + [self.subtree(start, start + k)]
 
+    def cover(self, start: int, end: int) -> list[Node]:
+        """The maximal subtrees of the RFC 9162 recursion inside leaves start..end-1, left to
+        right: what `verify_partition` rebuilds a range from without its leaves."""
+        if not 0 <= start < end <= self.size:
+            raise InputError(f"range {start}..{end} is outside a tree of {self.size}")
+        out: list[Node] = []
+
+        def walk(lo: int, hi: int) -> None:
+            if hi <= start or end <= lo:
+                return
+            if start <= lo and hi <= end:
+                out.append(self.subtree(lo, hi))
+                return
+            k = 1 << ((hi - lo - 1).bit_length() - 1)
+            walk(lo, lo + k)
+            walk(lo + k, hi)
+
+        walk(0, self.size)
+        return out
+
     def range_path(self, start: int, end: int) -> list[Node]:
         """The nodes a range proof of leaves start..end-1 carries: every maximal subtree of the
         RFC 9162 recursion that holds none of them, left to right (at most two per level)."""

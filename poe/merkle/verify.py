@@ -7,6 +7,7 @@ bare False: ``RootMismatchError`` carries the expected and the calculated root.
 from __future__ import annotations
 
 import struct
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -20,7 +21,7 @@ from poe.errors import (
     SumOverflowError,
 )
 
-__all__ = ["InclusionProof", "ConsistencyProof", "RangeProof", "verify_inclusion", "verify_consistency", "verify_range", "range_left_sums", "left_sums",
+__all__ = ["InclusionProof", "ConsistencyProof", "RangeProof", "verify_inclusion", "verify_consistency", "verify_range", "verify_partition", "range_left_sums", "left_sums",
            "MAX_PROOF_BYTES"]
 
 PROOF_VERSION = 1
@@ -228,6 +229,43 @@ def range_left_sums(proof: RangeProof, size: int) -> Sums:
     except SumOverflowError:
         raise RangeProofError("range proof sums overflow 2^128") from None
     return total
+
+
+def verify_partition(parts: Sequence[tuple[int, int, Sequence[Node]]], root: Root) -> list[Sums]:
+    """Check that `parts` — (start, end, covering nodes) for ranges that partition the tree's
+    leaves in order — rebuild the tree whose head is `root`, and return each range's sums.
+
+    A range's covering nodes are the maximal subtrees of the RFC 9162 recursion inside it, left
+    to right (`Tree.cover`), so a partition of n leaves into m ranges needs O(m log n) nodes and
+    no leaf. The root commits every node's sums, so each range's sums are fixed by it; which
+    leaves a range holds is not (a customer's own bill pins its range)."""
+    size = root.size
+    starts = [p[0] for p in parts]
+    if not parts or starts[0] != 0 or parts[-1][1] != size or any(a[1] != b[0] for a, b in zip(parts, parts[1:])) \
+            or any(start >= end for start, end, _ in parts):
+        raise RangeProofError(f"the ranges do not partition the {size} leaves in order", expected=[0, size])
+    taken = [iter(nodes) for _, _, nodes in parts]
+    sums = [Sums() for _ in parts]
+
+    def rebuild(lo: int, hi: int) -> Node:
+        i = bisect_right(starts, lo) - 1
+        if hi <= parts[i][1]:
+            got = next(taken[i], None)
+            if got is None:
+                raise RangeProofError(f"range {parts[i][0]}..{parts[i][1]} has too few covering nodes")
+            sums[i] = sums[i] + got.sums
+            return got
+        k = 1 << ((hi - lo - 1).bit_length() - 1)
+        return node(rebuild(lo, lo + k), rebuild(lo + k, hi))
+
+    try:
+        calculated = rebuild(0, size)
+    except SumOverflowError:
+        raise RangeProofError("partition sums overflow 2^128") from None
+    if any(next(t, None) is not None for t in taken):
+        raise RangeProofError("a range carries more covering nodes than it needs")
+    _check_root(calculated, root, "the partition's covering nodes")
+    return sums
 
 
 def verify_consistency(old: Root, new: Root, proof: ConsistencyProof) -> None:

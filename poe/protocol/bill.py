@@ -57,9 +57,11 @@ class CheckedBill:
     customer: bytes
     segments: list[dict[str, Any]]  # sequence, index, request digest... per billed segment
     sums: Sums
+    range: list[int]  # [start, end) of its leaves in the bill tree
 
     def to_json(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "customer": "0x" + self.customer.hex(), "segments": self.segments, "totals": self.sums.to_json()}
+        return {"epoch": self.epoch, "customer": "0x" + self.customer.hex(), "range": self.range, "segments": self.segments,
+                "totals": self.sums.to_json()}
 
 
 def entry_from_json(d: Any, what: str) -> BillEntry | None:
@@ -106,7 +108,7 @@ def check_bill(doc: Any, statement: Any, deal_digest: bytes, window: int | None 
     total = Sums()
     for e, _ in entries:
         total = total + e.record.sums
-    return CheckedBill(statement.epoch, customer, [info for _, info in entries], total)
+    return CheckedBill(statement.epoch, customer, [info for _, info in entries], total, [start, end])
 
 
 def _check_order(customer: bytes, mine: list[BillEntry], left: BillEntry | None, right: BillEntry | None,
