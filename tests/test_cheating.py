@@ -559,3 +559,54 @@ def test_renumbered_duplicate_under_a_deal_that_bills_anonymous_work_is_outside_
             ch = Challenge.draw(p.claim, c.beacon("anonymous duplicate", i), EPS, DELTA, 0)
             v = audit(p.claim, ch, c.respond(p, store, ch), c.SERVICE, deal=ANONYMOUS_DEAL)
             assert v.verdict == "ACCEPT" and "anonymous segments" in v.statement
+
+
+def test_receipt_issued_for_a_request_left_out_is_caught_by_its_customer(calls, workdir):
+    # The provider signs a receipt for each request it runs, then bills another request in one
+    # slot instead (the receipted one is never billed). No sample is needed: the customer's bill
+    # proves everything billed to it, so the broken receipt shows every time, and with the claim
+    # and the bill it is a fraud proof.
+    import random
+
+    from poe.protocol.bill import check_bill
+    from poe.protocol.receipt import check_receipt_fraud, check_receipts, receipt_fraud_proof, sign_receipt
+    from poe.provider.bill import make_bill
+    from poe.store.tracestore import TraceStore
+
+    n, customers = 40, len(c.CUSTOMERS)
+    execs = c.execute(c.requested(CUSTOMER_DEAL, calls[:n], (0, 0)))
+    spare = [c.execute(c.requested(CUSTOMER_DEAL, [calls[n + j]], (0, 0), first_sequence=900 + j), first=j)[0] for j in range(n)]
+
+    def receipt(e):
+        signed = c.request_of(e.invocation)
+        return sign_receipt(c.SCHEME, c.SK, deal=CUSTOMER_DEAL.digest, request=signed.digest, customer=signed.request.customer,
+                            sequence=signed.request.sequence, epoch=0, index=e.record.index, record_leaf=leaf(e.record.encode()).hash)
+
+    receipts = [receipt(e) for e in execs]
+    started, caught, false_alarms, proofs = time.perf_counter(), 0, 0, 0
+    for t in range(TRIALS):
+        j = random.Random(f"receipt left out {t}").randrange(n)
+        entries = [spare[j] if i == j else e for i, e in enumerate(execs)]
+        p = c.make_billing_provider("11h", str(workdir / f"receipts-{t}.poe"), CUSTOMER_DEAL, entries, ledger=True)
+        victim, bystander = c.address(c.CUSTOMERS[j % customers]), c.address(c.CUSTOMERS[(j + 1) % customers])
+        with TraceStore.open(p.path) as store:
+            bills = {who: make_bill(store, 0, who) for who in (victim, bystander)}
+        for who, doc in bills.items():
+            bill = check_bill(doc, p.claim.statement, CUSTOMER_DEAL.digest, CUSTOMER_DEAL.window)
+            held = [r for r in receipts if r.customer == who]
+            result = check_receipts(held, p.claim, bill)
+            if who == victim:
+                caught += bool(result["broken"])
+                if result["broken"]:
+                    proofs += check_receipt_fraud(receipt_fraud_proof(held[result["broken"][0]], p.claim, doc))["proven"]
+            else:
+                false_alarms += bool(result["broken"])
+        os.remove(p.path)
+    ROWS.append({
+        "strategy": f"11h receipt issued, request left out (1/{n})", "provider": "11h", "trials": TRIALS, "eps_actual": 0.0, "k": 0, "uniform": 0,
+        "f_affected": 0.0, "q_weighted": 0.0, "p_theory": 1.0, "p_floor": 1.0, "p_expected": 1.0, "observed": caught / TRIALS, "caught": caught,
+        "verdicts": {"broken receipt": caught}, "checks": {"customer's receipts vs bill": caught, "fraud proof re-checked": proofs},
+        "caught_by": "customer", "note": f"no sampling: the bill is complete; {false_alarms} false alarms among other customers; "
+                                         f"{time.perf_counter() - started:.1f} s",
+    })
+    assert caught == proofs == TRIALS and false_alarms == 0
