@@ -144,6 +144,13 @@ def test_bill_vectors_prove_or_are_refused_as_named():
         assert gen.check_bill(vector) == vector["expect"], f"bill/{name}: {vector['desc']}"
 
 
+def test_customers_vectors_check_or_are_refused_as_named():
+    cases = _load("customers")
+    assert {"deal_v2", "receipt_honoured", "receipt_broken", "invoice"} <= set(cases)
+    for name, vector in cases.items():
+        assert gen.check_customers(vector) == vector["expect"], f"customers/{name}: {vector['desc']}"
+
+
 def test_settlement_vectors_settle_to_their_expected_payouts_or_errors():
     cases = _load("settlement")
     assert {v["expect"] for _, v in cases} >= {"ok", "encoding.malformed", "verify.failed", "attest.bad-signature"}
@@ -177,9 +184,9 @@ def test_native_memory_root_agrees_with_every_memory_vector():
             assert _native.memory_root(image).hex() == vector["memory"], name
 
 
-@pytest.mark.parametrize("kind", ["records", "invocation", "execution", "merkle", "attestation", "audit", "state", "request", "bill"])
+@pytest.mark.parametrize("kind", ["records", "invocation", "execution", "merkle", "attestation", "audit", "state", "request", "bill", "customers"])
 def test_generator_reproduces_the_committed_vectors(kind):
-    generated = getattr(gen, {"records": "record_vectors", "invocation": "invocation_vectors", "execution": "execution_vectors", "merkle": "merkle_vectors", "attestation": "attestation_vectors", "audit": "audit_vectors", "state": "state_vectors", "request": "request_vectors", "bill": "bill_vectors"}[kind])()
+    generated = getattr(gen, {"records": "record_vectors", "invocation": "invocation_vectors", "execution": "execution_vectors", "merkle": "merkle_vectors", "attestation": "attestation_vectors", "audit": "audit_vectors", "state": "state_vectors", "request": "request_vectors", "bill": "bill_vectors", "customers": "customers_vectors"}[kind])()
     if kind in ("execution", "state"):
         any_vector = next(v for v in generated.values() if "cost_model" in v)
         if any_vector["cost_model"]["target"] != json.loads((VECTORS / "execution" / "funcs_add.json").read_text())["cost_model"]["target"]:

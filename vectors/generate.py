@@ -914,7 +914,7 @@ def request_vectors() -> dict[str, dict]:
 BILL_PROVIDER_SEED = b"poe vectors: the provider of bill/, secp256k1 v1"
 
 
-def _bill_epoch():
+def _bill_epoch(deal: bytes = bytes.fromhex("de" * 32)):
     """Epoch 0 of 9 synthetic segments: customers A and B sent requests (some out of arrival
     order), two segments are anonymous. Records are synthetic (no execution), each committing
     its invocation. Returns (envelope, deal digest, store-like object, customer addresses)."""
@@ -931,7 +931,6 @@ def _bill_epoch():
     provider = k1.generate_key(BILL_PROVIDER_SEED)
     customers = [k1.generate_key(b"poe vectors: bill customer %d, secp256k1 v1" % i) for i in range(2)]
     addresses = [bytes.fromhex(k1.identity(k1.public_key(k))[2:]) for k in customers]
-    deal = bytes.fromhex("de" * 32)
     cm = CostModel.current(LIMITS)
     plan = [(1, 5), (0, 2), (None, 0), (0, 1), (1, 6), (0, 3), (None, 0), (1, 4), (0, 7)]
     records, invocations, entries = [], [], []
@@ -1031,6 +1030,125 @@ def check_bill(vector: dict) -> str:
     return "ok"
 
 
+def _customers_claim():
+    """The bill/ epoch claimed under a version-2 deal with the statement's terms (prices 2, 1, 5
+    and a subscription of 50), and its store."""
+    from poe.protocol.claim import Claim
+    from poe.protocol.deal import Deal
+
+    from poe.crypto.schemes import get_scheme
+
+    k1 = get_scheme("secp256k1")
+    deal = Deal.from_json({"format": "poe deal v2", "deal_id": "deal-bills",
+                           "provider": {"scheme": "secp256k1", "public_key": k1.public_key(k1.generate_key(BILL_PROVIDER_SEED)).hex()},
+                           "module_digest": "11" * 32, "cost_model_digest": CostModel.current(LIMITS).digest.hex(),
+                           "prices": {"fuel": 2, "mem": 1, "io": 5}, "subscription": 50, "penalty": {"kind": "forfeit"},
+                           "customers": {"anonymous": True, "window": 3}})
+    env, _, store, addresses, _ = _bill_epoch(deal.digest)
+    return Claim.bill(env, deal), store, addresses
+
+
+def customers_vectors() -> dict[str, dict]:
+    """Deals of version 2, receipts and invoices (spec §12.1, §14.5, §14.6), and named lies."""
+    import copy
+
+    from poe.crypto.schemes import get_scheme
+    from poe.protocol.receipt import sign_receipt
+    from poe.provider.bill import make_bill
+    from poe.provider.invoice import make_invoice
+
+    out: dict[str, dict] = {}
+    claim, store, (a, _b) = _customers_claim()
+    deal_doc = claim.deal.to_json()
+    out["deal_v2"] = {"kind": "deal", "desc": "a version-2 deal: anonymous segments billable, windows of at most 3 epochs",
+                      "document": deal_doc, "digest": claim.deal.digest.hex(), "expect": "ok"}
+    for name, desc, change in (
+        ("deal_v2_zero_window", "a window of 0 epochs", lambda d: d["customers"].update(window=0)),
+        ("deal_v2_anonymous_as_number", "anonymous written as 1, not true", lambda d: d["customers"].update(anonymous=1)),
+        ("deal_v1_with_customers", "a version-1 deal carrying a customers policy", lambda d: d.update(format="poe deal v1")),
+        ("deal_v2_without_customers", "a version-2 deal without its customers policy", lambda d: d.pop("customers")),
+    ):
+        doc = copy.deepcopy(deal_doc)
+        change(doc)
+        out[name] = {"kind": "deal", "desc": desc, "document": doc, "expect": "encoding.malformed"}
+
+    k1 = get_scheme("secp256k1")
+    provider = k1.generate_key(BILL_PROVIDER_SEED)
+    bill_a = make_bill(store, 0, a)
+    first = bill_a["entries"][0]
+    rec = Record.decode(bytes.fromhex(first["record"]))
+    from poe.formats.invocation import split_requested
+    from poe.merkle.hasher import leaf
+    from poe.protocol.request import SignedRequest
+
+    call, block = split_requested(bytes.fromhex(first["invocation"]))
+    request = SignedRequest.from_block(block, blake3.blake3(call, derive_key_context="poe 2026-11 invocation v1").digest()).digest
+    receipt = sign_receipt(k1, provider, deal=claim.deal.digest, request=request, customer=a, sequence=first["sequence"], epoch=0,
+                           index=first["index"], record_leaf=leaf(bytes.fromhex(first["record"])).hash)
+    assert rec.index == first["index"]
+
+    def rcase(desc, doc, expect, **extra):
+        return {"kind": "receipt", "desc": desc, "claim": claim.to_json(), "bill": bill_a, "receipt": doc, "expect": expect, **extra}
+
+    out["receipt_honoured"] = rcase("a receipt for customer A's first billed segment, honoured by A's bill", receipt.to_json(), "ok",
+                                    statement=receipt.statement().hex(), digest=receipt.digest.hex())
+    changed = receipt.to_json()
+    changed["sequence"] += 1
+    out["receipt_changed_after_signing"] = rcase("the receipt's sequence changed after signing", changed, "attest.bad-signature")
+    broken = sign_receipt(k1, provider, deal=claim.deal.digest, request=request, customer=a, sequence=first["sequence"] + 100, epoch=0,
+                          index=first["index"], record_leaf=leaf(bytes.fromhex(first["record"])).hash)
+    out["receipt_broken"] = rcase("a signed receipt for a request the bill does not hold: a broken promise", broken.to_json(), "broken")
+    other_epoch = sign_receipt(k1, provider, deal=claim.deal.digest, request=request, customer=a, sequence=first["sequence"], epoch=1,
+                               index=first["index"], record_leaf=leaf(bytes.fromhex(first["record"])).hash)
+    out["receipt_other_epoch"] = rcase("a receipt promising epoch 1, checked against epoch 0's claim", other_epoch.to_json(), "encoding.malformed")
+
+    invoice = make_invoice(store, claim)
+
+    def icase(desc, doc, expect):
+        return {"kind": "invoice", "desc": desc, "claim": claim.to_json(), "invoice": doc, "expect": expect}
+
+    out["invoice"] = icase("the epoch's invoice: anonymous segments, customers A and B, and the subscription, adding up to the claim", invoice, "ok")
+    for name, desc, change, expect in (
+        ("invoice_amount_raised", "one line's amount and the total raised by 1", lambda d: (d["lines"][1].update(amount=d["lines"][1]["amount"] + 1),
+                                                                                            d.update(total=d["total"] + 1)), "verify.failed"),
+        ("invoice_node_sums_changed", "a covering node's fuel changed", lambda d: d["lines"][0].update(
+            nodes=(bytes.fromhex(d["lines"][0]["nodes"])[:32] + b"\xff" + bytes.fromhex(d["lines"][0]["nodes"])[33:]).hex()), "merkle.root-mismatch"),
+        ("invoice_lines_swapped", "two lines in the wrong order", lambda d: d["lines"].reverse(), "verify.failed"),
+        ("invoice_subscription_dropped", "the subscription left out and the total lowered", lambda d: d.update(subscription=0, total=d["total"] - 50),
+         "verify.failed"),
+    ):
+        doc = copy.deepcopy(invoice)
+        change(doc)
+        out[name] = icase(desc, doc, expect)
+    return out
+
+
+def check_customers(vector: dict) -> str:
+    """What checking a customers/ vector gives: "ok", "broken" (a receipt the bill does not
+    honour) or an error code."""
+    from poe.protocol.bill import check_bill as bill_check
+    from poe.protocol.claim import Claim
+    from poe.protocol.deal import Deal
+    from poe.protocol.invoice import check_invoice
+    from poe.protocol.receipt import Receipt, check_receipts
+
+    try:
+        if vector["kind"] == "deal":
+            deal = Deal.from_json(vector["document"])
+            return "ok" if deal.digest.hex() == vector["digest"] else "digest differs"
+        claim = Claim.from_json(vector["claim"])
+        if vector["kind"] == "invoice":
+            check_invoice(vector["invoice"], claim)
+            return "ok"
+        receipt = Receipt.from_json(vector["receipt"])
+        if "statement" in vector and (receipt.statement().hex(), receipt.digest.hex()) != (vector["statement"], vector["digest"]):
+            return "statement differs"
+        bill = bill_check(vector["bill"], claim.statement, claim.deal.digest, claim.deal.window)
+        return "broken" if check_receipts([receipt], claim, bill)["broken"] else "ok"
+    except PoEError as exc:
+        return exc.code
+
+
 def check_request(vector: dict) -> str:
     """What decoding and verifying a request/ vector gives: "ok" (with its digest and typed data
     reproduced) or an error code."""
@@ -1051,7 +1169,7 @@ def all_vectors() -> dict[str, dict[str, dict]]:
         "execution": execution_vectors(), "records": record_vectors(), "invocation": invocation_vectors(),
         "merkle": merkle_vectors(), "attestation": attestation_vectors(), "audit": audit_vectors(),
         "state": state_vectors(), "settlement": settlement_vectors(), "eip712": eip712_vectors(),
-        "request": request_vectors(), "bill": bill_vectors(),
+        "request": request_vectors(), "bill": bill_vectors(), "customers": customers_vectors(),
     }
 
 
@@ -1091,9 +1209,10 @@ def main() -> None:
             if old.stem not in cases:
                 old.unlink()
         for name, vector in cases.items():
-            if kind in ("records", "invocation", "attestation", "audit", "settlement", "eip712", "request", "bill") or "kind" in vector:
+            if kind in ("records", "invocation", "attestation", "audit", "settlement", "eip712", "request", "bill", "customers") or "kind" in vector:
                 got = {"merkle": check_merkle, "attestation": check_attestation, "audit": check_audit, "state": check_state,
-                       "settlement": check_settlement, "eip712": check_eip712, "request": check_request, "bill": check_bill}.get(kind, lambda v: check_decodes(kind, v))(vector)
+                       "settlement": check_settlement, "eip712": check_eip712, "request": check_request, "bill": check_bill,
+                       "customers": check_customers}.get(kind, lambda v: check_decodes(kind, v))(vector)
                 if got != vector["expect"]:
                     raise SystemExit(f"{kind}/{name}: expected {vector['expect']}, decoding gives {got}")
             (folder / f"{name}.json").write_text(render(vector))
