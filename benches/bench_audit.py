@@ -78,3 +78,60 @@ def test_audit_poe(measured, n, tmp_path_factory):
     measured.extra_info["re_executed"] = verdict.checked["re_executed"]
     if measured.stats is not None and measured.stats.stats is not None:
         measured.extra_info["auditor_over_provider"] = round(measured.stats.stats.median / provider_seconds, 4)
+
+
+# -- customers (spec §14.3): every segment answers a signed request; weighted targets land in the
+# bill tree, each opening its leaf, neighbours and range proof, and each request's signature and
+# terms are checked. Provider: check every request and record it (run_requests), then sign the
+# version-2 statement; auditor: as above, plus the bill checks.
+
+CUSTOMERS = [get_scheme("secp256k1").generate_key(f"poe audit benchmark customer {i:02d} key".encode()) for i in range(8)]
+_PREPARED_REQUESTED: dict[int, tuple] = {}
+
+
+def _prepare_requested(n: int, tmp_path_factory) -> tuple:
+    if n in _PREPARED_REQUESTED:
+        return _PREPARED_REQUESTED[n]
+    from poe.protocol.request import sign_request
+    from poe.provider.attest import make_claim, sign_epoch
+    from poe.provider.run import run_requests
+
+    path = str(tmp_path_factory.mktemp(f"requested{n}") / "p.poe")
+    ex = Executor(SERVICE, CM)
+    deal = Deal.from_json({"format": "poe deal v2", "deal_id": "bench", "provider": {"scheme": SCHEME.name, "public_key": PK.hex()},
+                           "module_digest": SERVICE.digest.hex(), "cost_model_digest": CM.digest.hex(), "prices": {"fuel": 1, "mem": 0, "io": 10},
+                           "subscription": 0, "penalty": {"kind": "forfeit"}, "customers": {"anonymous": False, "window": 1}})
+    inputs = [demo_csv(i % 997, 4 + i % 13) for i in range(997)]
+    calls = [Invocation.build(argv=["csv_agg"], stdin=inputs[i % 997], seed=i.to_bytes(32, "little")) for i in range(n)]
+    items = [(c, sign_request(CUSTOMERS[i % 8], chain_id=1, deal=deal.digest, sequence=i // 8, invocation=c.call_digest,
+                              fuel_budget=CM.limits.fuel, not_before=0, not_after=0)) for i, c in enumerate(calls)]
+    started = time.perf_counter()
+    for at in range(0, n, 10_000):  # as a provider takes them: batches of requests
+        run_requests(ex, items[at : at + 10_000], deal, path)
+    provider_seconds = time.perf_counter() - started
+    with TraceStore.open(path, seal=True) as store:
+        claim = make_claim(sign_epoch(store, SCHEME, SK, deal.deal_id, issued_at=0), deal)
+        challenge = Challenge.draw(claim, BEACON, Fraction(1, 100), Fraction(1, 1000), 16)
+        openings = open_targets(store, claim, challenge)
+    _PREPARED_REQUESTED[n] = (provider_seconds, claim, openings)
+    return _PREPARED_REQUESTED[n]
+
+
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.benchmark(group="audit-vs-provider-requested")
+def test_audit_requested_poe(measured, n, tmp_path_factory):
+    provider_seconds, claim, openings = _prepare_requested(n, tmp_path_factory)
+    assert claim.statement.bill_root is not None and all(o.bill is not None for o in openings if o.target[0] == "w")
+
+    def auditor():
+        challenge = Challenge.draw(claim, BEACON, Fraction(1, 100), Fraction(1, 1000), 16)
+        verdict = audit(claim, challenge, openings, SERVICE, deal=claim.deal, jobs=1)
+        assert verdict.verdict == "ACCEPT", verdict.problems
+        return verdict
+
+    verdict = measured.pedantic(auditor, rounds=3, iterations=1)
+    measured.extra_info["segments"] = n
+    measured.extra_info["provider_s"] = round(provider_seconds, 2)
+    measured.extra_info["re_executed"] = verdict.checked["re_executed"]
+    if measured.stats is not None and measured.stats.stats is not None:
+        measured.extra_info["auditor_over_provider"] = round(measured.stats.stats.median / provider_seconds, 4)
