@@ -81,6 +81,30 @@ def test_every_inclusion_proof_verifies_and_round_trips(n):
         verify_inclusion(r, proof, t.root)
 
 
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 8, 13, 33])
+def test_encoded_inclusion_proof_is_checked_in_place_exactly_as_when_decoded(n):
+    from poe.errors import PoEError
+    from poe.merkle.verify import verify_encoded_inclusion
+
+    recs, t = tree(n)
+    for i, r in enumerate(recs):
+        raw = InclusionProof(i, n, tuple(t.inclusion_path(i))).encode()
+        assert verify_encoded_inclusion(r, raw, t.root) == i
+        # every single-byte change, and every truncation, fails both ways or neither
+        for at in range(0, len(raw), 7):
+            bad = raw[:at] + bytes([raw[at] ^ 0x41]) + raw[at + 1 :]
+            outcomes = []
+            for check in (lambda: verify_inclusion(r, InclusionProof.decode(bad), t.root), lambda: verify_encoded_inclusion(r, bad, t.root)):
+                try:
+                    check()
+                    outcomes.append("ok")
+                except PoEError as exc:
+                    outcomes.append(exc.code)
+            assert outcomes[0] == outcomes[1] != "ok", (n, i, at)
+        with pytest.raises(PoEError):
+            verify_encoded_inclusion(r, raw[:-1], t.root)
+
+
 @pytest.mark.parametrize("n", [2, 3, 7, 8, 9, 20, 33])
 def test_every_consistency_proof_verifies_and_round_trips(n):
     recs, t = tree(n)
@@ -324,6 +348,30 @@ def test_range_proof_proves_every_range_and_its_sums(data, n):
     total = verify_range(leaves[start:end], proof, tree.root)
     assert total == Sums(sum(i + 1 for i in range(start, end)), sum(2 * i for i in range(start, end)), 7 * (end - start))
     assert len(proof.path) <= 2 * (n - 1).bit_length()
+    # read in place, the same proof gives the same answer and the range's offset
+    from poe.merkle.verify import verify_encoded_range
+
+    assert verify_encoded_range(leaves[start:end], proof.encode(), tree.root) == (
+        start, end, Sums(sum(i + 1 for i in range(start)), sum(2 * i for i in range(start)), 7 * start))
+
+
+def test_encoded_range_proof_with_any_byte_changed_is_rejected_as_when_decoded():
+    from poe.errors import PoEError
+    from poe.merkle.verify import RangeProof, verify_encoded_range, verify_range
+
+    leaves, tree, proof = _range_case()
+    raw = proof.encode()
+    for at in range(len(raw)):
+        bad = raw[:at] + bytes([raw[at] ^ 0x10]) + raw[at + 1 :]
+        codes = []
+        for check in (lambda: verify_range(leaves[proof.start : proof.end], RangeProof.decode(bad), tree.root),
+                      lambda: verify_encoded_range(leaves[proof.start : proof.end], bad, tree.root)):
+            try:
+                check()
+                codes.append("ok")
+            except PoEError as exc:
+                codes.append(exc.code)
+        assert codes[0] == codes[1] != "ok", at
 
 
 def _range_case(n=37, start=9, end=20):

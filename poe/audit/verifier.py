@@ -21,7 +21,7 @@ from poe.formats.moduleset import Service
 from poe.formats.record import RECORD_SIZE, Record, record_diff
 from poe.formats.state import bundle_roots
 from poe.merkle.hasher import leaf
-from poe.merkle.verify import InclusionProof, RangeProof, range_left_sums, verify_inclusion, verify_range
+from poe.merkle.verify import InclusionProof, verify_encoded_inclusion, verify_encoded_range
 from poe.protocol.attestation import Report, verify_envelope
 from poe.protocol.bill import check_answer
 from poe.protocol.challenge import Challenge, landing_offset
@@ -144,22 +144,21 @@ class _Samples:
         """Every check that needs no re-execution; a failure is a failed sample, never an exception."""
         st, ch = self.claim.statement, self.challenge
         try:
-            proof = InclusionProof.decode(o.proof)
-            verify_inclusion(o.record, proof, st.root)
-            if not st.first_index <= proof.index < st.end_index or proof.index != o.index:
-                raise VerificationError(f"leaf {proof.index} is outside the claimed epoch", expected=[st.first_index, st.end_index], observed=proof.index)
+            at = verify_encoded_inclusion(o.record, o.proof, st.root)
+            if not st.first_index <= at < st.end_index or at != o.index:
+                raise VerificationError(f"leaf {at} is outside the claimed epoch", expected=[st.first_index, st.end_index], observed=at)
             record = Record.decode(o.record)
             if target[0] == "w" and st.bill_root is not None:
                 self._check_bill_leaf(target, ch.weighted[int(target[1:])], o, record)
             elif target[0] == "w":
                 r = ch.weighted[int(target[1:])]
-                lo, hi = landing_offset(self.deal, st.previous_root.sums, proof, leaf(o.record).sums)
+                lo, hi = landing_offset(self.deal, st.previous_root.sums, InclusionProof.decode(o.proof), leaf(o.record).sums)
                 if not lo <= r < hi:
                     raise VerificationError(f"opening for weighted target {target} covers [{lo}, {hi}), not {r}", expected=r, observed=[lo, hi])
-            elif proof.index != ch.uniform[int(target[1:])]:
-                raise VerificationError(f"opening for {target} is leaf {proof.index}, not {ch.uniform[int(target[1:])]}")
-            if record.index != proof.index:
-                raise VerificationError(f"record says index {record.index} but sits at leaf {proof.index}", expected=proof.index, observed=record.index)
+            elif at != ch.uniform[int(target[1:])]:
+                raise VerificationError(f"opening for {target} is leaf {at}, not {ch.uniform[int(target[1:])]}")
+            if record.index != at:
+                raise VerificationError(f"record says index {record.index} but sits at leaf {at}", expected=at, observed=record.index)
             if record.module_digest != self.deal.module_digest or record.cost_model_digest != self.deal.cost_model_digest:
                 raise VerificationError(f"record {record.index} was made with another module or cost model")
             if o.decode_invocation().digest != record.input_digest:
@@ -188,12 +187,11 @@ class _Samples:
         lo = max(0, b.position - 1)
         if len(b.leaves) != min(size, b.position + 2) - lo:
             raise VerificationError(f"{target}: the bill opening must show leaf {b.position} and each neighbour it has")
-        proof = RangeProof.decode(b.proof)
-        if (proof.start, proof.end) != (lo, lo + len(b.leaves)):
+        first, end, left = verify_encoded_range([e.leaf for e in b.leaves], b.proof, st.bill_root)
+        if (first, end) != (lo, lo + len(b.leaves)):
             raise VerificationError(f"{target}: the bill range proof covers other leaves than the opening shows")
-        verify_range([e.leaf for e in b.leaves], proof, st.bill_root)
         entry = b.leaves[b.position - lo]
-        start = self.deal.weight(range_left_sums(proof, size)) + sum(self.deal.weight(e.record.sums) for e in b.leaves[: b.position - lo])
+        start = self.deal.weight(left) + sum(self.deal.weight(e.record.sums) for e in b.leaves[: b.position - lo])
         end = start + self.deal.weight(entry.record.sums)
         if not start <= r < end:
             raise VerificationError(f"opening for weighted target {target} covers [{start}, {end}) of the bill tree, not {r}", expected=r, observed=[start, end])

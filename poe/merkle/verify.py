@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import struct
 from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from poe.merkle.hasher import _NODE, EMPTY, NODE_SIZE, U128 as _U128, Node, Root, Sums, leaf, node, parent_level
+from poe.merkle.hasher import _NODE, EMPTY, NODE_SIZE, U128 as _U128, Node, Root, Sums, leaf, node
 from poe.errors import (
     ConsistencyProofError,
     EncodingError,
@@ -21,7 +21,7 @@ from poe.errors import (
     SumOverflowError,
 )
 
-__all__ = ["InclusionProof", "ConsistencyProof", "RangeProof", "verify_inclusion", "verify_consistency", "verify_range", "verify_partition", "range_left_sums", "left_sums",
+__all__ = ["InclusionProof", "ConsistencyProof", "RangeProof", "verify_inclusion", "verify_consistency", "verify_range", "verify_partition", "verify_encoded_inclusion", "verify_encoded_range", "left_sums",
            "MAX_PROOF_BYTES"]
 
 PROOF_VERSION = 1
@@ -112,45 +112,63 @@ def _check_root(calculated: Node, root: Root, what: str) -> None:
 
 def root_from_inclusion(entry: Node, proof: InclusionProof) -> Node:
     """The root an inclusion proof leads to from `entry` (raises if the path does not fit).
+    tests/test_tree.py checks it against the builder on every tree shape it tries."""
+    return _climb(entry, proof.index, proof.size, len(proof.path), (_step(p) for p in proof.path))
 
-    Works on raw bytes and ints rather than Node objects: verification is the auditor's hot
-    loop. tests/test_tree.py checks it against the builder on every tree shape it tries.
-    """
-    index, size = proof.index, proof.size
+
+def _climb(entry: Node, index: int, size: int, length: int, steps: Iterator[tuple[bytes, int, int, int]]) -> Node:
+    """The inclusion-proof walk of spec §10 over (encoded node, fuel, mem, io) steps. Works on
+    bytes and ints rather than Node objects: verification is the auditor's and the customer's
+    hot loop."""
     if index >= size:
         raise InclusionProofError(f"leaf index {index} is outside a tree of {size}", expected=f"< {size}", observed=index)
     fn, sn = index, size - 1
     digest = entry.hash
     fuel, mem, io = entry.sums.fuel, entry.sums.mem, entry.sums.io
     enc = entry.sums.encode()
-    for p in proof.path:
+    for blob, pf, pm, pi in steps:
         if sn == 0:
             raise InclusionProofError(
-                f"inclusion proof is longer than a tree of {size} needs for leaf {index}",
-                expected="shorter path", observed=len(proof.path),
+                f"inclusion proof is longer than a tree of {size} needs for leaf {index}", expected="shorter path", observed=length,
             )
-        ps = p.sums
         h = _NODE.copy()
         if fn & 1 or fn == sn:
-            h.update(p.hash + ps.encode() + digest + enc)
+            h.update(blob + digest + enc)
             if not fn & 1:
                 while not fn & 1 and fn != 0:
                     fn >>= 1
                     sn >>= 1
         else:
-            h.update(digest + enc + p.hash + ps.encode())
+            h.update(digest + enc + blob)
         digest = h.digest()
-        fuel, mem, io = fuel + ps.fuel, mem + ps.mem, io + ps.io
+        fuel, mem, io = fuel + pf, mem + pm, io + pi
         if fuel >= _U128 or mem >= _U128 or io >= _U128:
             raise InclusionProofError("inclusion proof sums overflow 2^128")
         enc = fuel.to_bytes(16, "little") + mem.to_bytes(16, "little") + io.to_bytes(16, "little")
         fn >>= 1
         sn >>= 1
     if sn != 0:
-        raise InclusionProofError(
-            f"inclusion proof is too short for leaf {index} of a tree of {size}", expected="longer path", observed=len(proof.path)
-        )
+        raise InclusionProofError(f"inclusion proof is too short for leaf {index} of a tree of {size}", expected="longer path", observed=length)
     return Node(digest, Sums(fuel, mem, io))
+
+
+def verify_encoded_inclusion(record: bytes, raw: bytes, root: Root) -> int:
+    """verify_inclusion for an encoded inclusion proof, read in place rather than decoded into
+    nodes (the same checks: version, kind, length, path): returns the leaf index it proves."""
+    raw = bytes(raw)
+    if len(raw) < _HEADER.size:
+        raise EncodingError(f"inclusion proof is truncated: {len(raw)} bytes")
+    version, kind, index, size, count = _HEADER.unpack_from(raw)
+    if version != PROOF_VERSION:
+        raise EncodingError(f"inclusion proof version {version} is not supported", expected=PROOF_VERSION, observed=version)
+    if kind != _KIND_INCLUSION:
+        raise EncodingError(f"this is not an inclusion proof (kind {kind})")
+    if count > MAX_PATH or len(raw) != _HEADER.size + count * NODE_SIZE:
+        raise EncodingError(f"inclusion proof should be {_HEADER.size + count * NODE_SIZE} bytes for {count} entries, got {len(raw)}")
+    if size != root.size:
+        raise InclusionProofError(f"proof is for a tree of {size}, the root is of {root.size}", expected=root.size, observed=size)
+    _check_root(_climb(leaf(record), index, size, count, _steps_of(raw, _HEADER.size)), root, f"inclusion proof for leaf {index}")
+    return index
 
 
 def verify_inclusion(record: bytes, proof: InclusionProof, root: Root) -> None:
@@ -160,75 +178,96 @@ def verify_inclusion(record: bytes, proof: InclusionProof, root: Root) -> None:
     _check_root(root_from_inclusion(leaf(record), proof), root, f"inclusion proof for leaf {proof.index}")
 
 
-def verify_range(leaves: Sequence[Node], proof: RangeProof, root: Root) -> Sums:
-    """Check that `leaves` are leaves proof.start..proof.end-1 of the tree whose head is `root`,
-    and return their sums: what a contiguous range (one customer's bill, say) adds up to, with
-    nothing left out or added inside it."""
-    start, end, size = proof.start, proof.end, root.size
+_Step = tuple  # (encoded node: 32-byte hash and 48-byte sums, fuel, mem, io): what the fast walks carry
+
+
+def _step(n: Node) -> _Step:
+    return (n.hash + n.sums.encode(), n.sums.fuel, n.sums.mem, n.sums.io)
+
+
+def _steps_of(raw: bytes, first: int) -> Iterator[_Step]:
+    """The path entries of an encoded proof, read in place (spec §10's entry encoding)."""
+    frm = int.from_bytes
+    for at in range(first, len(raw), NODE_SIZE):
+        yield (raw[at : at + NODE_SIZE], frm(raw[at + 32 : at + 48], "little"), frm(raw[at + 48 : at + 64], "little"),
+               frm(raw[at + 64 : at + 80], "little"))
+
+
+def _join(a: _Step, b: _Step) -> _Step:
+    h = _NODE.copy()
+    h.update(a[0] + b[0])
+    fuel, mem, io = a[1] + b[1], a[2] + b[2], a[3] + b[3]
+    if fuel >= _U128 or mem >= _U128 or io >= _U128:
+        raise RangeProofError("range proof sums overflow 2^128")
+    return (h.digest() + fuel.to_bytes(16, "little") + mem.to_bytes(16, "little") + io.to_bytes(16, "little"), fuel, mem, io)
+
+
+def _range_root(leaves: Sequence[Node], path: Iterator[_Step], start: int, end: int, size: int) -> tuple[_Step, Sums]:
+    """Rebuild the root from a range's leaves and the proof's path (spec §10, range proof), and
+    the sums of the path's subtrees left of the range (its offset, committed by the root)."""
     if not 0 <= start < end <= size or len(leaves) != end - start:
         raise RangeProofError(f"a range proof of leaves {start}..{end} with {len(leaves)} leaves does not fit a tree of {size}",
                               expected=[0, size], observed=[start, end, len(leaves)])
-    path = iter(proof.path)
+    inside = [_step(n) for n in leaves]
+    left = [0, 0, 0]
 
-    def rebuild(lo: int, hi: int) -> Node:
+    def rebuild(lo: int, hi: int) -> _Step:
         if end <= lo or hi <= start:
             taken = next(path, None)
             if taken is None:
                 raise RangeProofError(f"the range proof is too short for leaves {start}..{end} of {size}")
+            if hi <= start:
+                left[0], left[1], left[2] = left[0] + taken[1], left[1] + taken[2], left[2] + taken[3]
             return taken
         if start <= lo and hi <= end:
-            level = list(leaves[lo - start : hi - start])
+            level = inside[lo - start : hi - start]
             while len(level) > 1:
-                level = parent_level(level)
+                level = [_join(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)] + ([level[-1]] if len(level) % 2 else [])
             return level[0]
         k = 1 << ((hi - lo - 1).bit_length() - 1)
-        return node(rebuild(lo, lo + k), rebuild(lo + k, hi))
+        return _join(rebuild(lo, lo + k), rebuild(lo + k, hi))
 
-    try:
-        calculated = rebuild(0, size)
-    except SumOverflowError:
-        raise RangeProofError("range proof sums overflow 2^128") from None
+    top = rebuild(0, size)
     if next(path, None) is not None:
         raise RangeProofError(f"the range proof is longer than leaves {start}..{end} of {size} need")
-    _check_root(calculated, root, f"range proof of leaves {start}..{end}")
+    if max(left) >= _U128:
+        raise RangeProofError("range proof sums overflow 2^128")
+    return top, Sums(*left)
+
+
+def _check_range_root(top: _Step, root: Root, start: int, end: int) -> None:
+    _check_root(Node(top[0][:32], Sums(top[1], top[2], top[3])), root, f"range proof of leaves {start}..{end}")
+
+
+def verify_range(leaves: Sequence[Node], proof: RangeProof, root: Root) -> Sums:
+    """Check that `leaves` are leaves proof.start..proof.end-1 of the tree whose head is `root`,
+    and return their sums: what a contiguous range (one customer's bill, say) adds up to, with
+    nothing left out or added inside it."""
+    top, _ = _range_root(leaves, (_step(p) for p in proof.path), proof.start, proof.end, root.size)
+    _check_range_root(top, root, proof.start, proof.end)
     total = Sums()
     for entry in leaves:
         total = total + entry.sums
     return total
 
 
-def range_left_sums(proof: RangeProof, size: int) -> Sums:
-    """Sums of every leaf before `proof.start`: the subtrees the proof carries left of its range.
-
-    Once the proof verifies (verify_range), those sums are committed in the root, so this is the
-    range's true offset in every metered quantity, as left_sums is for an inclusion proof.
-    """
-    start, end = proof.start, proof.end
-    path = iter(proof.path)
-    total = Sums()
-
-    def walk(lo: int, hi: int) -> None:
-        nonlocal total
-        if end <= lo or hi <= start:
-            taken = next(path, None)
-            if taken is None:
-                raise RangeProofError(f"the range proof is too short for leaves {start}..{end} of {size}")
-            if hi <= start:
-                total = total + taken.sums
-            return
-        if start <= lo and hi <= end:
-            return
-        k = 1 << ((hi - lo - 1).bit_length() - 1)
-        walk(lo, lo + k)
-        walk(lo + k, hi)
-
-    if not 0 <= start < end <= size:
-        raise RangeProofError(f"a range proof of leaves {start}..{end} does not fit a tree of {size}")
-    try:
-        walk(0, size)
-    except SumOverflowError:
-        raise RangeProofError("range proof sums overflow 2^128") from None
-    return total
+def verify_encoded_range(leaves: Sequence[Node], raw: bytes, root: Root) -> tuple[int, int, Sums]:
+    """verify_range for an encoded range proof, read in place: returns its start and end and the
+    sums of every leaf before the range (its offset in each metered quantity, committed by the
+    root, as left_sums is for an inclusion proof)."""
+    raw = bytes(raw)
+    if len(raw) < _HEADER.size:
+        raise EncodingError(f"range proof is truncated: {len(raw)} bytes")
+    version, kind, start, end, count = _HEADER.unpack_from(raw)
+    if version != PROOF_VERSION:
+        raise EncodingError(f"range proof version {version} is not supported", expected=PROOF_VERSION, observed=version)
+    if kind != _KIND_RANGE:
+        raise EncodingError(f"this is not a range proof (kind {kind})")
+    if count > 2 * MAX_PATH or len(raw) != _HEADER.size + count * NODE_SIZE:
+        raise EncodingError(f"range proof should be {_HEADER.size + count * NODE_SIZE} bytes for {count} entries, got {len(raw)}")
+    top, left = _range_root(leaves, _steps_of(raw, _HEADER.size), start, end, root.size)
+    _check_range_root(top, root, start, end)
+    return start, end, left
 
 
 def verify_partition(parts: Sequence[tuple[int, int, Sequence[Node]]], root: Root) -> list[Sums]:

@@ -20,7 +20,7 @@ from poe.formats.invocation import split_requested
 from poe.formats.record import RECORD_SIZE, Record
 from poe.merkle.build import ANONYMOUS, BillEntry
 from poe.merkle.hasher import Node, Root, Sums, leaf
-from poe.merkle.verify import MAX_PROOF_BYTES, InclusionProof, RangeProof, verify_inclusion, verify_range
+from poe.merkle.verify import MAX_PROOF_BYTES, RangeProof, verify_encoded_inclusion, verify_range
 from poe.protocol.fields import array, document, exact, hex0x, hexbytes, uint
 
 __all__ = ["BILL_FORMAT", "bill_document", "check_bill", "check_answer", "CheckedBill", "entry_json", "entry_from_json"]
@@ -137,10 +137,9 @@ def _entry(d: Any, customer: bytes, statement: Any, deal_digest: bytes, window: 
         raise VerificationError(f"segment {index}'s record is not the epoch's segment {index}", observed=record.index)
     # The bill tree is checked only where a bill opens it; the record must also be the one the
     # signed record tree holds at its index, or a made-up record could stand in a real leaf's place.
-    inclusion = InclusionProof.decode(hexbytes(e["inclusion"], "inclusion proof", max_length=MAX_PROOF_BYTES))
-    if inclusion.index != index:
-        raise VerificationError(f"segment {index}'s inclusion proof is for leaf {inclusion.index}")
-    verify_inclusion(raw, inclusion, statement.root)
+    proven = verify_encoded_inclusion(raw, hexbytes(e["inclusion"], "inclusion proof", max_length=MAX_PROOF_BYTES), statement.root)
+    if proven != index:
+        raise VerificationError(f"segment {index}'s inclusion proof is for leaf {proven}")
     inv = hexbytes(e["invocation"], "invocation", max_length=_MAX_INVOCATION)
     sequence = uint(e["sequence"], "sequence")
     entry = BillEntry(customer, sequence, index, leaf(raw))

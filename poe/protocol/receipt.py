@@ -71,12 +71,14 @@ def sign_receipt(scheme: Any, secret_key: bytes, *, deal: bytes, request: bytes,
 
 
 def check_receipts(receipts: list[Receipt], claim: Any, bill: Any) -> dict[str, Any]:
-    """The customer's check, once the receipts' epoch is attested: every receipt is signed by the
-    deal's provider, for this deal, customer and epoch, and honoured by the bill (a
-    :class:`~poe.protocol.bill.CheckedBill` already checked against the claim's statement): its
-    segment is billed with the record it promised. Returns the honoured and broken receipts
-    (indices into `receipts`) and the billed segments no receipt names; raises on a receipt that
-    is not the provider's or not for this bill."""
+    """The customer's check, once the receipts' epoch is attested: every receipt is for this deal,
+    customer and epoch, and honoured by the bill (a :class:`~poe.protocol.bill.CheckedBill`
+    already checked against the claim's statement): its segment is billed with the record it
+    promised. A receipt the bill does not honour must be signed by the deal's provider (its
+    signature is what makes it a proof); an honoured one's signature is not checked, since the
+    provider signed the bill that keeps it. Returns the honoured and broken receipts (indices into
+    `receipts`) and the billed segments no receipt names; raises on a receipt for another bill or
+    a broken one the provider did not sign."""
     from poe.crypto.schemes import get_scheme
 
     deal, st = claim.deal, claim.statement
@@ -84,17 +86,20 @@ def check_receipts(receipts: list[Receipt], claim: Any, bill: Any) -> dict[str, 
     billed = {(s["sequence"], s["index"], s["request"], s["record_leaf"]) for s in bill.segments}
     honoured, broken, named = [], [], set()
     for i, r in enumerate(receipts):
-        _check_one(r, scheme, deal, st.epoch, bill.customer, i)
+        _check_one(r, deal, st.epoch, bill.customer, i)
         named.add((r.sequence, r.index))
-        (honoured if (r.sequence, r.index, r.request.hex(), r.record_leaf.hex()) in billed else broken).append(i)
+        if (r.sequence, r.index, r.request.hex(), r.record_leaf.hex()) in billed:
+            honoured.append(i)  # kept: who signed the promise no longer matters, the bill is signed
+        else:
+            r.verify(scheme, deal.provider_key)  # a broken promise is a proof only if the provider made it
+            broken.append(i)
     unnamed = [s for s in bill.segments if (s["sequence"], s["index"]) not in named]
     return {"honoured": honoured, "broken": broken, "billed_without_receipt": unnamed}
 
 
-def _check_one(r: Receipt, scheme: Any, deal: Any, epoch: int, customer: bytes, i: int) -> None:
+def _check_one(r: Receipt, deal: Any, epoch: int, customer: bytes, i: int) -> None:
     if r.deal != deal.digest:
         raise VerificationError(f"receipt {i} is for another deal", expected=deal.digest.hex(), observed=r.deal.hex())
-    r.verify(scheme, deal.provider_key)
     if r.epoch != epoch:
         raise EncodingError(f"receipt {i} promises epoch {r.epoch}; the claim is for epoch {epoch}", expected=epoch, observed=r.epoch)
     if r.customer != customer:
