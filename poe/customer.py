@@ -13,15 +13,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from poe.protocol.request import REQUEST_FORMAT, Request, SignedRequest, sign_request
+from poe.protocol.request import JOB_FORMAT, REQUEST_FORMAT, Job, Request, SignedRequest, sign_request
 
-__all__ = ["REQUEST_FORMAT", "Request", "SignedRequest", "sign_request", "request_for"]
+__all__ = ["REQUEST_FORMAT", "JOB_FORMAT", "Request", "Job", "SignedRequest", "sign_request", "request_for"]
 
 
 def request_for(deal: Any, invocation: Any, *, key: bytes, sequence: int, fuel_budget: int, epochs: tuple[int, int],
-                chain_id: int = 1) -> SignedRequest:
+                chain_id: int = 1, steps: int | None = None) -> SignedRequest:
     """Sign, with the customer's secp256k1 secret ``key``, a request to run ``invocation`` (a
     :class:`poe.Invocation`) under ``deal`` (a :class:`poe.verify.Deal`), billable in the epochs
-    ``epochs[0]..epochs[1]`` for at most ``fuel_budget`` fuel."""
+    ``epochs[0]..epochs[1]`` for at most ``fuel_budget`` fuel. With ``steps``, a stateful job:
+    that many steps of the call on one lineage, each with at most ``fuel_budget`` fuel, step k
+    billed under ``sequence + k`` (spec §14.7)."""
     return sign_request(key, chain_id=chain_id, deal=deal.digest, sequence=sequence, invocation=invocation.call_digest,
-                        fuel_budget=fuel_budget, not_before=epochs[0], not_after=epochs[1])
+                        fuel_budget=fuel_budget, not_before=epochs[0], not_after=epochs[1], steps=steps)

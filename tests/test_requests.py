@@ -1010,3 +1010,95 @@ def test_invoice_from_the_command_line(billed_epoch, tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps(doc))
     r = _cli("invoice", "verify", tmp_path / "bad.json", "--claim", tmp_path / "claim.json")
     assert r.exit_code == 1 and "Traceback" not in r.output
+
+
+# -- stateful jobs (spec §14.7) ------------------------------------------------------------------
+
+
+@pytest.fixture
+def job_parties(parties):
+    from .conftest import module_bytes
+
+    p = parties
+    (p / "counter.wasm").write_bytes(module_bytes("counter.wasm"))
+    r = _cli("deal", "new", p / "counter.wasm", "--id", "jobs", "--provider", p / "p.key", "--price-fuel", "1", "--window", "4",
+             "--out", p / "jobs.json")
+    assert r.exit_code == 0, r.output
+    r = _cli("request", p / "counter.wasm", "--deal", p / "jobs.json", "--key", p / "c.key", "--sequence", "100", "--budget", "100000",
+             "--epochs", "0..3", "--job-steps", "5", "--invoke", "add", "--arg", "1", "--out", p / "job.json")
+    assert r.exit_code == 0, r.output
+    return p
+
+
+def _run_job(p, steps, *extra):
+    return _cli("run", p / "counter.wasm", "--store", p / "j.poe", "--stateful", "--steps", steps, "--request", p / "job.json",
+                "--deal", p / "jobs.json", "--invoke", "add", "--arg", "1", "--json", *extra)
+
+
+def test_job_runs_at_most_its_steps_each_billed_under_its_own_sequence_and_is_audited(job_parties):
+    from poe.store.tracestore import TraceStore
+
+    p = job_parties
+    signed = SignedRequest.from_json(json.loads((p / "job.json").read_text()))
+    assert signed.is_job and signed.request.steps == 5
+    r = _run_job(p, 10, "--receipt", p / "job-receipt.json", "--key", p / "p.key")
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout)
+    assert summary["steps"] == 5 and summary["job"]["last_step"] == 4  # capped at what the customer signed
+    with TraceStore.open(str(p / "j.poe"), seal=True) as s:
+        s.seal()
+        entries, _ = s.bill(0)
+    assert [e.sequence for e in entries] == [100, 101, 102, 103, 104]
+    receipt = json.loads((p / "job-receipt.json").read_text())
+    assert (receipt["sequence"], receipt["index"], receipt["request"]) == (104, 4, signed.digest.hex())
+    for args in (("attest", p / "j.poe", "--key", p / "p.key", "--deal", "jobs", "--out", p / "a.json"),
+                 ("claim", p / "a.json", "--deal", p / "jobs.json", "--out", p / "claim.json"),
+                 ("challenge", p / "claim.json", "--beacon", "ef" * 16, "--out", p / "ch.json"),
+                 ("respond", p / "j.poe", p / "claim.json", p / "ch.json", "--out", p / "o.json")):
+        r = _cli(*args)
+        assert r.exit_code == 0, r.output
+    r = _cli("audit", p / "claim.json", p / "ch.json", p / "o.json", "--deal", p / "jobs.json", "--module", p / "counter.wasm", "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["verdict"] == "ACCEPT", r.output
+
+
+def test_job_resumed_runs_only_the_steps_left_and_then_refuses(job_parties):
+    p = job_parties
+    assert json.loads(_run_job(p, 2).stdout)["job"] == {"request": SignedRequest.from_json(json.loads((p / "job.json").read_text())).digest.hex(),
+                                                         "first_step": 0, "last_step": 1, "steps": 5}
+    r = _run_job(p, 10, "--resume")
+    assert r.exit_code == 0, r.output
+    assert (json.loads(r.stdout)["job"]["first_step"], json.loads(r.stdout)["steps"]) == (2, 3)
+    r = _run_job(p, 1, "--resume")
+    assert r.exit_code == 3 and "have all been run" in r.output
+    r = _run_job(p, 1)  # a second lineage of the same job would bill its steps again
+    assert r.exit_code == 3 and "already run" in r.output
+    assert _segments(p / "j.poe") == 5
+
+
+def test_request_and_job_are_refused_in_the_other_mode(job_parties):
+    p = job_parties
+    r = _cli("run", p / "counter.wasm", "--store", p / "j.poe", "--request", p / "job.json", "--deal", p / "jobs.json", "--invoke", "add", "--arg", "1")
+    assert r.exit_code == 3 and "--stateful" in r.output
+    r = _cli("request", p / "counter.wasm", "--deal", p / "jobs.json", "--key", p / "c.key", "--sequence", "7", "--budget", "1000",
+             "--epochs", "0", "--invoke", "add", "--arg", "1", "--out", p / "one.json")
+    assert r.exit_code == 0, r.output
+    r = _cli("run", p / "counter.wasm", "--store", p / "j.poe", "--stateful", "--steps", "3", "--request", p / "one.json", "--deal", p / "jobs.json",
+             "--invoke", "add", "--arg", "1")
+    assert r.exit_code == 3 and "answers a job" in r.output
+    assert _segments(p / "j.poe") == 0
+
+
+def test_job_document_round_trips_and_its_digest_is_the_eip712_digest_eth_account_computes():
+    from poe.protocol.request import Job
+
+    signed = sign_request(CUSTOMER, **TERMS, steps=12)
+    assert isinstance(signed.request, Job) and signed.to_json()["format"] == "poe job v1"
+    assert SignedRequest.from_json(json.loads(json.dumps(signed.to_json()))) == signed
+    signed.verify()
+    from eth_utils import keccak
+
+    m = encode_typed_data(full_message=signed.request.typed_data())
+    assert keccak(b"\x19" + m.version + m.header + m.body) == signed.digest
+    assert Account.recover_message(m, signature=signed.signature) == K1.identity(K1.public_key(CUSTOMER))
+    # a job and a request with the same members sign different digests
+    assert sign_request(CUSTOMER, **TERMS).digest != signed.digest

@@ -25,7 +25,8 @@ from ._options import (emit_json, human, info, json_option, limit_options, limit
 @click.option("--all-steps", is_flag=True, help="With --steps: run all N steps even when the export returns 0 (a trap or exit still stops).")
 @click.option("--resume", is_flag=True, help="With --stateful: continue the lineage the store's last segment left, instead of starting from the module's genesis state.")
 @click.option("--request", "request_path", type=click.Path(dir_okay=False), default=None,
-              help="A customer's signed request (from `poe request`) that this invocation answers: checked before anything runs "
+              help="A customer's signed request (from `poe request`) that this invocation answers, or with --stateful its signed job: "
+                   "checked before anything runs "
                    "(signature, deal, epoch window, fuel budget, a sequence not run before), and committed by the record. Needs --deal.")
 @click.option("--deal", "deal_path", type=click.Path(dir_okay=False), default=None, help="With --request: the deal the request must be for.")
 @click.option("--receipt", "receipt_path", type=click.Path(dir_okay=False), default=None,
@@ -66,8 +67,8 @@ def run(module, store_path, export, args, env, stdin_path, files, links, repeat,
         raise ArgumentError("--steps, --all-steps and --resume need --stateful")
     if stateful and repeat != 1:
         raise ArgumentError("with --stateful, use --steps N rather than --repeat (each step continues the last one's state)")
-    if (request_path is None) != (deal_path is None) or (request_path is not None and (stateful or repeat != 1)):
-        raise click.UsageError("--request and --deal go together, for one stateless segment (no --repeat, no --stateful)")
+    if (request_path is None) != (deal_path is None) or (request_path is not None and repeat != 1):
+        raise click.UsageError("--request and --deal go together, for one segment (no --repeat) or, with --stateful, a job's steps")
     if (receipt_path is None) != (key_file is None) or (receipt_path is not None and request_path is None):
         raise click.UsageError("--receipt and --key go together, with --request")
     signer = None
@@ -88,7 +89,13 @@ def run(module, store_path, export, args, env, stdin_path, files, links, repeat,
             deal = read_deal(deal_path)
             if signer is not None and (signer[0].name, signer[1].public_key) != (deal.scheme, deal.provider_key):
                 raise InputError("--key is not the deal's provider key: the customer checks the receipt against the deal")
-            summary, last = loop.run_request(executor, inv, signed, deal, store_path)
+            if stateful:
+                summary, last = loop.run_steps(executor, inv, store_path, n, stop_at_zero=not all_steps, resume=resume, tick=tick,
+                                               job=(signed, deal))
+            elif signed.is_job:
+                raise InputError("a job's steps run on one lineage: add --stateful (and --steps)")
+            else:
+                summary, last = loop.run_request(executor, inv, signed, deal, store_path)
             if signer is not None:
                 from poe.provider.receipts import issue_receipts
                 from poe.store.tracestore import TraceStore

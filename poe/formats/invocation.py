@@ -21,7 +21,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 from poe.formats import hashing as h
 from poe.errors import ArgumentError, EncodingError
 
-__all__ = ["Payload", "Value", "Invocation", "Output", "VALTYPES", "REQUEST_BLOCK", "split_requested"]
+__all__ = ["Payload", "Value", "Invocation", "Output", "VALTYPES", "REQUEST_BLOCK", "JOB_BLOCK", "split_requested", "block_terms"]
 
 INVOCATION_VERSION = 1
 REQUESTED_INVOCATION_VERSION = 2  # the same call, followed by the customer's signed request
@@ -29,6 +29,22 @@ OUTPUT_VERSION = 1
 # A signed request (docs/spec.md §3, §14.1) as an invocation carries it: chain id, deal digest,
 # customer address, sequence, fuel budget, first and last epoch, signature (r || s || v).
 REQUEST_BLOCK = struct.Struct("<Q32s20sQQQQ65s")
+JOB_INVOCATION_VERSION = 3  # one step of a stateful job: the call, then the customer's signed job and the step
+# A signed job (docs/spec.md §3, §14.7) as each of its steps carries it: chain id, deal digest,
+# customer address, first sequence, steps, fuel budget (per step), first and last epoch,
+# signature, and this step's number (0-based; it bills under sequence + step).
+JOB_BLOCK = struct.Struct("<Q32s20sQQQQQ65sQ")
+_BLOCKS = {REQUEST_BLOCK.size: REQUESTED_INVOCATION_VERSION, JOB_BLOCK.size: JOB_INVOCATION_VERSION}
+
+
+def block_terms(block: bytes) -> tuple[bytes, int, int, int]:
+    """(customer, the sequence the segment bills under, first epoch, last epoch) of a request or
+    job block; a job's step bills under its first sequence plus the step."""
+    if len(block) == JOB_BLOCK.size:
+        _, _, customer, sequence, _, _, first, last, _, step = JOB_BLOCK.unpack(block)
+        return customer, sequence + step, first, last
+    _, _, customer, sequence, _, first, last, _ = REQUEST_BLOCK.unpack(block)
+    return customer, sequence, first, last
 
 VALTYPES = ("i32", "i64", "f32", "f64")
 _VALTYPE_CODE = {name: i for i, name in enumerate(VALTYPES)}
@@ -140,11 +156,11 @@ class Invocation:
     stdin: Payload = EMPTY
     files: tuple[tuple[str, Payload], ...] = ()  # sorted by name
     seed: bytes = h.ZERO_DIGEST
-    request: bytes = b""  # empty, or the REQUEST_BLOCK of the customer request it answers
+    request: bytes = b""  # empty, the REQUEST_BLOCK of the customer request it answers, or a job step's JOB_BLOCK
 
     def __post_init__(self) -> None:
-        if self.request and len(self.request) != REQUEST_BLOCK.size:
-            raise ArgumentError(f"a request block has {REQUEST_BLOCK.size} bytes")
+        if self.request and len(self.request) not in _BLOCKS:
+            raise ArgumentError(f"a request block has {REQUEST_BLOCK.size} bytes, a job step's {JOB_BLOCK.size}")
         for name in (self.export, *(n for n, _ in self.files)):
             try:
                 name.encode()
@@ -221,9 +237,9 @@ class Invocation:
     @cached_property
     def encoded(self) -> bytes:
         """Version 1 for a plain call; version 2, the same fields and then the request block,
-        for one that answers a customer's request."""
+        for one that answers a customer's request; version 3, with a job block, for a job's step."""
         if self.request:
-            return struct.pack("<B", REQUESTED_INVOCATION_VERSION) + self.call_encoded[1:] + self.request
+            return struct.pack("<B", _BLOCKS[len(self.request)]) + self.call_encoded[1:] + self.request
         return self.call_encoded
 
     @cached_property
@@ -261,7 +277,9 @@ class Invocation:
     @cached_property
     def fuel_budget(self) -> int | None:
         """The fuel the customer agreed to pay for at most (None without a request)."""
-        return REQUEST_BLOCK.unpack(self.request)[4] if self.request else None
+        if not self.request:
+            return None
+        return JOB_BLOCK.unpack(self.request)[5] if len(self.request) == JOB_BLOCK.size else REQUEST_BLOCK.unpack(self.request)[4]
 
     @property
     def payload_bytes(self) -> int:
@@ -276,9 +294,9 @@ class Invocation:
         """Decode canonical bytes; `fetch(digest)` returns a payload's bytes (KeyError if absent)."""
         r = _Reader(data, "invocation")
         version = r.u8()
-        if version not in (INVOCATION_VERSION, REQUESTED_INVOCATION_VERSION):
-            raise EncodingError(f"invocation version {version} is not supported", expected=[INVOCATION_VERSION, REQUESTED_INVOCATION_VERSION],
-                                observed=version)
+        if version not in (INVOCATION_VERSION, REQUESTED_INVOCATION_VERSION, JOB_INVOCATION_VERSION):
+            raise EncodingError(f"invocation version {version} is not supported",
+                                expected=[INVOCATION_VERSION, REQUESTED_INVOCATION_VERSION, JOB_INVOCATION_VERSION], observed=version)
         export = r.str16()
         params = r.values()
         argv = tuple(r.bytes32() for _ in range(r.count(4)))
@@ -289,7 +307,7 @@ class Invocation:
             name = r.str16()
             files.append((name, _fetch_payload(r, fetch, f"file {name!r}")))
         seed = r.take(32)
-        request = r.take(REQUEST_BLOCK.size) if version == REQUESTED_INVOCATION_VERSION else b""
+        request = r.take({REQUESTED_INVOCATION_VERSION: REQUEST_BLOCK.size, JOB_INVOCATION_VERSION: JOB_BLOCK.size}.get(version, 0))
         r.end()
         try:
             inv = cls(export, tuple(params), argv, env, stdin, tuple(files), seed, request)
@@ -314,12 +332,13 @@ class Invocation:
 
 
 def split_requested(encoded: bytes) -> tuple[bytes, bytes] | None:
-    """(the call's version-1 bytes, the request block) of a version-2 invocation's canonical
-    bytes, read without its payloads (a bill carries none); None for a version-1 one. The inverse
-    of :attr:`Invocation.encoded`: nothing here says the bytes decode."""
-    if len(encoded) < 1 + REQUEST_BLOCK.size or encoded[0] != REQUESTED_INVOCATION_VERSION:
+    """(the call's version-1 bytes, the request or job block) of a version-2 or -3 invocation's
+    canonical bytes, read without its payloads (a bill carries none); None for a version-1 one.
+    The inverse of :attr:`Invocation.encoded`: nothing here says the bytes decode."""
+    size = {REQUESTED_INVOCATION_VERSION: REQUEST_BLOCK.size, JOB_INVOCATION_VERSION: JOB_BLOCK.size}.get(encoded[0] if encoded else 0)
+    if size is None or len(encoded) < 1 + size:
         return None
-    return struct.pack("<B", INVOCATION_VERSION) + encoded[1 : -REQUEST_BLOCK.size], encoded[-REQUEST_BLOCK.size :]
+    return struct.pack("<B", INVOCATION_VERSION) + encoded[1:-size], encoded[-size:]
 
 
 @dataclass(frozen=True)

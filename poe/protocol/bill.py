@@ -152,11 +152,12 @@ def check_answer(invocation: bytes, record: Record, entry: BillEntry, deal_diges
                  anonymous: bool = False) -> Any:
     """The checks of spec §14.3 that tie one bill leaf to its segment: the invocation is the one
     the record commits; a customer's leaf answers a request that customer signed, for this deal,
-    with the leaf's sequence, billable in `epoch`, spanning at most `window` epochs, and the
-    record's fuel is within its budget; an anonymous leaf (allowed only with `anonymous`) carries
+    with the leaf's sequence (a job's step k: its first sequence + k, and k below its steps),
+    billable in `epoch`, spanning at most `window` epochs, and the record's fuel is within its
+    budget; an anonymous leaf (allowed only with `anonymous`) carries
     no request and the segment's index as its sequence. Returns the signed request (None for an
     anonymous leaf); raises VerificationError or SignatureError otherwise."""
-    from poe.protocol.request import SignedRequest
+    from poe.protocol.request import SignedRequest, step_of
 
     index = record.index
     if h.digest(h.CTX_INVOCATION, invocation) != record.input_digest:
@@ -173,7 +174,11 @@ def check_answer(invocation: bytes, record: Record, entry: BillEntry, deal_diges
     call, block = parts
     signed = SignedRequest.from_block(block, h.digest(h.CTX_INVOCATION, call))
     request = signed.request
-    if request.customer != entry.customer or request.sequence != entry.sequence:
+    step = step_of(block)
+    if step is not None and step >= request.steps:  # type: ignore[attr-defined]
+        raise VerificationError(f"segment {index} is step {step} of a job the customer signed for {request.steps} steps",  # type: ignore[attr-defined]
+                                expected=request.steps, observed=step)  # type: ignore[attr-defined]
+    if request.customer != entry.customer or request.sequence + (step or 0) != entry.sequence:
         raise VerificationError(f"segment {index} answers another request than its bill leaf says (customer or sequence)")
     signed.verify()
     if request.deal != deal_digest:

@@ -12,6 +12,10 @@ input digest, §3: export, arguments, environment, payload digests and the seed)
 customer's own counter, ``fuelBudget`` the most fuel the customer agrees to pay for, and
 ``notBefore``/``notAfter`` the epochs (inclusive) the request may be billed in.
 
+A stateful job (§14.7) is the second struct, ``Job``: the same members and ``steps``, the most
+steps the customer pays for; step k bills under sequence + k, so a job reserves ``steps``
+sequences, each billable once. Its document is ``poe job v1``.
+
 The signed document (``poe request v1``) is JSON with exactly the request's members (integers
 as JSON numbers, bytes and the address as 0x hex), the chain id and the 65-byte signature. Its
 **request digest** is the EIP-712 digest: what the signature covers, and what a record commits.
@@ -26,12 +30,14 @@ from typing import Any
 
 from poe.crypto import eip712
 from poe.errors import EncodingError, InputError, SignatureError
-from poe.formats.invocation import REQUEST_BLOCK
+from poe.formats.invocation import JOB_BLOCK, REQUEST_BLOCK
 from poe.protocol.fields import document, exact, hex0x, uint
 
-__all__ = ["Request", "SignedRequest", "REQUEST_FORMAT", "REQUEST_TYPES", "sign_request", "answer", "request_of", "MAX_U64"]
+__all__ = ["Request", "Job", "SignedRequest", "REQUEST_FORMAT", "JOB_FORMAT", "REQUEST_TYPES", "sign_request", "answer", "request_of",
+           "step_of", "MAX_U64"]
 
 REQUEST_FORMAT = "poe request v1"
+JOB_FORMAT = "poe job v1"
 MAX_U64 = (1 << 64) - 1
 
 # The types as eth_signTypedData_v4 writes them; typed_data() hands a copy to wallets.
@@ -44,9 +50,15 @@ _TYPES_JSON = {
         {"name": "invocation", "type": "bytes32"}, {"name": "fuelBudget", "type": "uint64"},
         {"name": "notBefore", "type": "uint64"}, {"name": "notAfter", "type": "uint64"},
     ],
+    "Job": [
+        {"name": "deal", "type": "bytes32"}, {"name": "customer", "type": "address"}, {"name": "sequence", "type": "uint64"},
+        {"name": "steps", "type": "uint64"}, {"name": "invocation", "type": "bytes32"}, {"name": "fuelBudget", "type": "uint64"},
+        {"name": "notBefore", "type": "uint64"}, {"name": "notAfter", "type": "uint64"},
+    ],
 }
 REQUEST_TYPES = eip712.Types(_TYPES_JSON)
 _MEMBERS = tuple(m["name"] for m in _TYPES_JSON["Request"])
+_JOB_MEMBERS = tuple(m["name"] for m in _TYPES_JSON["Job"])
 
 _separators: dict[int, bytes] = {}
 
@@ -95,18 +107,28 @@ class Request:
             "notBefore": self.not_before, "notAfter": self.not_after,
         }
 
+    PRIMARY = "Request"
+
     def typed_data(self) -> dict[str, Any]:
         """The whole ``eth_signTypedData_v4`` document a wallet signs."""
-        types = {struct: [dict(member) for member in members] for struct, members in _TYPES_JSON.items()}
-        return {"types": types, "primaryType": "Request", "domain": _domain(self.chain_id), "message": self.message()}
+        types = {struct: [dict(member) for member in _TYPES_JSON[struct]] for struct in ("EIP712Domain", self.PRIMARY)}
+        return {"types": types, "primaryType": self.PRIMARY, "domain": _domain(self.chain_id), "message": self.message()}
+
+    def _values(self) -> dict[str, Any]:
+        return {"deal": self.deal, "customer": self.customer, "sequence": self.sequence, "invocation": self.invocation,
+                "fuelBudget": self.fuel_budget, "notBefore": self.not_before, "notAfter": self.not_after}
 
     @cached_property
     def digest(self) -> bytes:
         """The EIP-712 digest: what the customer signs and a record commits (the request digest)."""
-        return eip712.digest(_separator(self.chain_id), REQUEST_TYPES, "Request", {
-            "deal": self.deal, "customer": self.customer, "sequence": self.sequence, "invocation": self.invocation,
-            "fuelBudget": self.fuel_budget, "notBefore": self.not_before, "notAfter": self.not_after,
-        })
+        return eip712.digest(_separator(self.chain_id), REQUEST_TYPES, self.PRIMARY, self._values())
+
+    def block(self, signature: bytes, step: int | None = None) -> bytes:
+        """The request as an invocation carries it (spec §3, version 2)."""
+        if step is not None:
+            raise InputError("a step number belongs to a job's steps, not to a request")
+        return REQUEST_BLOCK.pack(self.chain_id, self.deal, self.customer, self.sequence, self.fuel_budget, self.not_before, self.not_after,
+                                  signature)
 
     def check_terms(self, deal_digest: bytes, epoch: int, fuel_limit: int | None = None, window: int | None = None) -> None:
         """InputError unless the request is for this deal, may be billed in ``epoch``, its
@@ -123,6 +145,36 @@ class Request:
         if fuel_limit is not None and self.fuel_budget > fuel_limit:
             raise InputError(f"the request's fuel budget {self.fuel_budget:,} is beyond the deal's per-segment limit {fuel_limit:,}",
                              expected=fuel_limit, observed=self.fuel_budget)
+
+
+@dataclass(frozen=True)
+class Job(Request):
+    """A stateful job (spec §14.7): `steps` steps of one call on one lineage, each with at most
+    `fuel_budget` fuel; step k bills under `sequence` + k."""
+
+    steps: int = 1
+    PRIMARY = "Job"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if type(self.steps) is not int or not 1 <= self.steps <= MAX_U64 or self.sequence + self.steps > MAX_U64 + 1:
+            raise InputError("a job's steps are an integer >= 1, and its sequences sequence..sequence+steps-1 fit in 64 bits",
+                             observed=str(self.steps)[:40])
+
+    def message(self) -> dict[str, Any]:
+        m = super().message()
+        return {k: m[k] for k in ("deal", "customer", "sequence")} | {"steps": self.steps} | {k: m[k] for k in ("invocation", "fuelBudget",
+                                                                                                           "notBefore", "notAfter")}
+
+    def _values(self) -> dict[str, Any]:
+        return super()._values() | {"steps": self.steps}
+
+    def block(self, signature: bytes, step: int | None = None) -> bytes:
+        """One step of the job as its invocation carries it (spec §3, version 3)."""
+        if step is None or not 0 <= step < self.steps:
+            raise InputError(f"a job's step is a number in [0, {self.steps})", observed=step)
+        return JOB_BLOCK.pack(self.chain_id, self.deal, self.customer, self.sequence, self.steps, self.fuel_budget, self.not_before,
+                              self.not_after, signature, step)
 
 
 def eip712_address(raw: bytes) -> str:
@@ -151,38 +203,48 @@ class SignedRequest:
             raise SignatureError("the request was not signed by its customer (or was changed after signing)",
                                  expected=eip712_address(self.request.customer), observed=eip712_address(signer), reason="signer")
 
-    def block(self) -> bytes:
-        """The request as an invocation carries it (spec §3, version 2)."""
-        r = self.request
-        return REQUEST_BLOCK.pack(r.chain_id, r.deal, r.customer, r.sequence, r.fuel_budget, r.not_before, r.not_after, self.signature)
+    @property
+    def is_job(self) -> bool:
+        return isinstance(self.request, Job)
+
+    def block(self, step: int | None = None) -> bytes:
+        """The request as an invocation carries it (spec §3: version 2; a job's step, version 3)."""
+        return self.request.block(self.signature, step)
 
     @classmethod
     def from_block(cls, raw: bytes, call_digest: bytes) -> SignedRequest:
-        """The signed request an invocation carries; ``call_digest`` is that invocation's call
-        digest, which the block leaves out because the invocation is its own."""
-        if len(raw) != REQUEST_BLOCK.size:
-            raise EncodingError(f"a request block has {REQUEST_BLOCK.size} bytes, got {len(raw)}")
-        chain_id, deal, customer, sequence, budget, not_before, not_after, signature = REQUEST_BLOCK.unpack(raw)
+        """The signed request (or job) an invocation carries; ``call_digest`` is that invocation's
+        call digest, which the block leaves out because the invocation is its own. A job step's
+        number is :func:`step_of` the block."""
         try:
-            request = Request(chain_id, deal, customer, sequence, call_digest, budget, not_before, not_after)
+            if len(raw) == JOB_BLOCK.size:
+                chain_id, deal, customer, sequence, steps, budget, not_before, not_after, signature, _ = JOB_BLOCK.unpack(raw)
+                request: Request = Job(chain_id, deal, customer, sequence, call_digest, budget, not_before, not_after, steps)
+            elif len(raw) == REQUEST_BLOCK.size:
+                chain_id, deal, customer, sequence, budget, not_before, not_after, signature = REQUEST_BLOCK.unpack(raw)
+                request = Request(chain_id, deal, customer, sequence, call_digest, budget, not_before, not_after)
+            else:
+                raise EncodingError(f"a request block has {REQUEST_BLOCK.size} bytes and a job's {JOB_BLOCK.size}, got {len(raw)}")
         except InputError as exc:
             raise EncodingError(f"the invocation's request block is not a request: {exc.message}") from None
         return cls(request, signature)
 
     def to_json(self) -> dict[str, Any]:
-        return {"format": REQUEST_FORMAT, "chain_id": self.request.chain_id, "request": self.request.message(),
+        return {"format": JOB_FORMAT if self.is_job else REQUEST_FORMAT, "chain_id": self.request.chain_id, "request": self.request.message(),
                 "signature": "0x" + self.signature.hex()}
 
     @classmethod
     def from_json(cls, doc: Any) -> SignedRequest:
-        d = document(doc, REQUEST_FORMAT, ("chain_id", "request", "signature"))
-        m = exact(d["request"], "request", _MEMBERS)
-        request = Request(
+        job = isinstance(doc, dict) and doc.get("format") == JOB_FORMAT
+        d = document(doc, JOB_FORMAT if job else REQUEST_FORMAT, ("chain_id", "request", "signature"))
+        m = exact(d["request"], "job" if job else "request", _JOB_MEMBERS if job else _MEMBERS)
+        terms = dict(
             chain_id=uint(d["chain_id"], "chain id"),
             deal=hex0x(m["deal"], "a request's deal", 32), customer=_address(m["customer"]), sequence=uint(m["sequence"], "sequence"),
             invocation=hex0x(m["invocation"], "a request's invocation", 32), fuel_budget=uint(m["fuelBudget"], "fuel budget"),
             not_before=uint(m["notBefore"], "notBefore"), not_after=uint(m["notAfter"], "notAfter"),
         )
+        request = Job(**terms, steps=uint(m["steps"], "steps")) if job else Request(**terms)
         return cls(request, hex0x(d["signature"], "a request's signature", 65))
 
 
@@ -195,20 +257,24 @@ def _address(value: Any) -> bytes:
 
 
 def sign_request(secret_key: bytes, *, chain_id: int, deal: bytes, sequence: int, invocation: bytes, fuel_budget: int,
-                 not_before: int, not_after: int) -> SignedRequest:
+                 not_before: int, not_after: int, steps: int | None = None) -> SignedRequest:
     """A customer's signed request: what a client library or `poe request` makes with the
-    customer's secp256k1 key (whose address becomes the request's customer)."""
+    customer's secp256k1 key (whose address becomes the request's customer); with `steps`, a
+    stateful job of that many steps, each with at most `fuel_budget` fuel."""
     from poe.crypto.schemes import get_scheme
 
     k1 = get_scheme("secp256k1")
     customer = bytes.fromhex(k1.identity(k1.public_key(secret_key))[2:])
     request = Request(chain_id, deal, customer, sequence, invocation, fuel_budget, not_before, not_after)
+    if steps is not None:
+        request = Job(chain_id, deal, customer, sequence, invocation, fuel_budget, not_before, not_after, steps)
     return SignedRequest(request, k1.sign_hash(secret_key, request.digest))  # type: ignore[attr-defined]
 
 
-def answer(invocation: Any, signed: SignedRequest) -> Any:
+def answer(invocation: Any, signed: SignedRequest, step: int | None = None) -> Any:
     """``invocation`` (a plain call) as the answer to ``signed``: the version-2 invocation whose
-    record commits the request. InputError if the request names another call."""
+    record commits the request, or for a job, step `step`'s version-3 invocation. InputError if
+    the request names another call."""
     import dataclasses
 
     if invocation.request:
@@ -216,7 +282,7 @@ def answer(invocation: Any, signed: SignedRequest) -> Any:
     if signed.request.invocation != invocation.call_digest:
         raise InputError("the request names another invocation (export, arguments, environment, payloads or seed differ)",
                          expected=signed.request.invocation.hex(), observed=invocation.call_digest.hex())
-    answered = dataclasses.replace(invocation, request=signed.block())
+    answered = dataclasses.replace(invocation, request=signed.block(step))
     # The call's bytes and digest are the ones just compared: keep them rather than encode again.
     answered.__dict__["call_encoded"] = invocation.call_encoded
     answered.__dict__["call_digest"] = invocation.call_digest
@@ -224,5 +290,10 @@ def answer(invocation: Any, signed: SignedRequest) -> Any:
 
 
 def request_of(invocation: Any) -> SignedRequest | None:
-    """The signed request an invocation answers, or None for an anonymous one."""
+    """The signed request (or job) an invocation answers, or None for an anonymous one."""
     return SignedRequest.from_block(invocation.request, invocation.call_digest) if invocation.request else None
+
+
+def step_of(block: bytes) -> int | None:
+    """A job step's number, from the block its invocation carries (None for a request's)."""
+    return JOB_BLOCK.unpack(block)[-1] if len(block) == JOB_BLOCK.size else None

@@ -157,22 +157,28 @@ def _run_verified(executor: Any, invocations: list[Invocation], signed: list[Any
 
 
 def run_steps(executor: Any, inv: Invocation, store_path: str, steps: int, *, stop_at_zero: bool = True, resume: bool = False,
-              tick: Tick = _no_tick) -> tuple[dict[str, Any], Execution]:
+              tick: Tick = _no_tick, job: tuple[Any, Any] | None = None) -> tuple[dict[str, Any], Execution]:
     """Stateful mode: call the export up to `steps` times on one instance, each call a segment
     whose record commits the state before and after it; stop early when it returns the i32 0
-    (with `stop_at_zero`) or a segment does not end ok. `resume` continues the store's last lineage."""
+    (with `stop_at_zero`) or a segment does not end ok. `resume` continues the store's last lineage.
+    With `job` = (signed job, deal), every step answers the customer's job (spec §14.7): checked
+    before the first step runs, at most its steps in all, step k billed under its sequence + k."""
     stop_at_zero = stop_at_zero and executor.exports[inv.export][1] == ("i32",)
     tally, done, last = _Tally(), False, None
     with TraceStore.create_or_open(store_path, executor.cost_model) as store:
         start = _resume_point(store, executor, store_path) if resume else None
+        first_step = _job_start(store, executor, inv, job, resume) if job is not None else 0
+        if job is not None:
+            steps = min(steps, job[0].request.steps - first_step)
         store.register_service(executor.service)  # only once the lineage is known to continue
         usage_before, first = store.state_usage(), store.next_index
         with executor.session(start) as session:
             if start is None:
                 store.put_snapshot(session.state, session.image())
             genesis_root = session.state.root
-            for _ in range(steps):
-                last = session.run(inv, store.next_index)
+            for k in range(steps):
+                step_inv = inv if job is None else _answer_step(inv, job[0], first_step + k)
+                last = session.run(step_inv, store.next_index)
                 store.append(last)
                 tally.add(last.record)
                 tick(1)
@@ -190,7 +196,48 @@ def run_steps(executor: Any, inv: Invocation, store_path: str, steps: int, *, st
         "final_state": last.state.to_json() if last.state else None, "dirty_tracking": tracking,
         "state_bytes_stored": stored, "state_bytes_per_step": round(stored / n, 1),
     })
+    if job is not None:
+        summary["job"] = {"request": job[0].digest.hex(), "first_step": first_step, "last_step": first_step + n - 1, "steps": job[0].request.steps}
     return summary, last
+
+
+def _answer_step(call: Invocation, signed: Any, step: int) -> Invocation:
+    from poe.protocol.request import answer
+
+    return answer(call, signed, step)
+
+
+def _job_start(store: TraceStore, executor: Any, call: Invocation, job: tuple[Any, Any], resume: bool) -> int:
+    """Check a signed job before any of its steps runs, and return the step to run next: 0 for a
+    new lineage, or one past the step the store's last segment ran when resuming the same job."""
+    from poe.formats.invocation import split_requested
+    from poe.protocol.request import step_of
+
+    signed, deal = job
+    if not signed.is_job:
+        raise InputError("a stateful lineage answers a job (`poe request --job-steps N`), not a one-call request")
+    cm = executor.cost_model
+    if (deal.module_digest, deal.cost_model_digest) != (executor.service.digest, cm.digest):
+        raise InputError("the deal names another module or cost model than this run's")
+    signed.request.check_terms(deal.digest, store.current_epoch(), cm.limits.fuel, deal.window)
+    _answer_step(call, signed, 0)  # the job names this call
+    try:
+        signed.verify()
+    except SignatureError as exc:
+        raise InputError(f"the job's signature does not verify: {exc.message}", **exc.details) from None
+    first = 0
+    if resume:
+        parts = split_requested(store.segment_bytes(store.next_index - 1)[1])
+        if parts is None or parts[1][:-8] != signed.block(0)[:-8]:
+            raise ArgumentError("--resume: the store's last lineage answered another job (or none)")
+        first = step_of(parts[1]) + 1  # type: ignore[operator]
+    if first >= signed.request.steps:
+        raise InputError(f"the job's {signed.request.steps} steps have all been run; the customer signed for no more")
+    request = signed.request
+    done = store.requests_answered([(request.customer, request.sequence + first)])
+    if done:
+        raise InputError(f"step {first} of this job was already run, as segment {next(iter(done.values()))}: a step is billed once")
+    return first
 
 
 def _resume_point(store: TraceStore, executor: Any, store_path: str) -> Any:

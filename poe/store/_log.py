@@ -13,7 +13,7 @@ from typing import Iterator
 from poe.errors import CostModelMismatchError, EncodingError, InputError, StoreError
 from poe.formats import hashing as h
 from poe.formats.execution import Execution
-from poe.formats.invocation import REQUEST_BLOCK, Invocation, Output
+from poe.formats.invocation import Invocation, Output, block_terms
 from poe.formats.moduleset import Service
 from poe.formats.record import Record
 
@@ -82,7 +82,7 @@ class SegmentLog(Connection):
                 raise InputError(f"customer 0x{request_key[0].hex()}'s request {int.from_bytes(request_key[1], 'big')} was already run; "
                                  "a request is billed once")
             self._pending_requests[request_key] = r.index
-            self._pending_windows[r.index] = REQUEST_BLOCK.unpack(execution.invocation.request)[5:7]
+            self._pending_windows[r.index] = block_terms(execution.invocation.request)[2:4]
             self._unanswered.discard(request_key)
         self._queue_payloads(execution)
         if execution.state is not None:
@@ -155,7 +155,7 @@ class SegmentLog(Connection):
     def _request_key(invocation: Invocation) -> tuple[bytes, bytes] | None:
         if not invocation.request:
             return None
-        _, _, customer, sequence, *_ = REQUEST_BLOCK.unpack(invocation.request)
+        customer, sequence, _, _ = block_terms(invocation.request)
         return customer, sequence.to_bytes(8, "big")
 
     def _answered(self, customer: bytes, sequence: bytes) -> int | None:
