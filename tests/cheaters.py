@@ -42,6 +42,7 @@ from poe.formats.state import State
 from poe.crypto.schemes import get_scheme
 from poe.merkle.build import ANONYMOUS, BillEntry, Tree
 from poe.merkle.hasher import Node, Root, Sums, leaf, node
+from poe.formats.invocation import block_terms
 from poe.protocol.request import Request, SignedRequest, answer, request_of
 from poe.merkle.verify import InclusionProof
 from poe.errors import ChainError
@@ -285,8 +286,7 @@ def bill_entries(records: Sequence[bytes], invs: Sequence[Invocation], first: in
     another (customer, sequence) than their request's."""
     out = []
     for i, (r, inv) in enumerate(zip(records, invs)):
-        signed = request_of(inv)
-        key = (signed.request.customer, signed.request.sequence) if signed else (ANONYMOUS, first + i)
+        key = block_terms(inv.request)[:2] if inv.request else (ANONYMOUS, first + i)  # a job's step k: sequence + k
         out.append(BillEntry(*(relabel or {}).get(first + i, key), first + i, leaf(r)))
     return sorted(out, key=lambda e: (e.customer, e.sequence, e.index))
 
@@ -379,11 +379,13 @@ def stateful_history(n: int, *, repeat: set[int] = frozenset(), skip: set[int] =
     return out, snaps
 
 
-def commit_stateful(path: str, entries: Sequence[Execution], snaps: Sequence[tuple[State, bytes]]) -> list[Any]:
+def commit_stateful(path: str, entries: Sequence[Execution], snaps: Sequence[tuple[State, bytes]], *, ledger: bool = True) -> list[Any]:
     """Store a stateful history through the store's own path (it keeps each state as the chunks
-    it changed) and seal it."""
+    it changed) and seal it; without `ledger`, as commit() says."""
     with TraceStore.create_or_open(path, CM) as store:
         store.register_service(COUNTER)
+        if not ledger:
+            store._request_key = lambda inv: None
         for snap in snaps:
             store.put_snapshot(*snap)
         for e in entries:
@@ -401,6 +403,45 @@ def make_stateful_provider(name: str, path: str, d: Deal, entries: Sequence[Exec
     records = [e.record.encode() for e in entries]
     return Provider(name, path, claim, weight_of(d, records) if honest_weight is None else honest_weight,
                     bad_leaves=frozenset(bad), bad_intervals=intervals(d, records, 0, set(bad)), service=COUNTER)
+
+
+def job_history(d: Deal, steps: int, *, restart: int = 0, beyond: bool = False) -> tuple[list[Execution], list[tuple[State, bytes]], Any]:
+    """A customer's job of `steps` steps of add(1) on the counter (spec §14.7), run honestly,
+    and the job. With `restart`, the provider then starts the lineage again from genesis and
+    bills `restart` more steps (what §13.6 alone could not bound): under the job's first step
+    numbers again, or with `beyond`, under numbers past its last (the signature still covers the
+    job's real step count, so the block carries it)."""
+    from poe.formats.invocation import JOB_BLOCK
+    from poe.protocol.request import Job
+
+    call = add(1)
+    terms = Job(1, d.digest, address(CUSTOMERS[0]), 500, call.call_digest, CM.limits.fuel, 0, 0, steps)
+    job = SignedRequest(terms, K1.sign_hash(CUSTOMERS[0], terms.digest))
+    ex = Executor(COUNTER, CM)
+    out: list[Execution] = []
+    with ex.session() as s:
+        snaps = [(s.state, s.image())]
+        for k in range(steps):
+            out.append(s.run(answer(call, job, k), k))
+    with ex.session() as again:  # the lineage started over: genesis, as a new lineage may
+        for k in range(restart):
+            step = steps + k if beyond else k
+            block = JOB_BLOCK.pack(1, d.digest, terms.customer, terms.sequence, steps, terms.fuel_budget, 0, 0, job.signature, step)
+            out.append(again.run(dataclasses.replace(call, request=block), steps + k))
+    return out, snaps, job
+
+
+def make_job_provider(name: str, path: str, d: Deal, entries: Sequence[Execution], snaps: Sequence[tuple[State, bytes]], *,
+                      honest_weight: int | None = None, bad: set[int] = frozenset(), ledger: bool = False) -> Provider:
+    seals = commit_stateful(path, entries, snaps, ledger=ledger)
+    records = [e.record.encode() for e in entries]
+    bills = [bill_entries(records, [e.invocation for e in entries], 0)]
+    (claim,) = attest(path, seals, d, bills)
+    if ledger:
+        with TraceStore.open(path) as store:
+            assert store.bill(0)[1].root == claim.statement.bill_root
+    return Provider(name, path, claim, weight_of(d, records) if honest_weight is None else honest_weight,
+                    bad_intervals=bill_intervals(d, bills[0], set(bad)), service=COUNTER, bill=() if ledger else tuple(bills[0]))
 
 
 # -- trees built by hand (RFC 9162 shape, docs/spec.md §10) ---------------------------------------
@@ -520,6 +561,7 @@ CHECKS = (
     ("request for another deal", "a request for another deal"),
     ("request outside its window", "not billable in epoch"),
     ("fuel beyond budget", "bills more fuel than its request allows"),
+    ("step beyond the job", "of a job the customer signed for"),
 )
 
 

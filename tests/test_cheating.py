@@ -610,3 +610,43 @@ def test_receipt_issued_for_a_request_left_out_is_caught_by_its_customer(calls, 
                                          f"{time.perf_counter() - started:.1f} s",
     })
     assert caught == proofs == TRIALS and false_alarms == 0
+
+
+# -- 12. stateful jobs (spec §14.7): a lineage bills no more steps than its customer signed --------
+
+JOB_DEAL = c.customer_deal("deal-cheat-jobs")
+JOB_DEAL = c.Deal.from_json({**JOB_DEAL.to_json(), "module_digest": c.COUNTER.digest.hex()})
+JOB_STEPS = 120
+
+
+def test_honest_job_is_never_rejected_or_refused(pool, workdir):
+    entries, snaps, _ = c.job_history(JOB_DEAL, JOB_STEPS)
+    p = c.make_job_provider("honest job: 120 steps of one lineage", str(workdir / "job-honest.poe"), JOB_DEAL, entries, snaps, ledger=True)
+    trials = c.run_trials(pool, p, p.name, 400, HONEST_CONFIGS)
+    bad = [t for t in trials if t.verdict != "ACCEPT"]
+    ROWS.append({
+        "strategy": p.name, "provider": p.name, "trials": len(trials), "eps_actual": 0.0,
+        "k": "/".join(sorted({str(t.k) for t in trials}, key=int)), "uniform": "/".join(sorted({str(t.u) for t in trials}, key=int)),
+        "f_affected": 0.0, "q_weighted": 0.0, "p_theory": 0.0, "p_floor": 0.0, "p_expected": 0.0,
+        "observed": len(bad) / len(trials), "caught": len(bad), "verdicts": {v: sum(t.verdict == v for t in trials) for v in {t.verdict for t in trials}},
+        "checks": {}, "caught_by": "audit", "note": "observed = fraction not accepted; must be 0",
+    })
+    assert not bad, f"{len(bad)} honest job trials not accepted, first: {bad[0]}"
+
+
+@pytest.mark.parametrize("beyond", [False, True], ids=["steps-again", "past-the-last"])
+def test_lineage_restarted_to_bill_more_steps_than_the_job_signed_is_caught(pool, workdir, beyond):
+    # §13.6: a provider that restarts a lineage from genesis bills work no state chain can refuse.
+    # Under a job, each extra step needs a key: one already billed (equal neighbours) or one past
+    # the job's last step (its request check fails).
+    restart = 8
+    entries, snaps, _ = c.job_history(JOB_DEAL, JOB_STEPS, restart=restart, beyond=beyond)
+    copies = set(range(JOB_STEPS, JOB_STEPS + restart))
+    bad = copies if beyond else copies | set(range(restart))
+    honest_w = c.weight_of(JOB_DEAL, [e.record.encode() for e in entries[:JOB_STEPS]])
+    p = c.make_job_provider(f"12 job restarted ({'past the last step' if beyond else 'steps again'})", str(workdir / f"job-{beyond}.poe"),
+                            JOB_DEAL, entries, snaps, honest_weight=honest_w, bad=bad)
+    assert p.epsilon > 0
+    trials = c.run_trials(pool, p, f"12 {beyond}", TRIALS, WEIGHTED)
+    label = "12b job: restarted lineage billed past the job's last step" if beyond else "12a job: restarted lineage bills its steps again"
+    check_row(p, trials, f"{label} ({restart})", {"step beyond the job"} if beyond else {"bill order (billed twice)"})
