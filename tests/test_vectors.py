@@ -128,13 +128,14 @@ def test_request_vectors_verify_or_are_refused_as_named():
     assert {v["expect"] for _, v in cases} == {"ok", "encoding.malformed", "input.invalid", "attest.bad-signature"}
     for name, vector in cases:
         assert gen.check_request(vector) == vector["expect"], f"request/{name}: {vector['desc']}"
-    honest = dict(cases)["honest"]
     # A wallet library's own EIP-712 hashing gives the pinned digest, and recovers the pinned signer.
     from eth_account import Account
     from eth_account.messages import encode_typed_data
 
-    message = encode_typed_data(full_message=honest["typed_data"])
-    assert Account.recover_message(message, signature=bytes.fromhex(honest["document"]["signature"][2:])) == honest["signer"]
+    for name in ("honest", "job"):
+        signed = dict(cases)[name]
+        message = encode_typed_data(full_message=signed["typed_data"])
+        assert Account.recover_message(message, signature=bytes.fromhex(signed["document"]["signature"][2:])) == signed["signer"]
 
 
 def test_bill_vectors_prove_or_are_refused_as_named():

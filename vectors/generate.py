@@ -110,6 +110,17 @@ def _requested(inv: Invocation, *, fuel_budget: int, sequence: int) -> Invocatio
     return answer(inv, signed)
 
 
+def _job_step(inv: Invocation, *, step: int) -> Invocation:
+    """``inv`` as step `step` of a 5-step job the vectors' customer signed (request/job's key)."""
+    from poe.crypto.schemes import get_scheme
+    from poe.protocol.request import answer, sign_request
+
+    k1 = get_scheme("secp256k1")
+    signed = sign_request(k1.generate_key(REQUEST_KEY_SEED), chain_id=1, deal=bytes.fromhex("d0" * 32), sequence=40,
+                          invocation=inv.call_digest, fuel_budget=1_000_000, not_before=0, not_after=9, steps=5)
+    return answer(inv, signed, step)
+
+
 def build_service(module: str, links: dict[str, str]) -> Service:
     return Service((MODULES / module).read_bytes(), {n: (MODULES / m).read_bytes() for n, m in links.items()}, name=module)
 
@@ -202,7 +213,14 @@ def invocation_vectors() -> dict[str, dict]:
     out["requested"] = case("version 2: the same call answering a customer's signed request (its block after the seed)", req_raw, "ok",
                             {"input_digest": requested.digest.hex(), "call_digest": requested.call_digest.hex(), "payload_bytes": requested.payload_bytes})
     out["requested_block_truncated"] = case("version 2 with its request block cut short", req_raw[:-1], "encoding.malformed")
-    out["version_3"] = case("a version this format does not have", b"\x03" + raw[1:], "encoding.malformed")
+    out["version_3"] = case("version byte 3 over a version-1 body: the job block a version-3 invocation ends with is missing",
+                            b"\x03" + raw[1:], "encoding.malformed")
+    out["version_4"] = case("a version this format does not have", b"\x04" + raw[1:], "encoding.malformed")
+    step = _job_step(inv, step=2)
+    out["job_step"] = case("version 3: step 2 of a customer's signed job of 5 steps (the job block and the step number after the seed)",
+                           step.encoded, "ok", {"input_digest": step.digest.hex(), "call_digest": step.call_digest.hex(),
+                                                "payload_bytes": step.payload_bytes})
+    out["job_step_truncated"] = case("version 3 with its step number cut short", step.encoded[:-1], "encoding.malformed")
     swapped = case("stdin payload does not match its digest", raw, "encoding.malformed")
     swapped["payloads"] = flipped_payload
     out["payload_swapped"] = swapped
@@ -908,6 +926,21 @@ def request_vectors() -> dict[str, dict]:
            lambda d: d["request"].update(customer=d["request"]["customer"].lower()), "encoding.malformed")
     mutant("extra_member", "a member the request does not have", lambda d: d["request"].update(tip=1), "encoding.malformed")
     mutant("float_sequence", "a sequence number written as a float", lambda d: d["request"].update(sequence=7.0), "encoding.malformed")
+    job = sign_request(sk, chain_id=1, deal=bytes.fromhex("d0" * 32), sequence=40, invocation=bytes.fromhex("1c" * 32),
+                       fuel_budget=1_000_000, not_before=4, not_after=12, steps=5)
+    out["job"] = {"desc": "a customer's signed stateful job of 5 steps (poe job v1): its EIP-712 digest and typed data",
+                  "document": job.to_json(), "digest": job.digest.hex(), "typed_data": job.request.typed_data(),
+                  "signer": k1.identity(k1.public_key(sk)), "expect": "ok"}
+    for name, desc, change, expect in (
+        ("job_steps_raised", "the job's steps raised after signing (more steps billed than signed)", lambda d: d["request"].update(steps=6),
+         "attest.bad-signature"),
+        ("job_as_request", "a job's members under the request format", lambda d: d.update(format="poe request v1"), "encoding.malformed"),
+        ("job_without_steps", "a job without its steps", lambda d: d["request"].pop("steps"), "encoding.malformed"),
+        ("job_of_zero_steps", "a job of 0 steps", lambda d: d["request"].update(steps=0), "input.invalid"),
+    ):
+        d = copy.deepcopy(job.to_json())
+        change(d)
+        out[name] = {"desc": desc, "document": d, "expect": expect}
     return out
 
 
