@@ -4,13 +4,15 @@ program that sorts a million numbers in steps.
 
 The loop is library code (the CLI command only parses options and prints): run, seal, attest,
 claim, challenge, respond, audit (re-checking any fraud proof independently) and settle the
-auditor-signed verdicts.
+auditor-signed verdicts. A third part shows customers (docs/spec.md §14): they sign the requests
+a provider may bill, and check their own bills.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import os
 import random
@@ -20,7 +22,7 @@ from fractions import Fraction
 from importlib import resources
 from typing import Any, Callable, ContextManager
 
-__all__ = ["demo_module", "step_module", "demo_csv", "run_demo", "run_stateful_demo"]
+__all__ = ["demo_module", "step_module", "demo_csv", "run_demo", "run_customer_demo", "run_stateful_demo"]
 
 Say = Callable[[str], None]
 # progress(n, label) -> a context whose value is tick(k): the CLI shows a bar, tests nothing.
@@ -30,6 +32,7 @@ DEAL_ID = "demo-deal"
 STEP_EPSILON, STEP_DELTA, STEP_UNIFORM = Fraction(1, 20), Fraction(1, 100), 8
 REPEAT_EVERY = 25  # the stateful cheat re-runs and re-bills one step in this many
 SORT_STEPS = 2689
+CUSTOMERS, CUSTOMER_REQUESTS = 4, 48  # the customers part: 4 customers sign 12 requests each
 
 
 @contextlib.contextmanager
@@ -78,13 +81,16 @@ class _Demo:
         self.scheme = get_scheme("secp256k1")
         self.auditor_sk = self.scheme.generate_key()  # the auditor's own key: settlement trusts its verdicts
 
-    def provider(self, service: Any, deal_id: str, prices: dict[str, int], subscription: int) -> tuple[bytes, Any]:
-        """A fresh provider key and the deal it works under (penalty: a slash of 5,000,000)."""
+    def provider(self, service: Any, deal_id: str, prices: dict[str, int], subscription: int,
+                 customers: dict[str, Any] | None = None) -> tuple[bytes, Any]:
+        """A fresh provider key and the deal it works under (penalty: a slash of 5,000,000); with
+        `customers`, a version-2 deal under that billing policy (spec §14)."""
         from poe.protocol.deal import Deal
 
         sk = self.scheme.generate_key()
+        policy = {"format": "poe deal v2", "customers": customers} if customers is not None else {"format": "poe deal v1"}
         deal = Deal.from_json({
-            "format": "poe deal v1", "deal_id": deal_id,
+            **policy, "deal_id": deal_id,
             "provider": {"scheme": self.scheme.name, "public_key": self.scheme.public_key(sk).hex()},
             "module_digest": service.digest.hex(), "cost_model_digest": self.cm.digest.hex(),
             "prices": {"fuel": 0, "mem": 0, "io": 0, **prices}, "subscription": subscription,
@@ -92,12 +98,15 @@ class _Demo:
         })
         return sk, deal
 
-    def seal_and_claim(self, path: str, sk: bytes, deal: Any) -> tuple[Any, Any, Any]:
-        """Seal the store's open epoch, sign its head and claim it: (store open for reading, seal, claim)."""
+    def seal_and_claim(self, path: str, sk: bytes, deal: Any, wrap: Callable[[Any], Any] | None = None) -> tuple[Any, Any, Any]:
+        """Seal the store's open epoch, sign its head and claim it: (store open for reading, seal,
+        claim). `wrap` puts the provider's own view around its store (a bill tree it built)."""
         from poe.provider.attest import make_claim, sign_epoch
         from poe.store.tracestore import TraceStore
 
         store = TraceStore.open(path, seal=True)
+        if wrap is not None:
+            store = wrap(store)
         envelope = sign_epoch(store, self.scheme, sk, deal.deal_id)
         return store, store.seal(envelope.statement.epoch), make_claim(envelope, deal)
 
@@ -216,6 +225,173 @@ def _csv_providers(d: _Demo, service: Any, runs: list, cheat_rate: float) -> tup
         d.say(f"  {role:>8} provider {d.scheme.identity(d.scheme.public_key(sk))}: sealed {sealed.root.size} segments, "
               f"root {sealed.root.hash.hex()[:16]}..., claims {claim.amount:,} units")
     return providers, cheated
+
+
+def run_customer_demo(workdir: str, beacon: bytes, epsilon: Fraction, delta: Fraction, cheat_rate: float, seed: int | None, *,
+                      say: Say, progress: Progress = no_progress, keep: bool = False, requests: int = CUSTOMER_REQUESTS) -> dict:
+    """The customers part (spec §14): customers sign the requests a provider may bill, under a
+    version-2 deal that bills signed requests only. The honest provider runs each once; the cheat
+    runs them too, then runs a `cheat_rate` share of them again and bills them a second time. The
+    audit catches the copies in the bill tree the cheat signed; a customer checks its own bill."""
+    from poe.formats.moduleset import Service
+    from poe.protocol.challenge import Challenge
+    from poe.wasm.executor import Executor
+
+    d = _Demo(workdir, say, progress, keep)
+    service = Service(demo_module(), name="csv_agg.wasm")
+    executor = Executor(service, d.cm)
+    keys = [d.scheme.generate_key(hashlib.sha256(f"poe demo customer {i} of seed {seed}".encode()).digest()) for i in range(CUSTOMERS)]
+    addresses = [_address(d.scheme, k) for k in keys]
+    calls = _customer_calls(requests)
+    rng = random.Random(f"customers-cheat-{requests}")
+    twice = sorted(rng.sample(range(requests), max(1, round(cheat_rate * requests)))) if cheat_rate > 0 else []
+    say("")
+    say(f"customers: {CUSTOMERS} customers each sign {requests // CUSTOMERS} requests (EIP-712, secp256k1) for csv_agg.wasm runs, per provider;")
+    say("           the deal (poe deal v2) bills signed requests only, and the attestation signs a bill tree sorted by (customer, sequence)")
+    providers, summary = {}, {}
+    for role in ("honest", "cheating"):
+        providers[role], summary[role] = _customer_provider(d, executor, role, keys, calls, twice if role == "cheating" else [])
+    customer = {"honest": _customer_bill(d, "honest", providers["honest"], addresses[0])}
+    victim = _address(d.scheme, keys[twice[0] % CUSTOMERS]) if twice else None
+    if victim is not None:
+        customer["cheating"] = _customer_bill(d, "cheating", providers["cheating"], victim)
+    verdicts, challenge, guarantee = [], None, None
+    for role, (store, claim) in providers.items():
+        challenge = Challenge.draw(claim, beacon, epsilon, delta, 16)
+        verdict, signed, seconds = d.audit(role, store, claim, challenge, service)
+        verdicts.append(signed)
+        summary[role].update({"verdict": verdict.verdict, "reason": verdict.reason, "problems": verdict.problems[:3],
+                              "problem_count": len(verdict.problems), "samples": len(challenge.weighted) + len(challenge.uniform),
+                              "re_executed": verdict.checked.get("re_executed", 0), "audit_seconds": round(seconds["audit"], 3)})
+        line = f"  {role:>8}: {verdict.verdict} after {summary[role]['samples']} samples ({summary[role]['re_executed']} segments re-executed"
+        if verdict.verdict == "ACCEPT":
+            guarantee = verdict.statement
+            say(line + f" in {seconds['audit']:.2f} s)")
+        else:
+            say(line + f"): {verdict.reason}")
+            if verdict.problems:
+                say(f"            e.g. {verdict.problems[0]}")
+        proven = d.recheck(verdict, service)
+        if proven:
+            say(f"            fraud proof re-checked independently: segment {proven['segment']}")
+            summary[role]["fraud_proof_segment"] = proven["segment"]
+        d.keep_file(f"customers-{role}-verdict.json", signed)
+        d.keep_file(f"customers-{role}-claim.json", claim.to_json())
+    assert challenge is not None
+    payouts = d.settle(verdicts, [claim for _, claim in providers.values()])
+    d.keep_file("customers-payouts.json", payouts)
+    say(f"guarantee: {guarantee or challenge.guarantee()}")
+    say("settlement: " + "; ".join(f"{role} {row['payout']:,} ({row['status']})" for role, row in zip(providers, payouts["payouts"])))
+    return {"customers": addresses, "requests": requests, "epsilon": str(epsilon), "delta": str(delta), "billed_twice": len(twice),
+            "guarantee": guarantee, "providers": summary, "bills": customer, "payouts": payouts}
+
+
+def _address(scheme: Any, sk: bytes) -> str:
+    return scheme.identity(scheme.public_key(sk))
+
+
+def _customer_calls(n: int) -> list:
+    from poe.formats.invocation import Invocation
+
+    return [Invocation.build(argv=["csv_agg"], stdin=demo_csv(1_000_000 + i, 20 + (i * 53) % 200), seed=(1_000_000 + i).to_bytes(32, "little"))
+            for i in range(n)]
+
+
+class _OwnBill:
+    """A provider's store as a cheat shows it: `bill` answers with the bill tree it built and
+    signed itself, and everything else is the store's."""
+
+    def __init__(self, store: Any, entries: list) -> None:
+        from poe.merkle.build import Tree
+
+        self._store, self._entries, self._tree = store, entries, Tree([e.leaf for e in entries])
+
+    def bill(self, epoch: int) -> tuple[list, Any]:
+        return self._entries, self._tree
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+def _customer_provider(d: _Demo, executor: Any, role: str, keys: list[bytes], calls: list, twice: list[int]) -> tuple[tuple[Any, Any], dict]:
+    """The role's customers sign their requests under the role's deal (call i from customer i mod
+    the customers, with its own sequence); the provider runs them, the cheat runs those in
+    `twice` again and bills them twice, in a bill tree it builds itself; then seal and claim."""
+    from poe.customer import request_for
+    from poe.provider.run import run_requests
+    from poe.store.tracestore import TraceStore
+
+    sk, deal = d.provider(executor.service, f"{DEAL_ID}-customers-{role}", {"fuel": 1, "mem": 0, "io": 10}, 0,
+                          customers={"anonymous": False, "window": 1})
+    path = os.path.join(d.workdir, f"customers-{role}.poe")
+    with TraceStore.create_or_open(path, d.cm) as store:
+        store.register_service(executor.service)
+        epoch = store.current_epoch()  # the requests are billable in this epoch only (the deal's window is 1)
+    signed = [request_for(deal, call, key=keys[i % len(keys)], sequence=1 + i // len(keys), fuel_budget=d.cm.limits.fuel, epochs=(epoch, epoch))
+              for i, call in enumerate(calls)]
+    with d.progress(len(calls), f"{role} requests") as tick:
+        run_requests(executor, list(zip(calls, signed)), deal, path, tick=tick)
+    wrap = None
+    if twice:
+        wrap = _bill_twice(d, executor, path, [(calls[i], signed[i]) for i in twice])
+    store, sealed, claim = d.seal_and_claim(path, sk, deal, wrap)
+    extra = f", then {len(twice)} of them again, billed twice" if twice else ""
+    d.say(f"  {role:>8} provider {_address(d.scheme, sk)}: ran {len(calls)} requests{extra}; sealed {sealed.root.size} segments, "
+          f"bill root {claim.statement.bill_root.hash.hex()[:16]}..., claims {claim.amount:,} units")
+    return (store, claim), {"segments": sealed.root.size, "claimed": claim.amount, "billed_twice": len(twice),
+                            "bill_root": claim.statement.bill_root.hash.hex()}
+
+
+def _bill_twice(d: _Demo, executor: Any, path: str, again: list) -> Callable[[Any], Any]:
+    """The cheat: run each (call, signed request) in `again` a second time at the end of its log
+    (a real execution at that index, so the copy re-executes to its record), and return how it
+    shows its store once sealed: with the bill tree it signs, where each copy is billed under
+    its request's (customer, sequence), next to the original."""
+    from poe.merkle.build import BillEntry
+    from poe.merkle.hasher import leaf
+    from poe.protocol.request import answer, request_of
+    from poe.store.tracestore import TraceStore
+
+    with TraceStore.create_or_open(path, d.cm) as store:
+        store.register_service(executor.service)
+        store._request_key = lambda inv: None  # its own store, its own rules: the ledger no longer refuses a request run twice
+        for call, signed in again:
+            store.append(executor.run(answer(call, signed), store.next_index))
+
+    def wrap(store: Any) -> Any:
+        sealed = store.seal()
+        entries = []
+        for index in range(sealed.first_index, sealed.end_index):
+            record, invocation, _ = store.segment(index)
+            request = request_of(invocation).request  # type: ignore[union-attr]
+            entries.append(BillEntry(request.customer, request.sequence, index, leaf(record.encode())))
+        return _OwnBill(store, sorted(entries, key=lambda e: (e.customer, e.sequence, e.index)))
+
+    return wrap
+
+
+def _customer_bill(d: _Demo, role: str, provider: tuple[Any, Any], address: str) -> dict:
+    """One customer asks the provider for its bill (`poe bill prove`) and checks it against the
+    bill root the provider signed: what it is billed, or why the bill does not check."""
+    from poe.errors import PoEError
+    from poe.protocol.bill import check_bill
+    from poe.provider.bill import make_bill
+
+    store, claim = provider
+    st, deal = claim.statement, claim.deal
+    doc = make_bill(store, st.epoch, bytes.fromhex(address[2:]))
+    d.keep_file(f"customers-{role}-bill.json", doc)
+    try:
+        bill = check_bill(doc, st, deal.digest, deal.window)
+    except PoEError as exc:
+        d.say(f"customer {address}: its bill from the {role} provider does not check: {exc.message}")
+        return {"customer": address, "epoch": st.epoch, "checks": False, "error": exc.message}
+    amount = deal.weight(bill.sums)
+    d.say(f"customer {address}: its bill from the {role} provider checks against the signed bill root: {len(bill.segments)} segments "
+          f"(sequences {bill.segments[0]['sequence']}..{bill.segments[-1]['sequence']}), fuel {bill.sums.fuel:,}, io {bill.sums.io:,}: "
+          f"{amount:,} units of the claim's {claim.amount:,}")
+    return {"customer": address, "epoch": st.epoch, "checks": True, "segments": len(bill.segments), "fuel": bill.sums.fuel,
+            "io": bill.sums.io, "amount": amount}
 
 
 def run_stateful_demo(workdir: str, beacon: bytes, *, say: Say, progress: Progress = no_progress, keep: bool = False) -> dict:

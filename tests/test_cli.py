@@ -211,6 +211,44 @@ def test_demo_without_the_stateful_part(tmp_path):
     assert "stateful" not in json.loads(r.stdout)
 
 
+def test_demo_customers_part_catches_requests_billed_twice_and_bills_a_customer(tmp_path):
+    from poe.merkle.hasher import leaf
+    from poe.protocol.deal import Deal
+    from poe.protocol.request import request_of
+
+    r = _poe("demo", "--segments", "10", "--epsilon", "0.05", "--seed", "3", "--no-stateful", "--json", "--keep", str(tmp_path))
+    assert r.exit_code == 0, r.stderr
+    data = json.loads(r.stdout)
+    part = data["customers"]
+    honest, cheat = part["providers"]["honest"], part["providers"]["cheating"]
+    assert honest["verdict"] == "ACCEPT" and "covers work no customer signed" in part["guarantee"]
+    assert cheat["verdict"] == "REJECT" and cheat["billed_twice"] == part["billed_twice"] > 0
+    assert cheat["segments"] == honest["segments"] + cheat["billed_twice"]
+    assert cheat["problem_count"] > 0 and cheat["problems"]
+    assert all("not in strictly increasing (customer, sequence) order" in p for p in cheat["problems"])
+    assert {row["verdict"]: row["status"] for row in part["payouts"]["payouts"]} == {"ACCEPT": "paid", "REJECT": "penalised"}
+    assert not part["bills"]["cheating"]["checks"] and "billed twice" in part["bills"]["cheating"]["error"]
+    # The customer's bill, recomputed from the honest provider's store: every segment whose
+    # request that customer signed, priced by the deal the provider claimed under.
+    bill = part["bills"]["honest"]
+    assert bill["checks"] and bill["customer"] in part["customers"]
+    deal = Deal.from_json(json.loads((tmp_path / "customers-honest-claim.json").read_text())["deal"])
+    assert deal.window == 1 and not deal.anonymous
+    customer = bytes.fromhex(bill["customer"][2:])
+    with TraceStore.open(str(tmp_path / "customers-honest.poe")) as store:
+        segments = [store.segment(i)[:2] for i in range(store.count())]
+    mine = [record for record, inv in segments if request_of(inv).request.customer == customer]
+    assert len(mine) == bill["segments"] == part["requests"] // len(part["customers"])
+    assert bill["amount"] == sum(deal.weight(leaf(record.encode()).sums) for record in mine) > 0
+    assert honest["claimed"] == sum(deal.weight(leaf(record.encode()).sums) for record, _ in segments) + deal.subscription
+
+
+def test_demo_without_the_customers_part():
+    r = _poe("demo", "--segments", "10", "--epsilon", "0.3", "--seed", "2", "--no-customers", "--no-stateful", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert "customers" not in json.loads(r.stdout)
+
+
 def test_entry_point_runs_as_a_module():
     r = subprocess.run([sys.executable, "-m", "poe", "--help"], capture_output=True, text=True)
     assert r.returncode == 0

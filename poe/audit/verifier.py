@@ -186,20 +186,20 @@ class _Samples:
         size = st.bill_root.size
         lo = max(0, b.position - 1)
         if len(b.leaves) != min(size, b.position + 2) - lo:
-            raise VerificationError(f"{target}: the bill opening must show leaf {b.position} and each neighbour it has")
+            raise VerificationError(f"the bill opening must show leaf {b.position} and each neighbour it has")
         first, end, left = verify_encoded_range([e.leaf for e in b.leaves], b.proof, st.bill_root)
         if (first, end) != (lo, lo + len(b.leaves)):
-            raise VerificationError(f"{target}: the bill range proof covers other leaves than the opening shows")
+            raise VerificationError(f"the bill range proof covers other leaves than the opening shows")
         entry = b.leaves[b.position - lo]
         start = self.deal.weight(left) + sum(self.deal.weight(e.record.sums) for e in b.leaves[: b.position - lo])
         end = start + self.deal.weight(entry.record.sums)
         if not start <= r < end:
             raise VerificationError(f"opening for weighted target {target} covers [{start}, {end}) of the bill tree, not {r}", expected=r, observed=[start, end])
         if entry.index != o.index or entry.record != leaf(o.record):
-            raise VerificationError(f"{target}: bill leaf {b.position} names another record than the one opened (index, hash or sums)")
+            raise VerificationError(f"bill leaf {b.position} names another record than the one opened (index, hash or sums)")
         keys = [(e.customer, e.sequence) for e in b.leaves]
         if any(a >= z for a, z in zip(keys, keys[1:])):
-            raise VerificationError(f"{target}: bill leaves {lo}..{lo + len(keys) - 1} are not in strictly increasing (customer, sequence) order: "
+            raise VerificationError(f"bill leaves {lo}..{lo + len(keys) - 1} are not in strictly increasing (customer, sequence) order: "
                                     "a request billed twice, or a forged order")
         check_answer(o.invocation, record, entry, self.deal.digest, st.epoch, self.deal.window, self.deal.anonymous)
 
