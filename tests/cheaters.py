@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import math
 import os
 import random
@@ -591,6 +592,7 @@ class Trial:
     k: int
     u: int
     pid: int
+    proof: str = "none"  # a bill-leaf fraud proof the verdict carries, re-checked: "bill-leaf proven", or why not
 
 
 _STORES: dict[str, TraceStore] = {}
@@ -626,7 +628,17 @@ def run_trial(task: tuple[Provider, bytes, Fraction, Fraction, int]) -> Trial:
             verify_chain([p.claim.statement], previous=p.previous)
         except ChainError as exc:
             chain = exc.message
-    return Trial(v.verdict, classify(v), touched, chain, len(ch.weighted), len(ch.uniform), os.getpid())
+    proof = "none"
+    if v.fraud_proof is not None and v.fraud_proof["kind"] == "bill-leaf":
+        from poe.audit.fraud import check_fraud_proof
+        from poe.errors import PoEError
+
+        try:
+            check_fraud_proof(json.loads(json.dumps(v.fraud_proof)), None)  # as a file would carry it
+            proof = "bill-leaf proven"
+        except PoEError as exc:
+            proof = f"bill-leaf not proven: [{exc.code}] {exc.message}"
+    return Trial(v.verdict, classify(v), touched, chain, len(ch.weighted), len(ch.uniform), os.getpid(), proof)
 
 
 def run_trials(pool: Any, p: Provider, label: str, n: int, configs: Sequence[tuple[Fraction, Fraction, int]]) -> list[Trial]:
@@ -670,6 +682,7 @@ def summarize(strategy: str, p: Provider, trials: Sequence[Trial], *, caught_by:
         "p_theory": bound, "p_floor": max(0.0, binomial_floor(bound, n)), "p_expected": expected,
         "observed": caught / n, "caught": caught,
         "verdicts": dict(Counter(t.verdict for t in trials)), "checks": dict(checks.most_common()),
+        "fraud_proofs": dict(Counter(t.proof for t in trials if t.proof != "none")),
         "caught_by": caught_by, "note": note,
     }
 

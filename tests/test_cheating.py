@@ -41,6 +41,8 @@ TRIALS = 200
 SEGMENTS = 160
 DEAL = c.deal("deal-cheat")
 ROWS: list[dict] = []
+BILL_CHECKS = {"unsigned segment", "bill order (billed twice)", "request of another leaf", "request signature", "request for another deal",
+               "request outside its window", "fuel beyond budget", "step beyond the job"}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -107,6 +109,8 @@ def check_row(p: c.Provider, trials: list[c.Trial], strategy: str, expected_chec
         assert abs(observed - pe) <= 4 * math.sqrt(pe * (1 - pe) / n) + 1e-9, f"{strategy}: observed {observed:.3f}, exact {pe:.3f}"
     if row["caught"]:
         assert set(row["checks"]) == expected_checks, f"{strategy}: checks fired {row['checks']}"
+    if expected_checks <= BILL_CHECKS:  # every rejection carries a fraud proof anyone re-checks without the module
+        assert row["fraud_proofs"] == ({"bill-leaf proven": row["caught"]} if row["caught"] else {}), f"{strategy}: {row['fraud_proofs']}"
     return row
 
 
@@ -650,3 +654,33 @@ def test_lineage_restarted_to_bill_more_steps_than_the_job_signed_is_caught(pool
     trials = c.run_trials(pool, p, f"12 {beyond}", TRIALS, WEIGHTED)
     label = "12b job: restarted lineage billed past the job's last step" if beyond else "12a job: restarted lineage bills its steps again"
     check_row(p, trials, f"{label} ({restart})", {"step beyond the job"} if beyond else {"bill order (billed twice)"})
+
+
+def test_bill_leaf_fraud_proof_is_rechecked_from_the_command_line_without_the_module(asked, workdir, dups, tmp_path):
+    from click.testing import CliRunner
+
+    from poe.audit.verifier import audit
+    from poe.cli import main
+    from poe.protocol.challenge import Challenge
+    from poe.store.tracestore import TraceStore
+
+    entries, copies = duplicated(asked, dups, keep_index=False)
+    p = _lie("duplicate for the proof", str(workdir / "dup-proof.poe"), entries, asked, copies | {pos - 1 for pos in copies})
+    with TraceStore.open(p.path) as store:
+        for i in range(50):
+            ch = Challenge.draw(p.claim, c.beacon("bill-leaf proof", i), EPS, DELTA, 0)
+            v = audit(p.claim, ch, c.respond(p, store, ch), c.SERVICE, deal=CUSTOMER_DEAL)
+            if v.verdict == "REJECT":
+                break
+    assert v.verdict == "REJECT" and v.fraud_proof["kind"] == "bill-leaf"
+    (tmp_path / "proof.json").write_text(json.dumps(v.fraud_proof))
+    r = CliRunner().invoke(main, ["check-fraud-proof", str(tmp_path / "proof.json"), "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["kind"] == "bill-leaf", r.output
+    # The proof rests on signed data: relabelling the copy's key to look ordered breaks its range proof.
+    doc = v.fraud_proof
+    leaves = doc["opening"]["bill"]["leaves"]
+    for a, b in zip(leaves, leaves[1:]):
+        if (a["customer"], a["sequence"]) == (b["customer"], b["sequence"]):
+            b["sequence"] += 1
+    (tmp_path / "forged.json").write_text(json.dumps(doc))
+    assert CliRunner().invoke(main, ["check-fraud-proof", str(tmp_path / "forged.json")]).exit_code == 1

@@ -2,7 +2,9 @@
 
 A "re-execution" proof costs one re-execution (from the pre-state it carries, for a stateful
 segment); a "state-chain" proof shows two adjacent committed records whose states do not
-chain, and needs none.
+chain, and needs none; a "bill-leaf" proof shows a leaf of the signed bill tree that fails a
+check of spec §14.3 (unsigned or misattributed work, a request billed twice, outside its window
+or budget, a leaf naming another record), and needs neither a module nor a re-execution.
 """
 
 from __future__ import annotations
@@ -11,13 +13,14 @@ from typing import Any
 
 from poe.audit.chain import ZERO_STATE as _ZERO, check_state_chain
 from poe.audit.reexec import executor_for, reexecute
-from poe.errors import EncodingError, NotProvenError, StateChainError, VerificationError
+from poe.errors import EncodingError, InputError, NotProvenError, StateChainError, VerificationError
 from poe.formats.costmodel import CostModel
 from poe.formats.moduleset import Service
 from poe.formats.record import Record, record_diff
 from poe.formats.state import open_bundle
 from poe.merkle.verify import InclusionProof, verify_inclusion
 from poe.protocol.attestation import verify_envelope
+from poe.protocol.bill import BillLeafFault, check_bill_leaf, check_bill_opening
 from poe.protocol.claim import Claim
 from poe.protocol.openings import Opening
 
@@ -33,12 +36,14 @@ def fraud_proof_of(doc: Any) -> Any:
     return doc
 
 
-def check_fraud_proof(proof: dict[str, Any], service: Service) -> dict[str, Any]:
+def check_fraud_proof(proof: dict[str, Any], service: Service | None) -> dict[str, Any]:
     """Re-check a fraud proof. A "re-execution" proof costs one re-execution (from the pre-state
     it carries, for a stateful segment); a "state-chain" proof shows two adjacent committed
-    records whose states do not chain. Returns what was proven; raises if nothing."""
-    if not isinstance(proof, dict) or proof.get("format") != "poe fraud proof v1" or proof.get("kind") not in ("re-execution", "state-chain") \
-            or not {"claim", "opening"} <= set(proof):
+    records whose states do not chain; a "bill-leaf" proof a bill leaf that fails a check of
+    spec §14.3 (no module needed: `service` may be None). Returns what was proven; raises if
+    nothing."""
+    if not isinstance(proof, dict) or proof.get("format") != "poe fraud proof v1" \
+            or proof.get("kind") not in ("re-execution", "state-chain", "bill-leaf") or not {"claim", "opening"} <= set(proof):
         raise EncodingError("not a poe fraud proof v1 document")
     claim = Claim.from_json(proof["claim"])
     st = claim.statement
@@ -46,7 +51,7 @@ def check_fraud_proof(proof: dict[str, Any], service: Service) -> dict[str, Any]
         raise VerificationError(f"the fraud proof's deal is not the one the provider signed for: {why}")
     from poe.crypto.schemes import get_scheme  # loads when a signature is checked
 
-    verify_envelope(claim.envelope, get_scheme(st.scheme), trusted_keys=[claim.deal.provider_key], require_reproducible=True)
+    verify_envelope(claim.envelope, get_scheme(st.scheme), trusted_keys=[claim.deal.provider_key], require_reproducible=proof["kind"] != "bill-leaf")
     o = Opening.from_json(proof["opening"])
     inclusion = InclusionProof.decode(o.proof)
     verify_inclusion(o.record, inclusion, st.root)
@@ -58,10 +63,14 @@ def check_fraud_proof(proof: dict[str, Any], service: Service) -> dict[str, Any]
             "the opening's index, its proof's leaf and its record's index disagree, or the leaf is outside the epoch",
             expected=inclusion.index, observed=[o.index, committed.index],
         )
+    summary = {"proven": True, "kind": proof["kind"], "provider": st.public_key.hex(), "deal_id": st.deal_id, "epoch": st.epoch, "segment": o.index}
+    if proof["kind"] == "bill-leaf":
+        return {**summary, "reason": _bill_leaf_fault(st, claim.deal, o, committed)}
+    if service is None:
+        raise InputError(f"a {proof['kind']} proof is re-checked against the module: give it")
     if service.digest != committed.module_digest:
         raise VerificationError("the module given is not the one the committed record names", expected=committed.module_digest.hex(), observed=service.digest.hex())
     cm_bytes = CostModel.from_json(claim.envelope.cost_model).canonical_bytes
-    summary = {"proven": True, "kind": proof["kind"], "provider": st.public_key.hex(), "deal_id": st.deal_id, "epoch": st.epoch, "segment": o.index}
     if proof["kind"] == "state-chain":
         if committed.pre_state == _ZERO:
             raise VerificationError("the segment is stateless: it has no state chain")
@@ -91,3 +100,15 @@ def check_fraud_proof(proof: dict[str, Any], service: Service) -> dict[str, Any]
         raise NotProvenError("re-execution reproduces the committed record: no fraud here", expected="a different record", observed=observed.hex())
     diff = record_diff(committed, Record.decode(observed))
     return {**summary, "differences": {k: [a, b] for k, (a, b) in diff.items()}}
+
+
+def _bill_leaf_fault(statement: Any, deal: Any, opening: Opening, record: Record) -> str:
+    """The fault a bill-leaf proof shows (spec §14.3 checks 2-4), from signed data only."""
+    if statement.bill_root is None:
+        raise VerificationError("the attestation signs no bill tree: there is no bill leaf to prove anything about")
+    entry, lo, _ = check_bill_opening(statement, opening)
+    try:
+        check_bill_leaf(statement, deal, opening, record, entry, lo)
+    except BillLeafFault as exc:
+        return exc.message
+    raise NotProvenError("the bill leaf passes every check: no fraud here")

@@ -21,9 +21,9 @@ from poe.formats.moduleset import Service
 from poe.formats.record import RECORD_SIZE, Record, record_diff
 from poe.formats.state import bundle_roots
 from poe.merkle.hasher import leaf
-from poe.merkle.verify import InclusionProof, verify_encoded_inclusion, verify_encoded_range
+from poe.merkle.verify import InclusionProof, verify_encoded_inclusion
 from poe.protocol.attestation import Report, verify_envelope
-from poe.protocol.bill import check_answer
+from poe.protocol.bill import BillLeafFault, check_bill_leaf, check_bill_opening
 from poe.protocol.challenge import Challenge, landing_offset
 from poe.protocol.claim import Claim
 from poe.protocol.deal import Deal
@@ -168,8 +168,9 @@ class _Samples:
             if not isinstance(exc, PoEError):
                 exc = EncodingError(f"malformed opening: {exc}")
             self.problems.append(f"{target}: [{exc.code}] {exc.message}")
-            if isinstance(exc, StateChainError) and self.fraud is None:
-                self.fraud = {"format": "poe fraud proof v1", "kind": "state-chain", "claim": self.claim.to_json(), "opening": o.to_json(),
+            if isinstance(exc, (StateChainError, BillLeafFault)) and self.fraud is None:
+                kind = "state-chain" if isinstance(exc, StateChainError) else "bill-leaf"
+                self.fraud = {"format": "poe fraud proof v1", "kind": kind, "claim": self.claim.to_json(), "opening": o.to_json(),
                               "reason": exc.message}
             return
         task = (self.service.main, self.service.links, self.cm_bytes, o.invocation, o.payloads, o.index)
@@ -180,28 +181,13 @@ class _Samples:
         """Spec §14.3: the weighted target lands on a bill leaf that names this record and the
         request it answers, and whose neighbours' keys enclose its own (so a request billed twice
         sits next to its copy, and the tree's order cannot be forged where a sample looks)."""
-        st, b = self.claim.statement, o.bill
-        if b is None:
-            raise VerificationError(f"opening for {target} does not show its leaf in the bill tree")
-        size = st.bill_root.size
-        lo = max(0, b.position - 1)
-        if len(b.leaves) != min(size, b.position + 2) - lo:
-            raise VerificationError(f"the bill opening must show leaf {b.position} and each neighbour it has")
-        first, end, left = verify_encoded_range([e.leaf for e in b.leaves], b.proof, st.bill_root)
-        if (first, end) != (lo, lo + len(b.leaves)):
-            raise VerificationError(f"the bill range proof covers other leaves than the opening shows")
-        entry = b.leaves[b.position - lo]
-        start = self.deal.weight(left) + sum(self.deal.weight(e.record.sums) for e in b.leaves[: b.position - lo])
+        st = self.claim.statement
+        entry, lo, left = check_bill_opening(st, o)
+        start = self.deal.weight(left)
         end = start + self.deal.weight(entry.record.sums)
         if not start <= r < end:
             raise VerificationError(f"opening for weighted target {target} covers [{start}, {end}) of the bill tree, not {r}", expected=r, observed=[start, end])
-        if entry.index != o.index or entry.record != leaf(o.record):
-            raise VerificationError(f"bill leaf {b.position} names another record than the one opened (index, hash or sums)")
-        keys = [(e.customer, e.sequence) for e in b.leaves]
-        if any(a >= z for a, z in zip(keys, keys[1:])):
-            raise VerificationError(f"bill leaves {lo}..{lo + len(keys) - 1} are not in strictly increasing (customer, sequence) order: "
-                                    "a request billed twice, or a forged order")
-        check_answer(o.invocation, record, entry, self.deal.digest, st.epoch, self.deal.window, self.deal.anonymous)
+        check_bill_leaf(st, self.deal, o, record, entry, lo)
 
     def _pre_state_root(self, record: Record, o: Opening) -> bytes:
         """A stateful sample chains with its neighbours and starts from genesis or a bundled state;

@@ -11,7 +11,8 @@ from ._options import emit_json, info, json_option, load_json, read_file, read_l
 
 @click.command("check-fraud-proof")
 @click.argument("proof_path", metavar="FILE", type=click.Path(dir_okay=False))
-@click.option("--module", "module_path", required=True, type=click.Path(dir_okay=False), help="The module the committed record names.")
+@click.option("--module", "module_path", default=None, type=click.Path(dir_okay=False),
+              help="The module the committed record names (needed by re-execution and state-chain proofs, not by bill-leaf ones).")
 @click.option("--link", "links", multiple=True, help="NAME=OTHER.wasm for multi-module services.")
 @json_option
 def check_fraud_proof_cmd(proof_path, module_path, links, as_json):
@@ -21,13 +22,17 @@ def check_fraud_proof_cmd(proof_path, module_path, links, as_json):
     FILE is a fraud proof, or a verdict that contains one. A `re-execution` proof is proven when
     the signed, committed record does not re-execute (from the pre-state the proof carries, for a
     stateful segment); a `state-chain` proof when two adjacent committed records of a stateful
-    lineage do not chain (a forged pre-state or a skipped step): no re-execution needed.
+    lineage do not chain (a forged pre-state or a skipped step): no re-execution needed; a
+    `bill-leaf` proof when a leaf of the signed bill tree bills work no customer signed, a
+    request twice, outside its window or budget, or names another record (spec §14.3): no
+    module needed.
     """
     proof = fraud_proof_of(load_json(proof_path, "fraud proof"))
-    result = check_fraud_proof(proof, Service(read_file(module_path, "module"), read_link_options(links)))
+    service = Service(read_file(module_path, "module"), read_link_options(links)) if module_path is not None else None
+    result = check_fraud_proof(proof, service)
     if as_json:
         emit_json(result)
-    elif result["kind"] == "state-chain":
+    elif result["kind"] in ("state-chain", "bill-leaf"):
         info(f"FRAUD PROVEN: segment {result['segment']} of epoch {result['epoch']} (deal {result['deal_id']!r}): {result['reason']}")
     else:
         info(f"FRAUD PROVEN: segment {result['segment']} of epoch {result['epoch']} (deal {result['deal_id']!r}) does not re-execute to its signed record")

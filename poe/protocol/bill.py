@@ -14,16 +14,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from poe.errors import EncodingError, VerificationError
+from poe.errors import EncodingError, PoEError, VerificationError
 from poe.formats import hashing as h
 from poe.formats.invocation import split_requested
 from poe.formats.record import RECORD_SIZE, Record
 from poe.merkle.build import ANONYMOUS, BillEntry
 from poe.merkle.hasher import Node, Root, Sums, leaf
-from poe.merkle.verify import MAX_PROOF_BYTES, RangeProof, verify_encoded_inclusion, verify_range
+from poe.merkle.verify import MAX_PROOF_BYTES, RangeProof, verify_encoded_inclusion, verify_encoded_range, verify_range
 from poe.protocol.fields import array, document, exact, hex0x, hexbytes, uint
 
-__all__ = ["BILL_FORMAT", "bill_document", "check_bill", "check_answer", "CheckedBill", "entry_json", "entry_from_json"]
+__all__ = ["BILL_FORMAT", "bill_document", "check_bill", "check_answer", "check_bill_opening", "check_bill_leaf", "BillLeafFault",
+           "CheckedBill", "entry_json", "entry_from_json"]
 
 BILL_FORMAT = "poe bill v1"
 MAX_ENTRIES = 1_000_000
@@ -146,6 +147,54 @@ def _entry(d: Any, customer: bytes, statement: Any, deal_digest: bytes, window: 
     signed = check_answer(inv, record, entry, deal_digest, statement.epoch, window)
     return entry, {"sequence": sequence, "index": index, "request": signed.digest.hex(), "record_leaf": entry.record.hash.hex(), "fuel": record.fuel,
                    "outcome": record.describe_outcome()}
+
+
+class BillLeafFault(VerificationError):
+    """A bill leaf that fails a check of spec §14.3 on signed data alone (the two signed roots,
+    the invocation its record commits, the deal): a fault anyone can re-check, so the verdict
+    carries a fraud proof of kind "bill-leaf"."""
+
+
+def check_bill_opening(statement: Any, opening: Any) -> tuple[BillEntry, int, Sums]:
+    """The bill member of a weighted opening (spec §12.3, §14.3 check 1): leaf `position` and each
+    neighbour it has, proven by one range proof against the signed bill root. Returns the leaf,
+    the first shown position, and the sums of every leaf before it (its offset in the epoch)."""
+    b = opening.bill
+    if b is None:
+        raise VerificationError(f"opening for {opening.target} does not show its leaf in the bill tree")
+    size = statement.bill_root.size
+    lo = max(0, b.position - 1)
+    if len(b.leaves) != min(size, b.position + 2) - lo:
+        raise VerificationError(f"the bill opening must show leaf {b.position} and each neighbour it has")
+    first, end, left = verify_encoded_range([e.leaf for e in b.leaves], b.proof, statement.bill_root)
+    if (first, end) != (lo, lo + len(b.leaves)):
+        raise VerificationError("the bill range proof covers other leaves than the opening shows")
+    before = b.leaves[: b.position - lo]
+    for e in before:
+        left = left + e.record.sums
+    return b.leaves[b.position - lo], lo, left
+
+
+def check_bill_leaf(statement: Any, deal: Any, opening: Any, record: Record, entry: BillEntry, lo: int) -> None:
+    """Checks 2-4 of spec §14.3 on a proven bill opening whose record (at `opening.index`) is
+    proven in the signed record tree: BillLeafFault when the signed trees, the committed
+    invocation and the deal show a fault; VerificationError when the opening merely answers with
+    a record the leaf does not name."""
+    if entry.index != opening.index:
+        raise VerificationError(f"bill leaf {opening.bill.position} names segment {entry.index}, and the opening shows segment {opening.index}")
+    try:
+        if entry.record != leaf(opening.record):
+            raise VerificationError(f"bill leaf {opening.bill.position} names another record than segment {entry.index} of the record tree "
+                                    "(hash or sums)")
+        keys = [(e.customer, e.sequence) for e in opening.bill.leaves]
+        if any(a >= z for a, z in zip(keys, keys[1:])):
+            raise VerificationError(f"bill leaves {lo}..{lo + len(keys) - 1} are not in strictly increasing (customer, sequence) order: "
+                                    "a request billed twice, or a forged order")
+        check_answer(opening.invocation, record, entry, deal.digest, statement.epoch, deal.window, deal.anonymous)
+    except BillLeafFault:
+        raise
+    except PoEError as exc:  # whatever the committed data does wrong, it is the provider's signed fault
+        raise BillLeafFault(exc.message, **exc.details) from None
 
 
 def check_answer(invocation: bytes, record: Record, entry: BillEntry, deal_digest: bytes, epoch: int, window: int | None,
