@@ -217,6 +217,35 @@ def test_request_check_poe(measured, signed_request, backend):
         measured.extra_info["per_second"] = round(1 / stats.stats.median)
 
 
+def _hash_and_recover(scheme, signed):
+    """The issue's measure: the EIP-712 hash of an already decoded request (computed afresh, not
+    from its cache) and the recovery of its signer, compared with its customer."""
+    digest = type(signed.request).digest.func(signed.request)
+    if scheme.recover_hash_address(digest, signed.signature) != signed.request.customer:
+        raise AssertionError("the request's signer is not its customer")
+
+
+@pytest.mark.benchmark(group="request-hash-recover")
+def test_request_hash_recover_baseline(measured, signed_request):
+    """The same on the py-ecc reference."""
+    from poe.protocol.request import SignedRequest
+
+    measured(_hash_and_recover, get_scheme("secp256k1", "py-ecc"), SignedRequest.from_json(signed_request))
+
+
+@pytest.mark.benchmark(group="request-hash-recover")
+@pytest.mark.parametrize("backend", [b for b in K1_BACKENDS if b != "py-ecc"])
+def test_request_hash_recover_poe(measured, signed_request, backend):
+    from poe.protocol.request import SignedRequest
+
+    scheme = get_scheme("secp256k1", backend)
+    _note(measured, scheme)
+    measured(_hash_and_recover, scheme, SignedRequest.from_json(signed_request))
+    stats = getattr(measured, "stats", None)
+    if stats is not None and getattr(stats, "stats", None) is not None:
+        measured.extra_info["per_second"] = round(1 / stats.stats.median)
+
+
 @pytest.mark.benchmark(group="request-check")
 def test_request_check_raw_ecrecover(measured, signed_request):
     """For reference: coincurve's recovery alone on the same digest, no hashing and no checks."""

@@ -25,7 +25,7 @@ Everything here is pure; a signature is checked only by :meth:`SignedRequest.ver
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 from poe.crypto import eip712
@@ -249,7 +249,15 @@ class SignedRequest:
 
 
 def _address(value: Any) -> bytes:
+    if not isinstance(value, str):  # (and a cache key must be hashable)
+        raise EncodingError("a request's customer address must be 0x and 40 hex digits")
+    return _checked_address(value)
+
+
+@lru_cache(maxsize=4096)
+def _checked_address(value: str) -> bytes:
     # One spelling per address, so a document has one encoding: EIP-55 mixed case, as signed.
+    # Cached: a customer sends many requests, and the checksum costs a Keccak-256 (~4 µs).
     raw = hex0x(value, "a request's customer address", 20)
     if value != eip712_address(raw):
         raise EncodingError("a request's customer is written in its EIP-55 checksummed form", expected=eip712_address(raw), observed=value)
