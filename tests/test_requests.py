@@ -574,13 +574,17 @@ def test_request_promised_but_left_out_of_the_bill_is_reported_by_the_customer(b
         (tmp_path / f"r{i}.json").write_text(json.dumps(signed.to_json()))
     never_run = sign_request(keys[0], chain_id=1, deal=claim.deal.digest, sequence=99, invocation=b"\x01" * 32, fuel_budget=10, not_before=0, not_after=3)
     (tmp_path / "lost.json").write_text(json.dumps(never_run.to_json()))
-    ok = _cli("bill", "verify", tmp_path / "bill.json", "--claim", tmp_path / "claim.json", "--request", tmp_path / "r0.json",
+    me = ("--customer", "0x" + addresses[0].hex())
+    ok = _cli("bill", "verify", tmp_path / "bill.json", "--claim", tmp_path / "claim.json", *me, "--request", tmp_path / "r0.json",
               "--request", tmp_path / "r1.json", "--json")
     assert ok.exit_code == 0, ok.output
     assert json.loads(ok.stdout)["amount"] == claim.deal.weight(
         __import__("poe.merkle.hasher", fromlist=["Sums"]).Sums(**json.loads(ok.stdout)["totals"]))
-    lost = _cli("bill", "verify", tmp_path / "bill.json", "--claim", tmp_path / "claim.json", "--request", tmp_path / "lost.json")
+    lost = _cli("bill", "verify", tmp_path / "bill.json", "--claim", tmp_path / "claim.json", *me, "--request", tmp_path / "lost.json")
     assert lost.exit_code == 1 and "not in the bill" in lost.output
+    # another customer's bill, however valid, is not this customer's
+    other = _cli("bill", "verify", tmp_path / "bill.json", "--claim", tmp_path / "claim.json", "--customer", "0x" + addresses[1].hex())
+    assert other.exit_code == 1 and "not yours" in other.output
 
 
 def test_request_whose_epoch_a_concurrent_seal_closed_is_not_recorded_in_the_next(tmp_path):
@@ -653,8 +657,8 @@ def test_bill_with_a_made_up_record_in_a_real_leafs_place_is_rejected(billed_epo
     (["bill", "prove", "{store}", "--epoch", "0", "--customer", "zz" * 20], 2),
     (["bill", "prove", "{store}", "--epoch", "0", "--customer", "0x" + "00" * 20], 3),  # the anonymous marker is no customer
     (["bill", "prove", "{store}", "--epoch", "7", "--customer", "0x" + "11" * 20], 3),  # no such epoch
-    (["bill", "verify", "{garbage}", "--claim", "{garbage}"], 3),
-    (["bill", "verify", "{truncated}", "--claim", "{garbage}"], 3),
+    (["bill", "verify", "{garbage}", "--claim", "{garbage}", "--customer", "0x" + "11" * 20], 3),
+    (["bill", "verify", "{truncated}", "--claim", "{garbage}", "--customer", "0x" + "11" * 20], 3),
     (["deal", "new", "{wasm}", "--id", "d", "--provider", "{key}", "--price-fuel", "1", "--penalty", "slash:lots"], 2),
     (["deal", "new", "{wasm}", "--id", "d", "--provider", "{garbage}", "--price-fuel", "1"], 3),
 ])
@@ -676,7 +680,7 @@ def test_bill_verify_of_a_tampered_bill_exits_1(billed_epoch, tmp_path):
     doc = _bill(path, 0, addresses[0])
     doc["entries"][0]["record"] = doc["entries"][0]["record"][:-2] + ("00" if doc["entries"][0]["record"][-2:] != "00" else "01")
     (tmp_path / "bill.json").write_text(json.dumps(doc))
-    r = _cli("bill", "verify", tmp_path / "bill.json", "--claim", tmp_path / "claim.json")
+    r = _cli("bill", "verify", tmp_path / "bill.json", "--claim", tmp_path / "claim.json", "--customer", "0x" + addresses[0].hex())
     assert r.exit_code == 1 and "merkle.root-mismatch" in r.output
 
 
@@ -1071,7 +1075,7 @@ def test_job_resumed_runs_only_the_steps_left_and_then_refuses(job_parties):
     r = _run_job(p, 1, "--resume")
     assert r.exit_code == 3 and "have all been run" in r.output
     r = _run_job(p, 1)  # a second lineage of the same job would bill its steps again
-    assert r.exit_code == 3 and "already run" in r.output
+    assert r.exit_code == 3 and "already billed" in r.output
     assert _segments(p / "j.poe") == 5
 
 
@@ -1102,3 +1106,16 @@ def test_job_document_round_trips_and_its_digest_is_the_eip712_digest_eth_accoun
     assert Account.recover_message(m, signature=signed.signature) == K1.identity(K1.public_key(CUSTOMER))
     # a job and a request with the same members sign different digests
     assert sign_request(CUSTOMER, **TERMS).digest != signed.digest
+
+
+def test_job_whose_sequences_another_request_took_is_refused_before_any_step_runs(job_parties):
+    # A request already billed under sequence 102 would stop the job at its step 2 for good.
+    p = job_parties
+    r = _cli("request", p / "counter.wasm", "--deal", p / "jobs.json", "--key", p / "c.key", "--sequence", "102", "--budget", "100000",
+             "--epochs", "0", "--invoke", "add", "--arg", "1", "--out", p / "r102.json")
+    assert r.exit_code == 0, r.output
+    r = _cli("run", p / "counter.wasm", "--store", p / "j.poe", "--request", p / "r102.json", "--deal", p / "jobs.json", "--invoke", "add", "--arg", "1")
+    assert r.exit_code == 0, r.output
+    r = _run_job(p, 5)
+    assert r.exit_code == 3 and "step 2 of this job (sequence 102) was already billed" in r.output
+    assert _segments(p / "j.poe") == 1

@@ -163,6 +163,8 @@ def check_bill_opening(statement: Any, opening: Any) -> tuple[BillEntry, int, Su
     if b is None:
         raise VerificationError(f"opening for {opening.target} does not show its leaf in the bill tree")
     size = statement.bill_root.size
+    if b.position >= size:
+        raise VerificationError(f"bill leaf {b.position} is outside a bill tree of {size}")
     lo = max(0, b.position - 1)
     if len(b.leaves) != min(size, b.position + 2) - lo:
         raise VerificationError(f"the bill opening must show leaf {b.position} and each neighbour it has")
@@ -182,6 +184,10 @@ def check_bill_leaf(statement: Any, deal: Any, opening: Any, record: Record, ent
     a record the leaf does not name."""
     if entry.index != opening.index:
         raise VerificationError(f"bill leaf {opening.bill.position} names segment {entry.index}, and the opening shows segment {opening.index}")
+    # The invocation is the opening's, not signed data: one that is not the record's input is a
+    # bad answer (a REJECT), never a proof against the provider's trees.
+    if h.digest(h.CTX_INVOCATION, opening.invocation) != record.input_digest:
+        raise VerificationError(f"segment {record.index}'s opened invocation is not the one its record commits")
     try:
         if entry.record != leaf(opening.record):
             raise VerificationError(f"bill leaf {opening.bill.position} names another record than segment {entry.index} of the record tree "

@@ -167,7 +167,7 @@ def run_steps(executor: Any, inv: Invocation, store_path: str, steps: int, *, st
     tally, done, last = _Tally(), False, None
     with TraceStore.create_or_open(store_path, executor.cost_model) as store:
         start = _resume_point(store, executor, store_path) if resume else None
-        first_step = _job_start(store, executor, inv, job, resume) if job is not None else 0
+        first_step = _job_start(store, executor, inv, job, resume, steps) if job is not None else 0
         if job is not None:
             steps = min(steps, job[0].request.steps - first_step)
         store.register_service(executor.service)  # only once the lineage is known to continue
@@ -207,7 +207,7 @@ def _answer_step(call: Invocation, signed: Any, step: int) -> Invocation:
     return answer(call, signed, step)
 
 
-def _job_start(store: TraceStore, executor: Any, call: Invocation, job: tuple[Any, Any], resume: bool) -> int:
+def _job_start(store: TraceStore, executor: Any, call: Invocation, job: tuple[Any, Any], resume: bool, steps: int) -> int:
     """Check a signed job before any of its steps runs, and return the step to run next: 0 for a
     new lineage, or one past the step the store's last segment ran when resuming the same job."""
     from poe.formats.invocation import split_requested
@@ -234,9 +234,14 @@ def _job_start(store: TraceStore, executor: Any, call: Invocation, job: tuple[An
     if first >= signed.request.steps:
         raise InputError(f"the job's {signed.request.steps} steps have all been run; the customer signed for no more")
     request = signed.request
-    done = store.requests_answered([(request.customer, request.sequence + first)])
+    # Every sequence this run bills must be free, or the lineage would stop part-way at one another
+    # request already took (the job reserves its sequences, but a customer may have reused one).
+    keys = [(request.customer, request.sequence + k) for k in range(first, min(request.steps, first + steps))]
+    done = store.requests_answered(keys)
     if done:
-        raise InputError(f"step {first} of this job was already run, as segment {next(iter(done.values()))}: a step is billed once")
+        (_, sequence), index = min(done.items(), key=lambda kv: kv[0][1])
+        raise InputError(f"step {sequence - request.sequence} of this job (sequence {sequence}) was already billed, as segment {index}: "
+                         "a sequence is billed once", observed=sequence)
     return first
 
 
