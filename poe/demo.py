@@ -127,7 +127,7 @@ class _Demo:
         """A fraud proof, re-checked as anyone would: from the proof file and the module alone."""
         from poe.audit.fraud import check_fraud_proof
 
-        return check_fraud_proof(verdict.fraud_proof, service) if verdict.fraud_proof else None
+        return check_fraud_proof(verdict.fraud_proof, service, verdict.claim.deal) if verdict.fraud_proof else None
 
     def settle(self, verdicts: list[dict], claims: list[Any]) -> dict:
         from poe.audit.settle import settle
@@ -302,9 +302,9 @@ class _OwnBill:
     signed itself, and everything else is the store's."""
 
     def __init__(self, store: Any, entries: list) -> None:
-        from poe.merkle.build import Tree
+        from poe.merkle.build import ordered_tree
 
-        self._store, self._entries, self._tree = store, entries, Tree([e.leaf for e in entries])
+        self._store, self._entries, self._tree = store, entries, ordered_tree([e.leaf for e in entries])
 
     def bill(self, epoch: int) -> tuple[list, Any]:
         return self._entries, self._tree

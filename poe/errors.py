@@ -37,6 +37,7 @@ __all__ = [
     "InclusionProofError",
     "ConsistencyProofError",
     "RangeProofError",
+    "BillOrderError",
     "SignatureError",
     "BatchVerificationError",
     "KeyFormatError",
@@ -234,6 +235,13 @@ class RangeProofError(ProofError):
     """A range proof whose range, leaves or path do not fit its tree."""
 
     code = "merkle.range-invalid"
+
+
+class BillOrderError(ProofError):
+    """A bill tree (spec §14.2) whose keys are out of (customer, sequence) order where a proof
+    climbs: a request billed twice, or an order forged to hide one."""
+
+    code = "merkle.bill-order"
 
 
 class SignatureError(VerificationError):

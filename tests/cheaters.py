@@ -41,7 +41,7 @@ from poe.protocol.deal import Deal
 from poe.formats.invocation import Value
 from poe.formats.state import State
 from poe.crypto.schemes import get_scheme
-from poe.merkle.build import ANONYMOUS, BillEntry, Tree
+from poe.merkle.build import ANONYMOUS, BillEntry, Tree, ordered_tree
 from poe.merkle.hasher import Node, Root, Sums, leaf, node
 from poe.formats.invocation import block_terms
 from poe.protocol.request import Request, SignedRequest, answer, request_of
@@ -147,7 +147,7 @@ def attest(path: str, seals: Sequence[Any], d: Deal, bills: Sequence[Sequence[Bi
         st = Statement(SCHEME.name, CM.digest, d.module_digest, PK, d.deal_id, s.epoch, s.first_index, s.end_index,
                        s.root, previous, consistency_digest(proof), ISSUED_AT + s.epoch)
         if bills:
-            st = dataclasses.replace(st, bill_root=Tree([e.leaf for e in bills[s.epoch]]).root)
+            st = dataclasses.replace(st, bill_root=ordered_tree([e.leaf for e in bills[s.epoch]]).root)
         claims.append(claim_of(st, d, proof))
     store.close()
     return claims
@@ -292,6 +292,24 @@ def bill_entries(records: Sequence[bytes], invs: Sequence[Invocation], first: in
     return sorted(out, key=lambda e: (e.customer, e.sequence, e.index))
 
 
+def disorder_footprint(entries: Sequence[BillEntry]) -> set[int]:
+    """Segments whose opening's proof (its leaf and neighbours, spec §14.3) climbs through a part
+    of the committed bill tree that is out of key order (spec §14.2): each leaf's window proof,
+    built from the tree the provider signed, checked for order alone."""
+    from poe.errors import BillOrderError
+    from poe.merkle.verify import encode_bill_range, verify_bill_range
+
+    tree = ordered_tree([e.leaf for e in entries])
+    bad, n = set(), len(entries)
+    for p in range(n):
+        lo, hi = max(0, p - 1), min(n, p + 2)
+        try:
+            verify_bill_range([e.leaf for e in entries[lo:hi]], encode_bill_range(lo, hi, tree.range_path(lo, hi)), tree.root)
+        except BillOrderError:
+            bad.add(entries[p].index)
+    return bad
+
+
 def bill_intervals(d: Deal, entries: Sequence[BillEntry], bad: set[int]) -> tuple[tuple[int, int], ...]:
     """Weighted intervals of the bill leaves that name a segment in `bad` (log indices)."""
     out, at = [], 0
@@ -305,13 +323,15 @@ def bill_intervals(d: Deal, entries: Sequence[BillEntry], bad: set[int]) -> tupl
 
 def make_billing_provider(name: str, path: str, d: Deal, entries: Sequence[Execution], *, honest_weight: int | None = None,
                           bad: set[int] = frozenset(), epochs: Sequence[int] = (), relabel: dict[int, tuple[bytes, int]] | None = None,
-                          ledger: bool = False) -> Provider:
+                          ledger: bool = False, layout: Any = None) -> Provider:
     """Commit `entries`, sign version-2 statements over bill trees built by `bill_entries`, and
     note where the lie sits in the last epoch's bill tree. With `ledger`, the store keeps its own
     request table (an honest provider) and its bill tree must be the one signed."""
     seals, committed = commit(path, entries, epochs=epochs, ledger=ledger)
     bills = [bill_entries(committed[s.first_index:s.end_index], [e.invocation for e in entries[s.first_index:s.end_index]], s.first_index, relabel)
              for s in seals]
+    if layout is not None:  # the provider lays out (and signs) its bill tree its own way
+        bills = [layout(b) for b in bills]
     claims = attest(path, seals, d, bills)
     if ledger:
         with TraceStore.open(path) as store:
@@ -319,7 +339,7 @@ def make_billing_provider(name: str, path: str, d: Deal, entries: Sequence[Execu
     st = claims[-1].statement
     epoch_records = committed[st.first_index:st.end_index]
     return Provider(name, path, claims[-1], weight_of(d, epoch_records) if honest_weight is None else honest_weight,
-                    bad_intervals=bill_intervals(d, bills[-1], set(bad)), previous=claims[-2].statement if len(claims) > 1 else None,
+                    bad_intervals=bill_intervals(d, bills[-1], set(bad) | disorder_footprint(bills[-1])), previous=claims[-2].statement if len(claims) > 1 else None,
                     bill=() if ledger else tuple(bills[-1]))
 
 
@@ -442,7 +462,7 @@ def make_job_provider(name: str, path: str, d: Deal, entries: Sequence[Execution
         with TraceStore.open(path) as store:
             assert store.bill(0)[1].root == claim.statement.bill_root
     return Provider(name, path, claim, weight_of(d, records) if honest_weight is None else honest_weight,
-                    bad_intervals=bill_intervals(d, bills[0], set(bad)), service=COUNTER, bill=() if ledger else tuple(bills[0]))
+                    bad_intervals=bill_intervals(d, bills[0], set(bad) | disorder_footprint(bills[0])), service=COUNTER, bill=() if ledger else tuple(bills[0]))
 
 
 # -- trees built by hand (RFC 9162 shape, docs/spec.md §10) ---------------------------------------
@@ -512,7 +532,7 @@ class _SignedBill:
 
     def __init__(self, store: TraceStore, entries: Sequence[BillEntry]) -> None:
         self._store, self._entries = store, list(entries)
-        self._tree = Tree([e.leaf for e in entries])
+        self._tree = ordered_tree([e.leaf for e in entries])
 
     def bill(self, epoch: int) -> tuple[list[BillEntry], Tree]:
         return self._entries, self._tree
@@ -557,6 +577,7 @@ CHECKS = (
     ("state chain", "[state.chain-broken]"),
     ("unsigned segment", "the deal bills signed requests only"),
     ("bill order (billed twice)", "strictly increasing (customer, sequence) order"),
+    ("bill order (billed twice)", "out of (customer, sequence) order"),
     ("request of another leaf", "answers another request than its bill leaf says"),
     ("request signature", "was not signed by its customer"),
     ("request for another deal", "a request for another deal"),
@@ -634,7 +655,7 @@ def run_trial(task: tuple[Provider, bytes, Fraction, Fraction, int]) -> Trial:
         from poe.errors import PoEError
 
         try:
-            check_fraud_proof(json.loads(json.dumps(v.fraud_proof)), None)  # as a file would carry it
+            check_fraud_proof(json.loads(json.dumps(v.fraud_proof)), None, p.claim.deal)  # as a file would carry it
             proof = "bill-leaf proven"
         except PoEError as exc:
             proof = f"bill-leaf not proven: [{exc.code}] {exc.message}"

@@ -208,9 +208,9 @@ def test_gap_in_the_chain_is_rejected(signed):
 def test_non_canonical_statement_encoding_is_rejected(signed):
     _, _, envs, _ = signed
     raw = _load(envs[0]).statement_bytes
-    assert raw[0] == 2  # poe attest signs version 2, with the bill root
-    # trailing byte, truncation, version 1 over version-2 bytes, an unknown version, an unknown scheme
-    for bad in (raw + b"\x00", raw[:-1], bytes([1]) + raw[1:], bytes([3]) + raw[1:], raw[:1] + bytes([9]) + raw[2:]):
+    assert raw[0] == 3  # poe attest signs version 3, with the ordered bill tree's root
+    # trailing byte, truncation, version 1 over version-3 bytes, an unknown version, an unknown scheme
+    for bad in (raw + b"\x00", raw[:-1], bytes([1]) + raw[1:], bytes([4]) + raw[1:], raw[:1] + bytes([9]) + raw[2:]):
         with pytest.raises(EncodingError):
             Statement.decode(bad)
 

@@ -674,13 +674,38 @@ def test_bill_leaf_fraud_proof_is_rechecked_from_the_command_line_without_the_mo
                 break
     assert v.verdict == "REJECT" and v.fraud_proof["kind"] == "bill-leaf"
     (tmp_path / "proof.json").write_text(json.dumps(v.fraud_proof))
-    r = CliRunner().invoke(main, ["check-fraud-proof", str(tmp_path / "proof.json"), "--json"])
+    (tmp_path / "deal.json").write_text(json.dumps(CUSTOMER_DEAL.to_json()))
+    trusted = ["--deal", str(tmp_path / "deal.json")]
+    r = CliRunner().invoke(main, ["check-fraud-proof", str(tmp_path / "proof.json"), "--json", *trusted])
     assert r.exit_code == 0 and json.loads(r.stdout)["kind"] == "bill-leaf", r.output
-    # The proof rests on signed data: relabelling the copy's key to look ordered breaks its range proof.
-    doc = v.fraud_proof
-    leaves = doc["opening"]["bill"]["leaves"]
-    for a, b in zip(leaves, leaves[1:]):
-        if (a["customer"], a["sequence"]) == (b["customer"], b["sequence"]):
-            b["sequence"] += 1
+    # The claim inside names a deal by id only: one carrying other terms proves nothing against the trusted deal.
+    other = json.loads(json.dumps(v.fraud_proof))
+    other["claim"]["deal"]["subscription"] += 1
+    (tmp_path / "other-terms.json").write_text(json.dumps(other))
+    assert CliRunner().invoke(main, ["check-fraud-proof", str(tmp_path / "other-terms.json"), *trusted]).exit_code in (1, 3)
+    assert CliRunner().invoke(main, ["check-fraud-proof", str(tmp_path / "proof.json")]).exit_code == 3  # no deal given
+    # The proof rests on signed data: a bill proof changed anywhere no longer reaches the signed root.
+    doc = json.loads(json.dumps(v.fraud_proof))
+    raw = bytearray.fromhex(doc["opening"]["bill"]["proof"])
+    raw[-60] ^= 1
+    doc["opening"]["bill"]["proof"] = raw.hex()
     (tmp_path / "forged.json").write_text(json.dumps(doc))
-    assert CliRunner().invoke(main, ["check-fraud-proof", str(tmp_path / "forged.json")]).exit_code == 1
+    assert CliRunner().invoke(main, ["check-fraud-proof", str(tmp_path / "forged.json"), *trusted]).exit_code == 1
+
+
+def test_every_request_billed_twice_in_an_unsorted_bill_tree_is_caught(pool, asked, workdir):
+    # The review's attack: every request run again at the end of the log, and the bill tree
+    # signed as all first copies, then all copies, each half sorted. The neighbour checks alone
+    # missed it (one descent in the middle); the ordered tree's nodes carry their keys, and every
+    # proof climbing through the root sees the halves overlap.
+    n = len(asked)
+    entries = asked + [renumbered(e, n + i) for i, e in enumerate(asked)]
+
+    def halves(bill):
+        return sorted((e for e in bill if e.index < n), key=lambda e: e.key) + sorted((e for e in bill if e.index >= n), key=lambda e: e.key)
+
+    p = _lie("11i unsorted", str(workdir / "unsorted.poe"), entries, asked, set(range(n, 2 * n)), layout=halves)
+    assert p.epsilon == Fraction(1, 2)
+    trials = c.run_trials(pool, p, "11i", TRIALS, WEIGHTED)
+    check_row(p, trials, f"11i every request billed twice, bill tree unsorted ({n}/{2 * n})", {"bill order (billed twice)"},
+              note="review's attack; footprint = every leaf under the root's out-of-order join")

@@ -225,7 +225,7 @@ def test_demo_customers_part_catches_requests_billed_twice_and_bills_a_customer(
     assert cheat["verdict"] == "REJECT" and cheat["billed_twice"] == part["billed_twice"] > 0
     assert cheat["segments"] == honest["segments"] + cheat["billed_twice"]
     assert cheat["problem_count"] > 0 and cheat["problems"]
-    assert all("not in strictly increasing (customer, sequence) order" in p for p in cheat["problems"])
+    assert all("(customer, sequence) order" in p for p in cheat["problems"])
     assert {row["verdict"]: row["status"] for row in part["payouts"]["payouts"]} == {"ACCEPT": "paid", "REJECT": "penalised"}
     assert not part["bills"]["cheating"]["checks"] and "billed twice" in part["bills"]["cheating"]["error"]
     # The customer's bill, recomputed from the honest provider's store: every segment whose

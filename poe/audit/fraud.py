@@ -36,12 +36,13 @@ def fraud_proof_of(doc: Any) -> Any:
     return doc
 
 
-def check_fraud_proof(proof: dict[str, Any], service: Service | None) -> dict[str, Any]:
+def check_fraud_proof(proof: dict[str, Any], service: Service | None, deal: Any = None) -> dict[str, Any]:
     """Re-check a fraud proof. A "re-execution" proof costs one re-execution (from the pre-state
     it carries, for a stateful segment); a "state-chain" proof shows two adjacent committed
     records whose states do not chain; a "bill-leaf" proof a bill leaf that fails a check of
-    spec §14.3 (no module needed: `service` may be None). Returns what was proven; raises if
-    nothing."""
+    spec §14.3 (no module needed: `service` may be None), against `deal`, the deal the checker
+    trusts: the statement signs the deal's id but not its terms, so a proof cannot bring its own.
+    Returns what was proven; raises if nothing."""
     if not isinstance(proof, dict) or proof.get("format") != "poe fraud proof v1" \
             or proof.get("kind") not in ("re-execution", "state-chain", "bill-leaf") or not {"claim", "opening"} <= set(proof):
         raise EncodingError("not a poe fraud proof v1 document")
@@ -65,7 +66,12 @@ def check_fraud_proof(proof: dict[str, Any], service: Service | None) -> dict[st
         )
     summary = {"proven": True, "kind": proof["kind"], "provider": st.public_key.hex(), "deal_id": st.deal_id, "epoch": st.epoch, "segment": o.index}
     if proof["kind"] == "bill-leaf":
-        return {**summary, "reason": _bill_leaf_fault(st, claim.deal, o, committed)}
+        if deal is None:
+            raise InputError("a bill-leaf proof is checked against the deal you trust (its window, its policy and its digest, which "
+                             "requests sign): give it")
+        if deal.digest != claim.deal.digest:
+            raise VerificationError("the proof's claim carries other deal terms than the deal given: nothing is proven against it")
+        return {**summary, "reason": _bill_leaf_fault(st, deal, o, committed)}
     if service is None:
         raise InputError(f"a {proof['kind']} proof is re-checked against the module: give it")
     if service.digest != committed.module_digest:
@@ -104,10 +110,10 @@ def check_fraud_proof(proof: dict[str, Any], service: Service | None) -> dict[st
 
 def _bill_leaf_fault(statement: Any, deal: Any, opening: Opening, record: Record) -> str:
     """The fault a bill-leaf proof shows (spec §14.3 checks 2-4), from signed data only."""
-    if statement.bill_root is None:
-        raise VerificationError("the attestation signs no bill tree: there is no bill leaf to prove anything about")
-    entry, lo, _ = check_bill_opening(statement, opening)
+    if not statement.bills:
+        raise VerificationError("the attestation signs no ordered bill tree: there is no bill leaf to prove anything about")
     try:
+        entry, lo, _ = check_bill_opening(statement, opening)
         check_bill_leaf(statement, deal, opening, record, entry, lo)
     except BillLeafFault as exc:
         return exc.message

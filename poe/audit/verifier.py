@@ -80,8 +80,8 @@ def audit(claim: Claim, challenge: Challenge, openings: list[Opening], service: 
 def _coverage(claim: Claim, deal: Deal) -> str:
     """What the guarantee says of requested work (spec §14.3): it covers work no customer signed
     only when the statement signs a bill tree and the deal bills signed requests only."""
-    if claim.statement.bill_root is None:
-        return "; it does not cover work no customer requested (the attestation signs no bill tree)"
+    if not claim.statement.bills:
+        return "; it does not cover work no customer requested (the attestation signs no ordered bill tree)"
     if deal.anonymous:
         return ("; anonymous segments, which this deal bills, are not checked against any customer's request, so it does not cover "
                 "unrequested work among them")
@@ -148,7 +148,7 @@ class _Samples:
             if not st.first_index <= at < st.end_index or at != o.index:
                 raise VerificationError(f"leaf {at} is outside the claimed epoch", expected=[st.first_index, st.end_index], observed=at)
             record = Record.decode(o.record)
-            if target[0] == "w" and st.bill_root is not None:
+            if target[0] == "w" and st.bills:
                 self._check_bill_leaf(target, ch.weighted[int(target[1:])], o, record)
             elif target[0] == "w":
                 r = ch.weighted[int(target[1:])]

@@ -6,7 +6,7 @@ import click
 
 from poe.audit.fraud import check_fraud_proof, fraud_proof_of
 from poe.formats.moduleset import Service
-from ._options import emit_json, info, json_option, load_json, read_file, read_link_options
+from ._options import emit_json, info, json_option, load_json, read_deal, read_file, read_link_options
 
 
 @click.command("check-fraud-proof")
@@ -14,8 +14,10 @@ from ._options import emit_json, info, json_option, load_json, read_file, read_l
 @click.option("--module", "module_path", default=None, type=click.Path(dir_okay=False),
               help="The module the committed record names (needed by re-execution and state-chain proofs, not by bill-leaf ones).")
 @click.option("--link", "links", multiple=True, help="NAME=OTHER.wasm for multi-module services.")
+@click.option("--deal", "deal_path", type=click.Path(dir_okay=False), default=None,
+              help="The deal you trust (needed by bill-leaf proofs: the statement signs its id, not its terms).")
 @json_option
-def check_fraud_proof_cmd(proof_path, module_path, links, as_json):
+def check_fraud_proof_cmd(proof_path, module_path, links, deal_path, as_json):
     """Exit 0 if the fraud is proven, 5 if it is not (the record re-executes as committed, or the
     states chain), 1 if the proof itself does not verify, 3 if FILE is not a fraud proof.
 
@@ -29,7 +31,7 @@ def check_fraud_proof_cmd(proof_path, module_path, links, as_json):
     """
     proof = fraud_proof_of(load_json(proof_path, "fraud proof"))
     service = Service(read_file(module_path, "module"), read_link_options(links)) if module_path is not None else None
-    result = check_fraud_proof(proof, service)
+    result = check_fraud_proof(proof, service, read_deal(deal_path) if deal_path is not None else None)
     if as_json:
         emit_json(result)
     elif result["kind"] in ("state-chain", "bill-leaf"):

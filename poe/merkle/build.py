@@ -8,26 +8,27 @@ store seals an epoch without rehashing the epochs before it.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, NamedTuple, Sequence
+from typing import Any, Callable, Iterable, NamedTuple, Sequence
 
 from poe import _native
 
-from poe.merkle.hasher import EMPTY, LEAF_SIZE, NODE_SIZE, Node, Root, Sums, bill_leaf, leaf, node, parent_level
+from poe.merkle.hasher import EMPTY, LEAF_SIZE, NODE_SIZE, BillNode, Node, Root, Sums, bill_key, bill_leaf, bill_node, leaf, node, parent_level
 from poe.errors import ConsistencyProofError, EncodingError, InclusionProofError, InputError, RangeProofError
 
-__all__ = ["Tree", "CompactRange", "BillEntry", "bill_tree", "perfect_root", "tree_of_records", "leaves_of_records", "native_note"]
+__all__ = ["Tree", "CompactRange", "BillEntry", "bill_tree", "ordered_tree", "perfect_root", "tree_of_records", "leaves_of_records", "native_note"]
 
 
 class Tree:
     """A whole tree: level 0 is the leaves, the last level is the root."""
 
-    def __init__(self, leaves: Sequence[Node], levels: list[list[Node]] | None = None) -> None:
+    def __init__(self, leaves: Sequence[Node], levels: list[list[Node]] | None = None, join: Callable[[Any, Any], Any] = node) -> None:
         if levels is None:
             levels = [list(leaves)]
             while len(levels[-1]) > 1:
-                levels.append(parent_level(levels[-1]))
+                levels.append(parent_level(levels[-1], join))
         self.levels = levels
         self.size = len(levels[0])
+        self.join = join  # node, or bill_node for the ordered bill tree
 
     @property
     def root(self) -> Root:
@@ -43,7 +44,7 @@ class Tree:
         if start % (1 << height) == 0 and (width == 1 << height or end == self.size):
             return self.levels[height][start >> height]
         split = 1 << ((width - 1).bit_length() - 1)
-        return node(self.subtree(start, start + split), self.subtree(start + split, end))
+        return self.join(self.subtree(start, start + split), self.subtree(start + split, end))
 
     def inclusion_path(self, index: int) -> list[Node]:
         if not 0 <= index < self.size:
@@ -244,16 +245,29 @@ class BillEntry(NamedTuple):
     record: Node  # the record's leaf in the record tree
 
     @property
-    def leaf(self) -> Node:
-        return bill_leaf(self.customer, self.sequence, self.index, self.record)
+    def key(self) -> bytes:
+        return bill_key(self.customer, self.sequence)
+
+    @property
+    def leaf(self) -> BillNode:
+        """The bill tree's leaf: the leaf hash of spec §14.2, and its key as both ends of its interval."""
+        plain = bill_leaf(self.customer, self.sequence, self.index, self.record)
+        k = self.key
+        return BillNode(plain.hash, plain.sums, k, k)
+
+
+def ordered_tree(leaves: Sequence[BillNode]) -> Tree:
+    """A bill tree over `leaves` in the order given (a provider's; the verifier checks it)."""
+    return Tree(leaves, join=bill_node)
 
 
 def bill_tree(entries: Iterable[BillEntry]) -> tuple[list[BillEntry], Tree]:
-    """An epoch's bill tree: its entries sorted by (customer, sequence), and the tree over their
-    leaves. Each customer's segments are one contiguous range, so one range proof shows all of
-    them and what they add up to; a key that appears twice is refused, since no honest store has it."""
+    """An epoch's bill tree: its entries sorted by (customer, sequence), and the ordered tree
+    (spec §14.2) over their leaves. Each customer's segments are one contiguous range, so one
+    range proof shows all of them and what they add up to; a key that appears twice is refused,
+    since no honest store has it."""
     ordered = sorted(entries, key=lambda e: (e.customer, e.sequence))
     for a, b in zip(ordered, ordered[1:]):
         if (a.customer, a.sequence) == (b.customer, b.sequence):
             raise InputError(f"segments {a.index} and {b.index} answer the same request (customer 0x{a.customer.hex()}, sequence {a.sequence})")
-    return ordered, Tree([e.leaf for e in ordered])
+    return ordered, ordered_tree([e.leaf for e in ordered])

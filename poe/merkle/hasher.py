@@ -8,28 +8,33 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, Callable, NamedTuple
 
 import blake3
 
 from poe.errors import EncodingError, SumOverflowError
 
-__all__ = ["Sums", "Node", "Root", "leaf", "node", "parent_level", "bill_leaf", "BILL_KEY", "EMPTY", "CTX_LEAF", "CTX_NODE", "CTX_EMPTY",
-           "CTX_BILL_LEAF", "NODE_SIZE"]
+__all__ = ["Sums", "Node", "Root", "BillNode", "leaf", "node", "parent_level", "bill_leaf", "bill_key", "bill_node", "BILL_KEY", "EMPTY",
+           "CTX_LEAF", "CTX_NODE", "CTX_EMPTY", "CTX_BILL_LEAF", "CTX_BILL_NODE", "NODE_SIZE", "BILL_NODE_SIZE", "KEY_SIZE"]
 
 CTX_LEAF = "poe 2026-11 merkle leaf v1"
 CTX_BILL_LEAF = "poe 2026-12 bill leaf v1"
 CTX_NODE = "poe 2026-11 merkle node v1"
 CTX_EMPTY = "poe 2026-11 merkle empty v1"
+CTX_BILL_NODE = "poe 2026-12 bill node v1"
 
 U128 = 1 << 128
 SUMS_SIZE = 48
 NODE_SIZE = 32 + SUMS_SIZE
 LEAF_SIZE = 288
+KEY_SIZE = 28  # a bill key: customer address and big-endian sequence, so bytes order as (customer, sequence)
+BILL_NODE_SIZE = NODE_SIZE + 2 * KEY_SIZE
 
 # Hashers primed with their context key; copy() is cheaper than deriving the key again.
 _LEAF = blake3.blake3(derive_key_context=CTX_LEAF)
 _NODE = blake3.blake3(derive_key_context=CTX_NODE)
 _BILL_LEAF = blake3.blake3(derive_key_context=CTX_BILL_LEAF)
+_BILL_NODE = blake3.blake3(derive_key_context=CTX_BILL_NODE)
 #: a bill leaf's key and reference (spec §14.2): customer address, sequence, segment index, record leaf hash
 BILL_KEY = struct.Struct("<20sQQ32s")
 _RECORD_QUANTITIES = struct.Struct("<16xQ8xQQQ")  # fuel @16, mem @32, input @40, output @48
@@ -110,16 +115,49 @@ def bill_leaf(customer: bytes, sequence: int, index: int, record: Node) -> Node:
     return Node(h.digest(), record.sums)
 
 
+class BillNode(NamedTuple):
+    """A node of the ordered bill tree (spec §14.2): hash, sums, and the least and greatest key
+    below it. A parent's hash commits both children's intervals, and a verifier requires the
+    left's greatest key below the right's least, so along any proven path the keys are in strict
+    order: a key billed twice leaves a node out of order, whatever lies between the copies."""
+
+    hash: bytes
+    sums: Sums
+    lo: bytes
+    hi: bytes
+
+    def encode(self) -> bytes:
+        return self.hash + self.sums.encode() + self.lo + self.hi
+
+    @classmethod
+    def decode(cls, raw: bytes) -> BillNode:
+        if len(raw) != BILL_NODE_SIZE:
+            raise EncodingError(f"a bill tree node is {BILL_NODE_SIZE} bytes, got {len(raw)}")
+        return cls(bytes(raw[:32]), Sums.decode(raw[32:80]), bytes(raw[80:108]), bytes(raw[108:136]))
+
+
+def bill_key(customer: bytes, sequence: int) -> bytes:
+    return bytes(customer) + sequence.to_bytes(8, "big")
+
+
+def bill_node(left: BillNode, right: BillNode) -> BillNode:
+    """The parent of two bill-tree nodes, as a provider builds it: the order is the verifier's
+    to check (merkle.verify), so a tree out of order can be built, signed and caught."""
+    h = _BILL_NODE.copy()
+    h.update(left.encode() + right.encode())
+    return BillNode(h.digest(), left.sums + right.sums, left.lo, right.hi)
+
+
 def node(left: Node, right: Node) -> Node:
     h = _NODE.copy()
     h.update(left.hash + left.sums.encode() + right.hash + right.sums.encode())
     return Node(h.digest(), left.sums + right.sums)
 
 
-def parent_level(level: Sequence[Node]) -> list[Node]:
+def parent_level(level: Sequence[Any], join: Callable[[Any, Any], Any] = node) -> list[Any]:
     """The level above: nodes paired left to right, an unpaired last node carried up unchanged
-    (which gives the RFC 9162 shape, §10)."""
-    out = [node(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+    (which gives the RFC 9162 shape, §10); `join` is `bill_node` in the bill tree."""
+    out = [join(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
     if len(level) % 2:
         out.append(level[-1])
     return out

@@ -9,27 +9,31 @@ from __future__ import annotations
 import struct
 from bisect import bisect_right
 from collections.abc import Iterator, Sequence
+from typing import Any
 from dataclasses import dataclass
 
-from poe.merkle.hasher import _NODE, EMPTY, NODE_SIZE, U128 as _U128, Node, Root, Sums, leaf, node
+from poe.merkle.hasher import _BILL_NODE, _NODE, BILL_NODE_SIZE, EMPTY, KEY_SIZE, NODE_SIZE, U128 as _U128, BillNode, Node, Root, Sums, leaf, node
 from poe.errors import (
     ConsistencyProofError,
     EncodingError,
     InclusionProofError,
+    BillOrderError,
     RangeProofError,
     RootMismatchError,
     SumOverflowError,
 )
 
-__all__ = ["InclusionProof", "ConsistencyProof", "RangeProof", "verify_inclusion", "verify_consistency", "verify_range", "verify_partition", "verify_encoded_inclusion", "verify_encoded_range", "left_sums",
+__all__ = ["InclusionProof", "ConsistencyProof", "RangeProof", "verify_inclusion", "verify_consistency", "verify_range", "verify_partition", "verify_encoded_inclusion", "verify_encoded_range", "verify_bill_range", "encode_bill_range", "MAX_BILL_PROOF_BYTES", "left_sums",
            "MAX_PROOF_BYTES"]
 
 PROOF_VERSION = 1
-_KIND_INCLUSION, _KIND_CONSISTENCY, _KIND_RANGE = 1, 2, 3
+_KIND_INCLUSION, _KIND_CONSISTENCY, _KIND_RANGE, _KIND_BILL_RANGE = 1, 2, 3, 4
 _HEADER = struct.Struct("<BBQQB")
 MAX_PATH = 64
 #: the longest encoded proof a decoder takes
 MAX_PROOF_BYTES = _HEADER.size + MAX_PATH * NODE_SIZE
+#: the longest encoded bill range proof a decoder takes (two entries a level at most)
+MAX_BILL_PROOF_BYTES = _HEADER.size + 2 * MAX_PATH * BILL_NODE_SIZE
 
 
 def _decode(raw: bytes, kind: int, what: str, max_path: int = MAX_PATH) -> tuple[int, int, tuple[Node, ...]]:
@@ -185,15 +189,42 @@ def _step(n: Node) -> _Step:
     return (n.hash + n.sums.encode(), n.sums.fuel, n.sums.mem, n.sums.io)
 
 
-def _steps_of(raw: bytes, first: int) -> Iterator[_Step]:
-    """The path entries of an encoded proof, read in place (spec §10's entry encoding)."""
+def _steps_of(raw: bytes, first: int, width: int = NODE_SIZE) -> Iterator[_Step]:
+    """The path entries of an encoded proof, read in place (spec §10's entry encoding; a bill
+    tree's entries also carry their least and greatest key, spec §14.2)."""
     frm = int.from_bytes
-    for at in range(first, len(raw), NODE_SIZE):
-        yield (raw[at : at + NODE_SIZE], frm(raw[at + 32 : at + 48], "little"), frm(raw[at + 48 : at + 64], "little"),
-               frm(raw[at + 64 : at + 80], "little"))
+    for at in range(first, len(raw), width):
+        step = (raw[at : at + width], frm(raw[at + 32 : at + 48], "little"), frm(raw[at + 48 : at + 64], "little"),
+                frm(raw[at + 64 : at + 80], "little"))
+        yield step if width == NODE_SIZE else step + (raw[at + 80 : at + 80 + KEY_SIZE], raw[at + 80 + KEY_SIZE : at + width])
 
 
-def _join(a: _Step, b: _Step) -> _Step:
+def _bill_step(n: BillNode) -> _Step:
+    return (n.encode(), n.sums.fuel, n.sums.mem, n.sums.io, n.lo, n.hi)
+
+
+def _bill_join(a: _Step, b: _Step, disorder: list | None = None) -> _Step:
+    """A bill-tree parent, checked: the left subtree's greatest key must be below the right's
+    least. With `disorder`, a violation is noted there (and raised once the root is matched, so
+    it is a fault of the signed tree) instead of raised at once."""
+    # Each child's interval must be a real one (a path node's is the provider's word) and the
+    # left's keys all below the right's: then every leaf whose proof passes lies inside each
+    # interval above it, and two such leaves are in strict key order (spec §14.3).
+    if a[5] >= b[4] or a[4] > a[5] or b[4] > b[5]:
+        if disorder is None:
+            raise BillOrderError("the bill tree is out of (customer, sequence) order: a subtree's keys do not all come before its right "
+                                 "neighbour's (a request billed twice, or a forged order)", observed=[a[5].hex(), b[4].hex()])
+        disorder.append((a[5], b[4]))
+    h = _BILL_NODE.copy()
+    h.update(a[0] + b[0])
+    fuel, mem, io = a[1] + b[1], a[2] + b[2], a[3] + b[3]
+    if fuel >= _U128 or mem >= _U128 or io >= _U128:
+        raise RangeProofError("range proof sums overflow 2^128")
+    return (h.digest() + fuel.to_bytes(16, "little") + mem.to_bytes(16, "little") + io.to_bytes(16, "little") + a[4] + b[5],
+            fuel, mem, io, a[4], b[5])
+
+
+def _plain_join(a: _Step, b: _Step) -> _Step:
     h = _NODE.copy()
     h.update(a[0] + b[0])
     fuel, mem, io = a[1] + b[1], a[2] + b[2], a[3] + b[3]
@@ -202,13 +233,16 @@ def _join(a: _Step, b: _Step) -> _Step:
     return (h.digest() + fuel.to_bytes(16, "little") + mem.to_bytes(16, "little") + io.to_bytes(16, "little"), fuel, mem, io)
 
 
-def _range_root(leaves: Sequence[Node], path: Iterator[_Step], start: int, end: int, size: int) -> tuple[_Step, Sums]:
+def _range_root(leaves: Sequence[Any], path: Iterator[_Step], start: int, end: int, size: int, bill: bool = False) -> tuple[_Step, Sums]:
     """Rebuild the root from a range's leaves and the proof's path (spec §10, range proof), and
-    the sums of the path's subtrees left of the range (its offset, committed by the root)."""
+    the sums of the path's subtrees left of the range (its offset, committed by the root). With
+    `bill`, the nodes are the ordered bill tree's, and every parent rebuilt is checked in order."""
     if not 0 <= start < end <= size or len(leaves) != end - start:
         raise RangeProofError(f"a range proof of leaves {start}..{end} with {len(leaves)} leaves does not fit a tree of {size}",
                               expected=[0, size], observed=[start, end, len(leaves)])
-    inside = [_step(n) for n in leaves]
+    disorder: list = []
+    _join = (lambda a, b: _bill_join(a, b, disorder)) if bill else _plain_join
+    inside = [_bill_step(n) if bill else _step(n) for n in leaves]
     left = [0, 0, 0]
 
     def rebuild(lo: int, hi: int) -> _Step:
@@ -232,6 +266,8 @@ def _range_root(leaves: Sequence[Node], path: Iterator[_Step], start: int, end: 
         raise RangeProofError(f"the range proof is longer than leaves {start}..{end} of {size} need")
     if max(left) >= _U128:
         raise RangeProofError("range proof sums overflow 2^128")
+    if disorder:
+        top = top + ("disorder",)  # type: ignore[assignment]
     return top, Sums(*left)
 
 
@@ -270,40 +306,74 @@ def verify_encoded_range(leaves: Sequence[Node], raw: bytes, root: Root) -> tupl
     return start, end, left
 
 
-def verify_partition(parts: Sequence[tuple[int, int, Sequence[Node]]], root: Root) -> list[Sums]:
+def encode_bill_range(start: int, end: int, path: Sequence[BillNode]) -> bytes:
+    """A range proof of bill-tree leaves start..end-1 (kind 4): the range proof of §10 whose
+    entries also carry each subtree's least and greatest key (spec §14.2)."""
+    return _HEADER.pack(PROOF_VERSION, _KIND_BILL_RANGE, start, end, len(path)) + b"".join(p.encode() for p in path)
+
+
+def verify_bill_range(leaves: Sequence[BillNode], raw: bytes, root: Root) -> tuple[int, int, Sums, Sums]:
+    """Check an encoded bill range proof: `leaves` are leaves start..end-1 of the ordered bill
+    tree whose head is `root`, and every parent on the way up is in strict key order. Returns
+    start, end, the sums of every leaf before the range (its offset) and the range's sums."""
+    raw = bytes(raw)
+    if len(raw) < _HEADER.size:
+        raise EncodingError(f"bill range proof is truncated: {len(raw)} bytes")
+    version, kind, start, end, count = _HEADER.unpack_from(raw)
+    if version != PROOF_VERSION:
+        raise EncodingError(f"bill range proof version {version} is not supported", expected=PROOF_VERSION, observed=version)
+    if kind != _KIND_BILL_RANGE:
+        raise EncodingError(f"this is not a bill range proof (kind {kind})")
+    if count > 2 * MAX_PATH or len(raw) != _HEADER.size + count * BILL_NODE_SIZE:
+        raise EncodingError(f"bill range proof should be {_HEADER.size + count * BILL_NODE_SIZE} bytes for {count} entries, got {len(raw)}")
+    top, left = _range_root(leaves, _steps_of(raw, _HEADER.size, BILL_NODE_SIZE), start, end, root.size, bill=True)
+    _check_range_root(top, root, start, end)
+    # Checked after the root matched, so a BillOrderError is the signed tree's own fault.
+    if len(top) > 6 or any(a.hi >= b.lo for a, b in zip(leaves, leaves[1:])):
+        raise BillOrderError("the bill tree is out of (customer, sequence) order where this proof climbs: a request billed twice, "
+                             "or a forged order")
+    total = Sums()
+    for n in leaves:
+        total = total + n.sums
+    return start, end, left, total
+
+
+def verify_partition(parts: Sequence[tuple[int, int, Sequence[Any]]], root: Root, bill: bool = False) -> list[Sums]:
     """Check that `parts` — (start, end, covering nodes) for ranges that partition the tree's
     leaves in order — rebuild the tree whose head is `root`, and return each range's sums.
 
     A range's covering nodes are the maximal subtrees of the RFC 9162 recursion inside it, left
     to right (`Tree.cover`), so a partition of n leaves into m ranges needs O(m log n) nodes and
     no leaf. The root commits every node's sums, so each range's sums are fixed by it; which
-    leaves a range holds is not (a customer's own bill pins its range)."""
+    leaves a range holds is not by the sums alone; with `bill`, the nodes are the ordered bill
+    tree's, whose keys pin it: the caller checks each range's nodes against its keys."""
     size = root.size
     starts = [p[0] for p in parts]
     if not parts or starts[0] != 0 or parts[-1][1] != size or any(a[1] != b[0] for a, b in zip(parts, parts[1:])) \
             or any(start >= end for start, end, _ in parts):
         raise RangeProofError(f"the ranges do not partition the {size} leaves in order", expected=[0, size])
+    as_step, join = (_bill_step, _bill_join) if bill else (_step, _plain_join)
     taken = [iter(nodes) for _, _, nodes in parts]
     sums = [Sums() for _ in parts]
 
-    def rebuild(lo: int, hi: int) -> Node:
+    def rebuild(lo: int, hi: int) -> _Step:
         i = bisect_right(starts, lo) - 1
         if hi <= parts[i][1]:
             got = next(taken[i], None)
             if got is None:
                 raise RangeProofError(f"range {parts[i][0]}..{parts[i][1]} has too few covering nodes")
             sums[i] = sums[i] + got.sums
-            return got
+            return as_step(got)
         k = 1 << ((hi - lo - 1).bit_length() - 1)
-        return node(rebuild(lo, lo + k), rebuild(lo + k, hi))
+        return join(rebuild(lo, lo + k), rebuild(lo + k, hi))
 
     try:
-        calculated = rebuild(0, size)
+        top = rebuild(0, size)
     except SumOverflowError:
         raise RangeProofError("partition sums overflow 2^128") from None
     if any(next(t, None) is not None for t in taken):
         raise RangeProofError("a range carries more covering nodes than it needs")
-    _check_root(calculated, root, "the partition's covering nodes")
+    _check_root(Node(top[0][:32], Sums(top[1], top[2], top[3])), root, "the partition's covering nodes")
     return sums
 
 

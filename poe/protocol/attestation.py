@@ -36,7 +36,8 @@ from poe.errors import (
 __all__ = ["Statement", "Envelope", "SCHEME_IDS", "PAYLOAD_TYPE", "verify_envelope", "verify_envelopes", "verify_chain", "EMPTY_ROOT"]
 
 STATEMENT_VERSION = 1
-BILLED_STATEMENT_VERSION = 2  # version 1 and the epoch's bill root (spec §11.1, §14.2)
+BILLED_STATEMENT_VERSION = 2  # version 1 and the epoch's bill root, over an unordered tree (spec §11.1)
+ORDERED_STATEMENT_VERSION = 3  # the same bytes; the bill root is of the ordered bill tree (spec §14.2)
 PAYLOAD_TYPE = "application/vnd.poe.attestation.v1"
 CTX_STATEMENT = "poe 2026-11 attestation v1"
 CTX_CONSISTENCY = "poe 2026-11 consistency proof v1"
@@ -78,14 +79,25 @@ class Statement:
     previous_root: Root
     consistency_digest: bytes
     issued_at: int  # unix seconds; informational, not checked
-    bill_root: Root | None = None  # the epoch's bill tree (version 2); None in a version-1 statement
+    bill_root: Root | None = None  # the epoch's bill tree (versions 2 and 3); None in a version-1 statement
+    ordered: bool = True  # the bill root is of the ordered bill tree (version 3); False: version 2, whose tree proves no order
+
+    @property
+    def version(self) -> int:
+        if self.bill_root is None:
+            return STATEMENT_VERSION
+        return ORDERED_STATEMENT_VERSION if self.ordered else BILLED_STATEMENT_VERSION
+
+    @property
+    def bills(self) -> bool:
+        """The statement signs an ordered bill tree, which audits sample and customers check."""
+        return self.bill_root is not None and self.ordered
 
     def encode(self) -> bytes:
         self.check()
         deal = self.deal_id.encode()
-        version = STATEMENT_VERSION if self.bill_root is None else BILLED_STATEMENT_VERSION
         return b"".join([
-            _FIXED.pack(version, SCHEME_IDS[self.scheme], self.cost_model_digest, self.module_digest),
+            _FIXED.pack(self.version, SCHEME_IDS[self.scheme], self.cost_model_digest, self.module_digest),
             struct.pack("<H", len(self.public_key)), self.public_key,
             struct.pack("<H", len(deal)), deal,
             _RANGE.pack(self.epoch, self.first_index, self.end_index),
@@ -140,9 +152,9 @@ class Statement:
     def decode(cls, raw: bytes) -> Statement:
         try:
             version, scheme_id, cm, module = _FIXED.unpack_from(raw, 0)
-            if version not in (STATEMENT_VERSION, BILLED_STATEMENT_VERSION):
+            if version not in (STATEMENT_VERSION, BILLED_STATEMENT_VERSION, ORDERED_STATEMENT_VERSION):
                 raise EncodingError(f"attestation statement version {version} is not supported",
-                                    expected=[STATEMENT_VERSION, BILLED_STATEMENT_VERSION], observed=version)
+                                    expected=[STATEMENT_VERSION, BILLED_STATEMENT_VERSION, ORDERED_STATEMENT_VERSION], observed=version)
             if scheme_id not in _SCHEME_NAMES:
                 raise EncodingError(f"unknown signature scheme id {scheme_id}")
             at = _FIXED.size
@@ -159,7 +171,7 @@ class Statement:
             cons = raw[at + 176 : at + 208]
             at += 208
             bill = None
-            if version == BILLED_STATEMENT_VERSION:
+            if version in (BILLED_STATEMENT_VERSION, ORDERED_STATEMENT_VERSION):
                 bill = Root.decode(raw[at : at + 88])
                 at += 88
             (issued,) = struct.unpack_from("<Q", raw, at)
@@ -168,7 +180,8 @@ class Statement:
             raise EncodingError(f"attestation statement is truncated or malformed ({exc})") from None
         if at != len(raw):
             raise EncodingError(f"attestation statement has {len(raw) - at} trailing bytes" if at < len(raw) else "attestation statement is truncated")
-        st = cls(_SCHEME_NAMES[scheme_id], cm, module, pk, deal, epoch, first, end, root, previous, cons, issued, bill)
+        st = cls(_SCHEME_NAMES[scheme_id], cm, module, pk, deal, epoch, first, end, root, previous, cons, issued, bill,
+                 version != BILLED_STATEMENT_VERSION)
         if st.encode() != bytes(raw):
             raise EncodingError("attestation statement is not in canonical form")
         return st
@@ -186,7 +199,7 @@ class Statement:
             "cost_model_digest": self.cost_model_digest.hex(),
             "module_digest": self.module_digest.hex(),
             "consistency_proof_digest": self.consistency_digest.hex(),
-            **({} if self.bill_root is None else {"bill_root": self.bill_root.to_json()}),
+            **({} if self.bill_root is None else {"bill_root": self.bill_root.to_json(), "bill_tree_ordered": self.ordered}),
             "issued_at": self.issued_at,
         }
 

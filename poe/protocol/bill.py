@@ -14,13 +14,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from poe.errors import EncodingError, PoEError, VerificationError
+from poe.errors import BillOrderError, EncodingError, PoEError, VerificationError
 from poe.formats import hashing as h
 from poe.formats.invocation import split_requested
 from poe.formats.record import RECORD_SIZE, Record
 from poe.merkle.build import ANONYMOUS, BillEntry
 from poe.merkle.hasher import Node, Root, Sums, leaf
-from poe.merkle.verify import MAX_PROOF_BYTES, RangeProof, verify_encoded_inclusion, verify_encoded_range, verify_range
+from poe.merkle.verify import MAX_BILL_PROOF_BYTES, MAX_PROOF_BYTES, verify_bill_range, verify_encoded_inclusion
 from poe.protocol.fields import array, document, exact, hex0x, hexbytes, uint
 
 __all__ = ["BILL_FORMAT", "bill_document", "check_bill", "check_answer", "check_bill_opening", "check_bill_leaf", "BillLeafFault",
@@ -39,7 +39,7 @@ def entry_json(e: BillEntry | None) -> dict[str, Any] | None:
 
 
 def bill_document(epoch: int, customer: bytes, start: int, end: int, size: int, entries: list[tuple[BillEntry, bytes, bytes, bytes]],
-                  left: BillEntry | None, right: BillEntry | None, proof: RangeProof) -> dict[str, Any]:
+                  left: BillEntry | None, right: BillEntry | None, proof: bytes) -> dict[str, Any]:
     """The document for bill-tree leaves start..end-1 of a tree of `size` (the customer's range;
     empty when start == end), `entries` as (entry, record bytes, invocation bytes, the record's
     inclusion proof in the epoch's record tree), and the neighbours just outside the range,
@@ -48,7 +48,7 @@ def bill_document(epoch: int, customer: bytes, start: int, end: int, size: int, 
         "format": BILL_FORMAT, "epoch": epoch, "customer": "0x" + customer.hex(), "range": [start, end], "bill_size": size,
         "entries": [{"sequence": e.sequence, "index": e.index, "record": rec.hex(), "invocation": inv.hex(), "inclusion": p.hex()}
                     for e, rec, inv, p in entries],
-        "left": entry_json(left), "right": entry_json(right), "proof": proof.encode().hex() if proof is not None else None,
+        "left": entry_json(left), "right": entry_json(right), "proof": proof.hex(),
     }
 
 
@@ -79,8 +79,8 @@ def check_bill(doc: Any, statement: Any, deal_digest: bytes, window: int | None 
     under the deal with `deal_digest` (and its window cap, if it has one), and return what it
     proves; raise a typed error otherwise. The requests' signatures are checked too, so a
     backend loads here."""
-    if statement.bill_root is None:
-        raise VerificationError("the attestation signs no bill root (statement version 1): it cannot prove a bill")
+    if not statement.bills:
+        raise VerificationError(f"the attestation signs no ordered bill tree (statement version {statement.version}): it cannot prove a bill")
     d = document(doc, BILL_FORMAT, ("epoch", "customer", "range", "bill_size", "entries", "left", "right", "proof"))
     customer = hex0x(d["customer"], "customer", 20)
     if customer == ANONYMOUS:
@@ -101,11 +101,10 @@ def check_bill(doc: Any, statement: Any, deal_digest: bytes, window: int | None 
     if not span:
         raise VerificationError("a bill of a non-empty tree needs at least one leaf to prove where the customer would stand")
     first = start - (1 if left else 0)
-    proof = RangeProof.decode(hexbytes(d["proof"], "range proof", max_length=2 * MAX_PROOF_BYTES))
-    if (proof.start, proof.end) != (first, first + len(span)):
-        raise VerificationError("the range proof covers other leaves than the bill's", expected=[first, first + len(span)],
-                                observed=[proof.start, proof.end])
-    verify_range([e.leaf for e in span], proof, root)
+    proof = hexbytes(d["proof"], "range proof", max_length=MAX_BILL_PROOF_BYTES)
+    start_, end_, _, _ = verify_bill_range([e.leaf for e in span], proof, root)
+    if (start_, end_) != (first, first + len(span)):
+        raise VerificationError("the range proof covers other leaves than the bill's", expected=[first, first + len(span)], observed=[start_, end_])
     total = Sums()
     for e, _ in entries:
         total = total + e.record.sums
@@ -168,7 +167,10 @@ def check_bill_opening(statement: Any, opening: Any) -> tuple[BillEntry, int, Su
     lo = max(0, b.position - 1)
     if len(b.leaves) != min(size, b.position + 2) - lo:
         raise VerificationError(f"the bill opening must show leaf {b.position} and each neighbour it has")
-    first, end, left = verify_encoded_range([e.leaf for e in b.leaves], b.proof, statement.bill_root)
+    try:
+        first, end, left, _ = verify_bill_range([e.leaf for e in b.leaves], b.proof, statement.bill_root)
+    except BillOrderError as exc:  # raised only once the signed root is reproduced: the provider's fault
+        raise BillLeafFault(exc.message, **exc.details) from None
     if (first, end) != (lo, lo + len(b.leaves)):
         raise VerificationError("the bill range proof covers other leaves than the opening shows")
     before = b.leaves[: b.position - lo]

@@ -4,8 +4,10 @@ up to it, each customer's part proven by the signed bill tree.
 The bill tree sorts an epoch's leaves by customer, so customers are consecutive ranges that
 partition its leaves. An invoice (`poe invoice v1`) lists each range with its covering nodes
 (`Tree.cover`); rebuilding the signed bill root from them fixes every range's sums, and the
-deal's prices turn them into amounts. Which leaves a range holds is fixed by each customer's
-own bill (§14.4), whose range must be the invoice's (`check_invoice(..., bill=...)`). Pure.
+deal's prices turn them into amounts. The bill tree is ordered (§14.2): every covering node
+carries the least and greatest key below it, which must be the line's customer's, so where a
+line begins and ends is fixed too; a customer's own bill (§14.4) must show the same range
+(`check_invoice(..., bill=...)`). Pure.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 from poe.errors import EncodingError, VerificationError
 from poe.merkle.build import ANONYMOUS
-from poe.merkle.hasher import NODE_SIZE, Node, Sums
+from poe.merkle.hasher import BILL_NODE_SIZE, BillNode, Sums
 from poe.merkle.verify import verify_partition
 from poe.protocol.fields import array, document, exact, hex0x, hexbytes, uint
 
@@ -26,7 +28,7 @@ MAX_LINES = 1_000_000
 _MAX_COVER = 2 * 64  # a range's cover holds at most two subtrees per level
 
 
-def invoice_document(epoch: int, deal: Any, size: int, lines: list[tuple[bytes, int, int, list[Node]]], subscription: int) -> dict[str, Any]:
+def invoice_document(epoch: int, deal: Any, size: int, lines: list[tuple[bytes, int, int, list[BillNode]]], subscription: int) -> dict[str, Any]:
     """`lines` as (customer, start, end, covering nodes) in bill-tree order."""
     out = []
     for customer, start, end, nodes in lines:
@@ -57,8 +59,8 @@ def check_invoice(doc: Any, claim: Any, bill: Any = None) -> CheckedInvoice:
     subscription are the claim's amount. With `bill` (a CheckedBill of one customer for the same
     epoch), that customer's line must be its bill's range and sums."""
     st, deal = claim.statement, claim.deal
-    if st.bill_root is None:
-        raise VerificationError("the attestation signs no bill root (statement version 1): it cannot prove an invoice")
+    if not st.bills:
+        raise VerificationError(f"the attestation signs no ordered bill tree (statement version {st.version}): it cannot prove an invoice")
     d = document(doc, INVOICE_FORMAT, ("epoch", "deal", "bill_size", "lines", "subscription", "total"))
     if uint(d["epoch"], "epoch") != st.epoch or hexbytes(d["deal"], "deal digest", 32) != deal.digest:
         raise VerificationError("the invoice is for another epoch or deal than the claim")
@@ -75,10 +77,12 @@ def check_invoice(doc: Any, claim: Any, bill: Any = None) -> CheckedInvoice:
         bounds = array(line["range"], "line range", 2)
         if len(bounds) != 2:
             raise EncodingError("a line's range is [start, end]")
-        blob = hexbytes(line["nodes"], "covering nodes", max_length=_MAX_COVER * NODE_SIZE)
-        if not blob or len(blob) % NODE_SIZE:
-            raise EncodingError("a line's covering nodes are whole 80-byte nodes")
-        nodes = [Node.decode(blob[i : i + NODE_SIZE]) for i in range(0, len(blob), NODE_SIZE)]
+        blob = hexbytes(line["nodes"], "covering nodes", max_length=_MAX_COVER * BILL_NODE_SIZE)
+        if not blob or len(blob) % BILL_NODE_SIZE:
+            raise EncodingError(f"a line's covering nodes are whole {BILL_NODE_SIZE}-byte bill-tree nodes")
+        nodes = [BillNode.decode(blob[i : i + BILL_NODE_SIZE]) for i in range(0, len(blob), BILL_NODE_SIZE)]
+        if any(n.lo[:20] != customer or n.hi[:20] != customer for n in nodes):
+            raise VerificationError(f"the line of 0x{customer.hex()} covers leaves of another customer")
         parts.append((uint(bounds[0], "range start"), uint(bounds[1], "range end"), nodes))
         lines.append((customer, Sums.from_json(line["sums"]), uint(line["amount"], "line amount", 1 << 256)))
     if st.bill_root.size == 0:
@@ -86,7 +90,7 @@ def check_invoice(doc: Any, claim: Any, bill: Any = None) -> CheckedInvoice:
             raise VerificationError("an empty epoch bills no customer")
         sums: list[Sums] = []
     else:
-        sums = verify_partition(parts, st.bill_root)
+        sums = verify_partition(parts, st.bill_root, bill=True)
     out = []
     for (customer, said, amount), (start, end, _), proven in zip(lines, parts, sums):
         if said != proven or amount != deal.weight(proven):

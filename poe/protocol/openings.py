@@ -10,7 +10,7 @@ from typing import Any
 from poe.errors import EncodingError
 from poe.formats.invocation import Invocation
 from poe.merkle.build import BillEntry
-from poe.merkle.verify import MAX_PROOF_BYTES
+from poe.merkle.verify import MAX_BILL_PROOF_BYTES
 from poe.protocol.bill import entry_from_json, entry_json
 from poe.protocol.fields import array, document, exact, hexbytes, text, uint
 
@@ -42,7 +42,7 @@ class BillOpening:
         leaves = tuple(entry_from_json(e, "bill leaf") for e in array(d["leaves"], "bill leaves", 3))
         if not leaves or any(e is None for e in leaves):
             raise EncodingError("a bill opening shows one to three leaves")
-        return cls(uint(d["position"], "bill position"), leaves, hexbytes(d["proof"], "bill range proof", max_length=2 * MAX_PROOF_BYTES))  # type: ignore[arg-type]
+        return cls(uint(d["position"], "bill position"), leaves, hexbytes(d["proof"], "bill range proof", max_length=MAX_BILL_PROOF_BYTES))  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from typing import Any
 
 from poe.errors import InputError
 from poe.merkle.build import ANONYMOUS
-from poe.merkle.verify import RangeProof
+from poe.merkle.verify import encode_bill_range
 from poe.protocol.bill import bill_document
 
 __all__ = ["make_bill"]
@@ -27,7 +27,7 @@ def make_bill(store: Any, epoch: int, customer: bytes) -> dict[str, Any]:
     left = entries[start - 1] if start > 0 else None
     right = entries[end] if end < len(entries) else None
     lo, hi = start - (left is not None), end + (right is not None)
-    proof = RangeProof(lo, hi, tuple(tree.range_path(lo, hi)))
+    proof = encode_bill_range(lo, hi, tree.range_path(lo, hi))
     billed = entries[start:end]
     # inclusion_proofs builds the epoch's record tree once and returns each record with its proof.
     proven = store.inclusion_proofs([e.index for e in billed], epoch)

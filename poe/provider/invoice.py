@@ -14,8 +14,8 @@ __all__ = ["make_invoice"]
 
 def make_invoice(store: Any, claim: Any) -> dict[str, Any]:
     st = claim.statement
-    if st.bill_root is None:
-        raise VerificationError("the claim's attestation signs no bill root (statement version 1): there is nothing to invoice by customer")
+    if not st.bills:
+        raise VerificationError(f"the claim's attestation signs no ordered bill tree (statement version {st.version}): there is nothing to invoice by customer")
     entries, tree = store.bill(st.epoch)
     if tree.root != st.bill_root:
         raise VerificationError("the store's bill tree is not the attested one", expected=st.bill_root.to_json(), observed=tree.root.to_json())

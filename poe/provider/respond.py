@@ -8,7 +8,7 @@ from poe.errors import InputError, VerificationError
 from poe.formats.record import Record
 from poe.formats.state import State, bundle_states, manifest_of
 from poe.merkle.build import Tree
-from poe.merkle.verify import InclusionProof, RangeProof
+from poe.merkle.verify import InclusionProof, encode_bill_range
 from poe.protocol.challenge import Challenge
 from poe.protocol.claim import Claim
 from poe.protocol.deal import Deal
@@ -40,7 +40,7 @@ def open_targets(store: Any, claim: Claim, challenge: Challenge) -> list[Opening
     if tree.root != st.root:
         raise VerificationError("the store's log does not produce the attested root", expected=st.root.to_json(), observed=tree.root.to_json())
     bills: dict[int, BillOpening] = {}
-    if st.bill_root is None:
+    if not st.bills:  # no ordered bill tree: weighted targets land in the record tree
         base = claim.deal.weight(st.previous_root.sums)
         picks = [(f"w{j}", find_weighted_leaf(tree, claim.deal, base + r)) for j, r in enumerate(challenge.weighted)]
     else:  # weighted targets land in the epoch's bill tree, whose sums are the records' (spec §14.3)
@@ -51,7 +51,7 @@ def open_targets(store: Any, claim: Claim, challenge: Challenge) -> list[Opening
         for j, r in enumerate(challenge.weighted):
             pos = find_weighted_leaf(btree, claim.deal, r)
             lo, hi = max(0, pos - 1), min(btree.size, pos + 2)
-            bills[j] = BillOpening(pos, tuple(entries[lo:hi]), RangeProof(lo, hi, tuple(btree.range_path(lo, hi))).encode())
+            bills[j] = BillOpening(pos, tuple(entries[lo:hi]), encode_bill_range(lo, hi, btree.range_path(lo, hi)))
             picks.append((f"w{j}", entries[pos].index))
     picks += [(f"u{j}", i) for j, i in enumerate(challenge.uniform)]
     out = []
