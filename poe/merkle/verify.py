@@ -23,7 +23,7 @@ from poe.errors import (
     SumOverflowError,
 )
 
-__all__ = ["InclusionProof", "ConsistencyProof", "RangeProof", "verify_inclusion", "verify_consistency", "verify_range", "verify_partition", "verify_encoded_inclusion", "verify_encoded_range", "verify_bill_range", "encode_bill_range", "MAX_BILL_PROOF_BYTES", "left_sums",
+__all__ = ["InclusionProof", "ConsistencyProof", "RangeProof", "verify_inclusion", "verify_consistency", "verify_range", "verify_partition", "verify_encoded_inclusion", "verify_bill_range", "encode_bill_range", "MAX_BILL_PROOF_BYTES", "left_sums",
            "MAX_PROOF_BYTES"]
 
 PROOF_VERSION = 1
@@ -36,7 +36,9 @@ MAX_PROOF_BYTES = _HEADER.size + MAX_PATH * NODE_SIZE
 MAX_BILL_PROOF_BYTES = _HEADER.size + 2 * MAX_PATH * BILL_NODE_SIZE
 
 
-def _decode(raw: bytes, kind: int, what: str, max_path: int = MAX_PATH) -> tuple[int, int, tuple[Node, ...]]:
+def _header(raw: bytes, kind: int, what: str, max_path: int = MAX_PATH, width: int = NODE_SIZE) -> tuple[int, int, int]:
+    """The two numbers and the path length of an encoded proof of `kind`, once its version,
+    kind, path length and total length are checked: what decoders and in-place readers share."""
     if len(raw) < _HEADER.size:
         raise EncodingError(f"{what} is truncated: {len(raw)} bytes")
     version, k, a, b, count = _HEADER.unpack_from(raw)
@@ -46,10 +48,13 @@ def _decode(raw: bytes, kind: int, what: str, max_path: int = MAX_PATH) -> tuple
         raise EncodingError(f"this is not an {what} (kind {k})")
     if count > max_path:
         raise EncodingError(f"{what} path of {count} entries is longer than any tree needs")
-    if len(raw) != _HEADER.size + count * NODE_SIZE:
-        raise EncodingError(
-            f"{what} should be {_HEADER.size + count * NODE_SIZE} bytes for {count} entries, got {len(raw)}",
-        )
+    if len(raw) != _HEADER.size + count * width:
+        raise EncodingError(f"{what} should be {_HEADER.size + count * width} bytes for {count} entries, got {len(raw)}")
+    return a, b, count
+
+
+def _decode(raw: bytes, kind: int, what: str, max_path: int = MAX_PATH) -> tuple[int, int, tuple[Node, ...]]:
+    a, b, _ = _header(raw, kind, what, max_path)
     path = tuple(Node.decode(raw[i : i + NODE_SIZE]) for i in range(_HEADER.size, len(raw), NODE_SIZE))
     return a, b, path
 
@@ -160,15 +165,7 @@ def verify_encoded_inclusion(record: bytes, raw: bytes, root: Root) -> int:
     """verify_inclusion for an encoded inclusion proof, read in place rather than decoded into
     nodes (the same checks: version, kind, length, path): returns the leaf index it proves."""
     raw = bytes(raw)
-    if len(raw) < _HEADER.size:
-        raise EncodingError(f"inclusion proof is truncated: {len(raw)} bytes")
-    version, kind, index, size, count = _HEADER.unpack_from(raw)
-    if version != PROOF_VERSION:
-        raise EncodingError(f"inclusion proof version {version} is not supported", expected=PROOF_VERSION, observed=version)
-    if kind != _KIND_INCLUSION:
-        raise EncodingError(f"this is not an inclusion proof (kind {kind})")
-    if count > MAX_PATH or len(raw) != _HEADER.size + count * NODE_SIZE:
-        raise EncodingError(f"inclusion proof should be {_HEADER.size + count * NODE_SIZE} bytes for {count} entries, got {len(raw)}")
+    index, size, count = _header(raw, _KIND_INCLUSION, "inclusion proof")
     if size != root.size:
         raise InclusionProofError(f"proof is for a tree of {size}, the root is of {root.size}", expected=root.size, observed=size)
     _check_root(_climb(leaf(record), index, size, count, _steps_of(raw, _HEADER.size)), root, f"inclusion proof for leaf {index}")
@@ -233,10 +230,11 @@ def _plain_join(a: _Step, b: _Step) -> _Step:
     return (h.digest() + fuel.to_bytes(16, "little") + mem.to_bytes(16, "little") + io.to_bytes(16, "little"), fuel, mem, io)
 
 
-def _range_root(leaves: Sequence[Any], path: Iterator[_Step], start: int, end: int, size: int, bill: bool = False) -> tuple[_Step, Sums]:
-    """Rebuild the root from a range's leaves and the proof's path (spec §10, range proof), and
-    the sums of the path's subtrees left of the range (its offset, committed by the root). With
-    `bill`, the nodes are the ordered bill tree's, and every parent rebuilt is checked in order."""
+def _range_root(leaves: Sequence[Any], path: Iterator[_Step], start: int, end: int, size: int,
+                bill: bool = False) -> tuple[_Step, Sums, bool]:
+    """Rebuild the root from a range's leaves and the proof's path (spec §10, range proof), the
+    sums of the path's subtrees left of the range (its offset, committed by the root), and, with
+    `bill` (the ordered bill tree's nodes), whether a parent rebuilt was out of key order."""
     if not 0 <= start < end <= size or len(leaves) != end - start:
         raise RangeProofError(f"a range proof of leaves {start}..{end} with {len(leaves)} leaves does not fit a tree of {size}",
                               expected=[0, size], observed=[start, end, len(leaves)])
@@ -266,9 +264,7 @@ def _range_root(leaves: Sequence[Any], path: Iterator[_Step], start: int, end: i
         raise RangeProofError(f"the range proof is longer than leaves {start}..{end} of {size} need")
     if max(left) >= _U128:
         raise RangeProofError("range proof sums overflow 2^128")
-    if disorder:
-        top = top + ("disorder",)  # type: ignore[assignment]
-    return top, Sums(*left)
+    return top, Sums(*left), bool(disorder)
 
 
 def _check_range_root(top: _Step, root: Root, start: int, end: int) -> None:
@@ -279,31 +275,12 @@ def verify_range(leaves: Sequence[Node], proof: RangeProof, root: Root) -> Sums:
     """Check that `leaves` are leaves proof.start..proof.end-1 of the tree whose head is `root`,
     and return their sums: what a contiguous range (one customer's bill, say) adds up to, with
     nothing left out or added inside it."""
-    top, _ = _range_root(leaves, (_step(p) for p in proof.path), proof.start, proof.end, root.size)
+    top, _, _ = _range_root(leaves, (_step(p) for p in proof.path), proof.start, proof.end, root.size)
     _check_range_root(top, root, proof.start, proof.end)
     total = Sums()
     for entry in leaves:
         total = total + entry.sums
     return total
-
-
-def verify_encoded_range(leaves: Sequence[Node], raw: bytes, root: Root) -> tuple[int, int, Sums]:
-    """verify_range for an encoded range proof, read in place: returns its start and end and the
-    sums of every leaf before the range (its offset in each metered quantity, committed by the
-    root, as left_sums is for an inclusion proof)."""
-    raw = bytes(raw)
-    if len(raw) < _HEADER.size:
-        raise EncodingError(f"range proof is truncated: {len(raw)} bytes")
-    version, kind, start, end, count = _HEADER.unpack_from(raw)
-    if version != PROOF_VERSION:
-        raise EncodingError(f"range proof version {version} is not supported", expected=PROOF_VERSION, observed=version)
-    if kind != _KIND_RANGE:
-        raise EncodingError(f"this is not a range proof (kind {kind})")
-    if count > 2 * MAX_PATH or len(raw) != _HEADER.size + count * NODE_SIZE:
-        raise EncodingError(f"range proof should be {_HEADER.size + count * NODE_SIZE} bytes for {count} entries, got {len(raw)}")
-    top, left = _range_root(leaves, _steps_of(raw, _HEADER.size), start, end, root.size)
-    _check_range_root(top, root, start, end)
-    return start, end, left
 
 
 def encode_bill_range(start: int, end: int, path: Sequence[BillNode]) -> bytes:
@@ -317,19 +294,11 @@ def verify_bill_range(leaves: Sequence[BillNode], raw: bytes, root: Root) -> tup
     tree whose head is `root`, and every parent on the way up is in strict key order. Returns
     start, end, the sums of every leaf before the range (its offset) and the range's sums."""
     raw = bytes(raw)
-    if len(raw) < _HEADER.size:
-        raise EncodingError(f"bill range proof is truncated: {len(raw)} bytes")
-    version, kind, start, end, count = _HEADER.unpack_from(raw)
-    if version != PROOF_VERSION:
-        raise EncodingError(f"bill range proof version {version} is not supported", expected=PROOF_VERSION, observed=version)
-    if kind != _KIND_BILL_RANGE:
-        raise EncodingError(f"this is not a bill range proof (kind {kind})")
-    if count > 2 * MAX_PATH or len(raw) != _HEADER.size + count * BILL_NODE_SIZE:
-        raise EncodingError(f"bill range proof should be {_HEADER.size + count * BILL_NODE_SIZE} bytes for {count} entries, got {len(raw)}")
-    top, left = _range_root(leaves, _steps_of(raw, _HEADER.size, BILL_NODE_SIZE), start, end, root.size, bill=True)
+    start, end, _ = _header(raw, _KIND_BILL_RANGE, "bill range proof", 2 * MAX_PATH, BILL_NODE_SIZE)
+    top, left, disordered = _range_root(leaves, _steps_of(raw, _HEADER.size, BILL_NODE_SIZE), start, end, root.size, bill=True)
     _check_range_root(top, root, start, end)
     # Checked after the root matched, so a BillOrderError is the signed tree's own fault.
-    if len(top) > 6 or any(a.hi >= b.lo for a, b in zip(leaves, leaves[1:])):
+    if disordered or any(a.hi >= b.lo for a, b in zip(leaves, leaves[1:])):
         raise BillOrderError("the bill tree is out of (customer, sequence) order where this proof climbs: a request billed twice, "
                              "or a forged order")
     total = Sums()
