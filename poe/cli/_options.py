@@ -156,3 +156,15 @@ def read_deal(path: str):
     from poe.protocol.deal import Deal
 
     return Deal.load_text(read_file(path, "deal"), os.path.basename(path))
+
+
+def fail_verification(message: str, as_json: bool) -> None:
+    """Exit 1 for a check that failed after its result was printed: with --json, the document
+    already on stdout says what failed, so the message goes to stderr and no second document
+    follows; otherwise the usual error line."""
+    from poe.errors import VerificationError
+
+    if as_json:
+        info(f"poe: {message}")
+        raise click.exceptions.Exit(1)
+    raise VerificationError(message)

@@ -7,7 +7,7 @@ import json
 import click
 
 from poe.errors import InputError, VerificationError
-from ._options import emit_json, info, json_option, load_json, write_output
+from ._options import emit_json, fail_verification, info, json_option, load_json, write_output
 
 
 def _address(ctx: click.Context, param: click.Parameter, text: str) -> bytes:
@@ -83,7 +83,4 @@ def verify(bill_path, claim_path, customer, request_paths, as_json):
         for p in missing:
             info(f"FAIL  {p}: the provider promised to run this request in this epoch, and it is not in the bill")
     if missing:
-        if as_json:  # one JSON document on stdout: the result says what failed
-            info(f"poe: {len(missing)} of your requests are not in the bill")
-            raise click.exceptions.Exit(1)
-        raise VerificationError(f"{len(missing)} of your requests are not in the bill")
+        fail_verification(f"{len(missing)} of your requests are not in the bill", as_json)

@@ -6,8 +6,8 @@ import json
 
 import click
 
-from poe.errors import InputError, VerificationError
-from ._options import emit_json, info, json_option, load_json, write_output
+from poe.errors import InputError
+from ._options import emit_json, fail_verification, info, json_option, load_json, write_output
 
 
 @click.group("receipts")
@@ -61,10 +61,7 @@ def verify(receipt_paths, claim_path, bill_path, fraud_path, as_json):
         if result["billed_without_receipt"]:
             info(f"note: {len(result['billed_without_receipt'])} billed segments answer requests you signed but name no receipt you gave")
     if broken:
-        if as_json:  # one JSON document on stdout: the result says what failed
-            info(f"poe: {len(broken)} of {len(held)} receipts are not honoured by the attested bill")
-            raise click.exceptions.Exit(1)
-        raise VerificationError(f"{len(broken)} of {len(held)} receipts are not honoured by the attested bill")
+        fail_verification(f"{len(broken)} of {len(held)} receipts are not honoured by the attested bill", as_json)
 
 
 @receipts.command("check-fraud")
