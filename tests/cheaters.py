@@ -263,8 +263,9 @@ def address(sk: bytes) -> bytes:
     return bytes.fromhex(K1.identity(K1.public_key(sk))[2:])
 
 
-def customer_deal(deal_id: str, *, anonymous: bool = False, window: int = 1) -> Deal:
-    return Deal.from_json({**deal(deal_id).to_json(), "format": "poe deal v2", "customers": {"anonymous": anonymous, "window": window}})
+def customer_deal(deal_id: str, *, anonymous: bool = False, window: int = 1, service: Service = SERVICE) -> Deal:
+    return Deal.from_json({**deal(deal_id, service=service).to_json(), "format": "poe deal v2",
+                           "customers": {"anonymous": anonymous, "window": window}})
 
 
 def signed_request(d: Deal, call: Invocation, sk: bytes, sequence: int, epochs: tuple[int, int], *, budget: int = CM.limits.fuel,

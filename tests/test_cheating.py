@@ -114,6 +114,18 @@ def check_row(p: c.Provider, trials: list[c.Trial], strategy: str, expected_chec
     return row
 
 
+def honest_row(p: c.Provider, trials: list[c.Trial]) -> dict:
+    """The report row of an honest provider: observed is the fraction not accepted, which must be 0."""
+    caught = sum(t.verdict != "ACCEPT" for t in trials)
+    return {
+        "strategy": p.name, "provider": p.name, "trials": len(trials), "eps_actual": 0.0,
+        "k": "/".join(sorted({str(t.k) for t in trials}, key=int)), "uniform": "/".join(sorted({str(t.u) for t in trials}, key=int)),
+        "f_affected": 0.0, "q_weighted": 0.0, "p_theory": 0.0, "p_floor": 0.0, "p_expected": 0.0,
+        "observed": caught / len(trials), "caught": caught, "verdicts": {v: sum(t.verdict == v for t in trials) for v in {t.verdict for t in trials}},
+        "checks": {}, "caught_by": "audit", "note": "observed = fraction not accepted; must be 0",
+    }
+
+
 # -- honest providers ------------------------------------------------------------------------------
 
 def test_honest_providers_are_never_rejected_or_refused(pool, honest, workdir):
@@ -132,14 +144,7 @@ def test_honest_providers_are_never_rejected_or_refused(pool, honest, workdir):
         total += len(trials)
         pids |= {t.pid for t in trials}
         bad += [(p.name, t) for t in trials if t.verdict != "ACCEPT" or t.chain != "ok"]
-        ROWS.append({
-            "strategy": p.name, "provider": p.name, "trials": len(trials), "eps_actual": 0.0,
-            "k": "/".join(sorted({str(t.k) for t in trials}, key=int)), "uniform": "/".join(sorted({str(t.u) for t in trials}, key=int)),
-            "f_affected": 0.0, "q_weighted": 0.0, "p_theory": 0.0, "p_floor": 0.0, "p_expected": 0.0,
-            "observed": sum(t.verdict != "ACCEPT" for t in trials) / len(trials), "caught": sum(t.verdict != "ACCEPT" for t in trials),
-            "verdicts": {v: sum(t.verdict == v for t in trials) for v in {t.verdict for t in trials}},
-            "checks": {}, "caught_by": "audit", "note": "observed = fraction not accepted; must be 0",
-        })
+        ROWS.append(honest_row(p, trials))
     assert providers[1][0].previous is not None  # the epoch-1 claim was also checked against epoch 0 by verify_chain
     assert total >= 2000
     assert len(pids) >= 2, "the honest trials should have been spread over both worker processes"
@@ -360,13 +365,7 @@ def test_honest_stateful_lineage_is_never_rejected_or_refused(pool, workdir):
     assert all(a.record.post_state == b.record.pre_state for a, b in zip(entries, entries[1:]))
     trials = c.run_trials(pool, p, p.name, 400, HONEST_CONFIGS)
     bad = [t for t in trials if t.verdict != "ACCEPT"]
-    ROWS.append({
-        "strategy": p.name, "provider": p.name, "trials": len(trials), "eps_actual": 0.0,
-        "k": "/".join(sorted({str(t.k) for t in trials}, key=int)), "uniform": "/".join(sorted({str(t.u) for t in trials}, key=int)),
-        "f_affected": 0.0, "q_weighted": 0.0, "p_theory": 0.0, "p_floor": 0.0, "p_expected": 0.0,
-        "observed": len(bad) / len(trials), "caught": len(bad), "verdicts": {v: sum(t.verdict == v for t in trials) for v in {t.verdict for t in trials}},
-        "checks": {}, "caught_by": "audit", "note": "observed = fraction not accepted; must be 0",
-    })
+    ROWS.append(honest_row(p, trials))
     assert not bad, f"{len(bad)} honest stateful trials not accepted, first: {bad[0]}"
 
 
@@ -439,14 +438,7 @@ def test_honest_providers_with_many_customers_are_never_rejected_or_refused(pool
         trials = c.run_trials(pool, p, p.name, n, HONEST_CONFIGS)
         total += len(trials)
         bad += [(p.name, t) for t in trials if t.verdict != "ACCEPT" or t.chain != "ok"]
-        ROWS.append({
-            "strategy": p.name, "provider": p.name, "trials": len(trials), "eps_actual": 0.0,
-            "k": "/".join(sorted({str(t.k) for t in trials}, key=int)), "uniform": "/".join(sorted({str(t.u) for t in trials}, key=int)),
-            "f_affected": 0.0, "q_weighted": 0.0, "p_theory": 0.0, "p_floor": 0.0, "p_expected": 0.0,
-            "observed": sum(t.verdict != "ACCEPT" for t in trials) / len(trials), "caught": sum(t.verdict != "ACCEPT" for t in trials),
-            "verdicts": {v: sum(t.verdict == v for t in trials) for v in {t.verdict for t in trials}},
-            "checks": {}, "caught_by": "audit", "note": "observed = fraction not accepted; must be 0",
-        })
+        ROWS.append(honest_row(p, trials))
     assert total >= 2000
     assert not bad, f"{len(bad)} honest trials not accepted, first: {bad[0]}"
 
@@ -618,8 +610,7 @@ def test_receipt_issued_for_a_request_left_out_is_caught_by_its_customer(calls, 
 
 # -- 12. stateful jobs (spec §14.7): a lineage bills no more steps than its customer signed --------
 
-JOB_DEAL = c.customer_deal("deal-cheat-jobs")
-JOB_DEAL = c.Deal.from_json({**JOB_DEAL.to_json(), "module_digest": c.COUNTER.digest.hex()})
+JOB_DEAL = c.customer_deal("deal-cheat-jobs", service=c.COUNTER)
 JOB_STEPS = 120
 
 
@@ -628,13 +619,7 @@ def test_honest_job_is_never_rejected_or_refused(pool, workdir):
     p = c.make_job_provider("honest job: 120 steps of one lineage", str(workdir / "job-honest.poe"), JOB_DEAL, entries, snaps, ledger=True)
     trials = c.run_trials(pool, p, p.name, 400, HONEST_CONFIGS)
     bad = [t for t in trials if t.verdict != "ACCEPT"]
-    ROWS.append({
-        "strategy": p.name, "provider": p.name, "trials": len(trials), "eps_actual": 0.0,
-        "k": "/".join(sorted({str(t.k) for t in trials}, key=int)), "uniform": "/".join(sorted({str(t.u) for t in trials}, key=int)),
-        "f_affected": 0.0, "q_weighted": 0.0, "p_theory": 0.0, "p_floor": 0.0, "p_expected": 0.0,
-        "observed": len(bad) / len(trials), "caught": len(bad), "verdicts": {v: sum(t.verdict == v for t in trials) for v in {t.verdict for t in trials}},
-        "checks": {}, "caught_by": "audit", "note": "observed = fraction not accepted; must be 0",
-    })
+    ROWS.append(honest_row(p, trials))
     assert not bad, f"{len(bad)} honest job trials not accepted, first: {bad[0]}"
 
 
