@@ -30,18 +30,19 @@ class Mapper(Protocol):
     def map(self, fn: Callable[[Any], Any], tasks: list) -> list: ...
 
 
-_EXECUTORS: dict[tuple[bytes, bytes], Any] = {}
+_EXECUTORS: dict[tuple, Any] = {}
 
 
 def executor_for(main: bytes, links: dict[str, bytes], cm_bytes: bytes) -> Any:
     from poe.wasm.executor import Executor  # wasmtime loads when the first segment is re-executed
 
-    service = Service(main, links)
     # One executor per service and cost model in each process: setting up the WASI host and the
-    # instance template costs more than a small segment.
-    key = (service.digest, cm_bytes)
+    # instance template costs more than a small segment. Keyed by the bytes themselves, not the
+    # module-set digest: bytes cache their hash, so an audit's tasks, which share one module
+    # object, find it without hashing the module again for every sample.
+    key = (main, tuple(sorted(links.items())), cm_bytes)
     if key not in _EXECUTORS:
-        _EXECUTORS[key] = Executor(service, CostModel.from_json(json.loads(cm_bytes)))
+        _EXECUTORS[key] = Executor(Service(main, links), CostModel.from_json(json.loads(cm_bytes)))
     return _EXECUTORS[key]
 
 

@@ -221,7 +221,7 @@ def _bill_join(a: _Step, b: _Step, disorder: list | None = None) -> _Step:
             fuel, mem, io, a[4], b[5])
 
 
-def _plain_join(a: _Step, b: _Step) -> _Step:
+def _plain_join(a: _Step, b: _Step, disorder: list | None = None) -> _Step:
     h = _NODE.copy()
     h.update(a[0] + b[0])
     fuel, mem, io = a[1] + b[1], a[2] + b[2], a[3] + b[3]
@@ -239,25 +239,31 @@ def _range_root(leaves: Sequence[Any], path: Iterator[_Step], start: int, end: i
         raise RangeProofError(f"a range proof of leaves {start}..{end} with {len(leaves)} leaves does not fit a tree of {size}",
                               expected=[0, size], observed=[start, end, len(leaves)])
     disorder: list = []
-    _join = (lambda a, b: _bill_join(a, b, disorder)) if bill else _plain_join
+    join = _bill_join if bill else _plain_join
     inside = [_bill_step(n) if bill else _step(n) for n in leaves]
     left = [0, 0, 0]
 
     def rebuild(lo: int, hi: int) -> _Step:
-        if end <= lo or hi <= start:
-            taken = next(path, None)
-            if taken is None:
-                raise RangeProofError(f"the range proof is too short for leaves {start}..{end} of {size}")
-            if hi <= start:
-                left[0], left[1], left[2] = left[0] + taken[1], left[1] + taken[2], left[2] + taken[3]
-            return taken
         if start <= lo and hi <= end:
             level = inside[lo - start : hi - start]
             while len(level) > 1:
-                level = [_join(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)] + ([level[-1]] if len(level) % 2 else [])
+                level = [join(level[i], level[i + 1], disorder) for i in range(0, len(level) - 1, 2)] + ([level[-1]] if len(level) % 2 else [])
             return level[0]
-        k = 1 << ((hi - lo - 1).bit_length() - 1)
-        return _join(rebuild(lo, lo + k), rebuild(lo + k, hi))
+        k = lo + (1 << ((hi - lo - 1).bit_length() - 1))
+        # A half outside the range is one path entry; the sums of those left of it are the offset.
+        if k <= start:
+            taken = next(path, None)
+            if taken is None:
+                raise RangeProofError(f"the range proof is too short for leaves {start}..{end} of {size}")
+            left[0], left[1], left[2] = left[0] + taken[1], left[1] + taken[2], left[2] + taken[3]
+            return join(taken, rebuild(k, hi), disorder)
+        a = rebuild(lo, k)
+        if end <= k:
+            taken = next(path, None)
+            if taken is None:
+                raise RangeProofError(f"the range proof is too short for leaves {start}..{end} of {size}")
+            return join(a, taken, disorder)
+        return join(a, rebuild(k, hi), disorder)
 
     top = rebuild(0, size)
     if next(path, None) is not None:
