@@ -7,7 +7,7 @@
 Once the epoch is attested: ``check_bill(bill_doc, claim.statement, deal.digest, deal.window)``
 proves everything billed to you (spec §14.4), ``check_receipts(receipts, claim, bill)`` holds the
 provider to its receipts (§14.5), ``check_invoice(invoice_doc, claim, bill)`` checks your line of
-the claim's invoice (§14.6); verify the claim's attestation first (``poe.verify.verify_envelope``).
+the claim's invoice (§14.6); first check the claim against the deal you trust (``claim.verify_under(deal)``: its terms, and its attestation under that deal's provider key).
 
 A request is EIP-712 typed data (docs/spec.md §14.1): ``signed.request.typed_data()`` is what a
 wallet signs with ``eth_signTypedData_v4`` instead, and ``SignedRequest(request, signature)``

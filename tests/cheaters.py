@@ -44,7 +44,7 @@ from poe.crypto.schemes import get_scheme
 from poe.merkle.build import ANONYMOUS, BillEntry, Tree, ordered_tree
 from poe.merkle.hasher import Node, Root, Sums, leaf, node
 from poe.formats.invocation import block_terms
-from poe.protocol.request import Request, SignedRequest, answer, request_of
+from poe.protocol.request import Request, SignedRequest, answer, request_of  # noqa: F401 - tests reach it as c.request_of
 from poe.merkle.verify import InclusionProof
 from poe.errors import ChainError
 
@@ -566,7 +566,9 @@ def respond(p: Provider, store: TraceStore, ch: Challenge) -> list[Opening]:
 # -- one trial ----------------------------------------------------------------------------------
 
 # Which audit check a problem line comes from: (label, text that only that check writes).
-CHECKS = (
+CHECKS = (  # first match wins: a bill-order fault carries its merkle code too
+    ("bill order (billed twice)", "strictly increasing (customer, sequence) order"),
+    ("bill order (billed twice)", "out of (customer, sequence) order"),
     ("inclusion proof", "[merkle."),
     ("leaf outside the epoch", "is outside the claimed epoch"),
     ("weighted target not covered", " covers ["),
@@ -577,8 +579,6 @@ CHECKS = (
     ("re-execution", "re-execution of segment"),
     ("state chain", "[state.chain-broken]"),
     ("unsigned segment", "the deal bills signed requests only"),
-    ("bill order (billed twice)", "strictly increasing (customer, sequence) order"),
-    ("bill order (billed twice)", "out of (customer, sequence) order"),
     ("request of another leaf", "answers another request than its bill leaf says"),
     ("request signature", "was not signed by its customer"),
     ("request for another deal", "a request for another deal"),

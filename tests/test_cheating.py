@@ -678,6 +678,92 @@ def test_bill_leaf_fraud_proof_is_rechecked_from_the_command_line_without_the_mo
     assert CliRunner().invoke(main, ["check-fraud-proof", str(tmp_path / "forged.json"), *trusted]).exit_code == 1
 
 
+def test_checker_whose_signature_library_fails_cannot_prove_fraud_against_an_honest_provider(asked, workdir, tmp_path, monkeypatch):
+    # The review's finding: a secp256k1 library that fails to load on the checker's machine was
+    # turned into a bill-leaf fault, so an honest provider was "proven" to cheat and rejected.
+    from click.testing import CliRunner
+
+    from poe.audit.verifier import audit
+    from poe.cli import main
+    from poe.crypto import schemes
+    from poe.errors import BackendError
+    from poe.protocol.challenge import Challenge
+    from poe.store.tracestore import TraceStore
+
+    p = c.make_billing_provider("honest, for a broken checker", str(workdir / "broken-checker.poe"), CUSTOMER_DEAL, asked, ledger=True)
+    ch = Challenge.draw(p.claim, c.beacon("broken checker", 0), EPS, DELTA, 0)
+    with TraceStore.open(p.path) as store:
+        openings = c.respond(p, store, ch)
+    assert audit(p.claim, ch, openings, c.SERVICE, deal=CUSTOMER_DEAL).verdict == "ACCEPT"
+    opening = next(o for o in openings if o.target[0] == "w")
+    proof = {"format": "poe fraud proof v1", "kind": "bill-leaf", "claim": p.claim.to_json(), "opening": opening.to_json()}
+    (tmp_path / "proof.json").write_text(json.dumps(proof))
+    (tmp_path / "deal.json").write_text(json.dumps(CUSTOMER_DEAL.to_json()))
+    check = ["check-fraud-proof", str(tmp_path / "proof.json"), "--deal", str(tmp_path / "deal.json")]
+    assert CliRunner().invoke(main, check).exit_code == 5  # not proven
+
+    real = schemes.get_scheme
+    verified = set()
+
+    def broken(name, backend=None):
+        if name == "secp256k1" and "envelope" in verified:  # the statement's own signature is checked first
+            raise BackendError("the coincurve backend of secp256k1 cannot be loaded: (simulated)", observed="coincurve")
+        verified.add("envelope")
+        return real(name, backend)
+
+    monkeypatch.setattr(schemes, "get_scheme", broken)
+    with pytest.raises(BackendError):
+        audit(p.claim, ch, openings, c.SERVICE, deal=CUSTOMER_DEAL)
+    verified.clear()
+    r = CliRunner().invoke(main, check)
+    assert r.exit_code == 3 and "crypto.backend" in r.output, r.output
+
+
+def test_leaf_of_another_customer_hidden_inside_an_invoice_line_is_refused_by_the_customers_bill(asked, workdir):
+    # The review's finding: an invoice checks order above its lines' covering nodes, not inside
+    # them, so one of D's leaves placed among C's moves its weight from D's line to C's, totals
+    # intact. The invoice alone cannot show it (spec §14.6 says so); C's bill cannot be made.
+    from itertools import groupby
+
+    from poe.errors import PoEError
+    from poe.protocol.bill import bill_document, check_bill
+    from poe.protocol.invoice import check_invoice, invoice_document
+    from poe.provider.bill import make_bill
+    from poe.merkle.build import ordered_tree
+    from poe.merkle.verify import encode_bill_range
+    from poe.store.tracestore import TraceStore
+
+    honest = c.bill_entries([e.record.encode() for e in asked], [e.invocation for e in asked], 0)
+    C, D = sorted({e.customer for e in honest})[:2]
+    cs, ds = [e for e in honest if e.customer == C], [e for e in honest if e.customer == D]
+    cs.sort(key=lambda e: e.sequence)
+    ds.sort(key=lambda e: e.sequence)
+    rest = sorted((e for e in honest if e.customer not in (C, D)), key=lambda e: e.key)
+    evil = cs[:2] + [ds[0]] + cs[2:] + ds[1:] + rest  # C0 C1 X C2 ...: X under a node whose interval is C's
+    p = _lie("invoice line takes a leaf", str(workdir / "invoice-misattributed.poe"), asked, asked, set(), layout=lambda bill: evil)
+    tree = ordered_tree([e.leaf for e in evil])
+    at = len(cs) + 1  # C's line: its leaves and X
+    lines = [(C, 0, at, tree.cover(0, at))]
+    for customer, group in groupby(evil[at:], key=lambda e: e.customer):
+        n = len(list(group))
+        lines.append((customer, at, at + n, tree.cover(at, at + n)))
+        at += n
+    d = CUSTOMER_DEAL
+    checked = check_invoice(invoice_document(p.claim.statement.epoch, d, tree.size, lines, d.subscription), p.claim)
+    assert checked.total == p.claim.amount
+    assert checked.lines[0]["amount"] == sum(d.weight(e.record.sums) for e in cs) + d.weight(ds[0].record.sums)  # C pays for X
+    # C's bill, as the store would make it from the signed tree, and the best one by hand: both refused.
+    with TraceStore.open(p.path) as store:
+        signed = c._SignedBill(store, evil)
+        docs = [make_bill(signed, 0, C)]
+        proven = store.inclusion_proofs([e.index for e in cs[:2]], 0)
+        mine = [(e, rec, store.segment_bytes(e.index)[1], prf.encode()) for e, (rec, prf) in zip(cs[:2], proven)]
+        docs.append(bill_document(0, C, 0, 2, tree.size, mine, None, ds[0], encode_bill_range(0, 3, tree.range_path(0, 3))))
+    for doc in docs:
+        with pytest.raises(PoEError):
+            check_bill(doc, p.claim.statement, d.digest, d.window)
+
+
 def test_every_request_billed_twice_in_an_unsorted_bill_tree_is_caught(pool, asked, workdir):
     # The review's attack: every request run again at the end of the log, and the bill tree
     # signed as all first copies, then all copies, each half sorted. The neighbour checks alone

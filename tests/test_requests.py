@@ -577,7 +577,8 @@ def test_request_promised_but_left_out_of_the_bill_is_reported_by_the_customer(b
         (tmp_path / f"r{i}.json").write_text(json.dumps(signed.to_json()))
     never_run = sign_request(keys[0], chain_id=1, deal=claim.deal.digest, sequence=99, invocation=b"\x01" * 32, fuel_budget=10, not_before=0, not_after=3)
     (tmp_path / "lost.json").write_text(json.dumps(never_run.to_json()))
-    me = ("--customer", "0x" + addresses[0].hex())
+    (tmp_path / "deal.json").write_text(json.dumps(claim.deal.to_json()))
+    me = ("--customer", "0x" + addresses[0].hex(), "--deal", tmp_path / "deal.json")
     ok = _cli("bill", "verify", tmp_path / "bill.json", "--claim", tmp_path / "claim.json", *me, "--request", tmp_path / "r0.json",
               "--request", tmp_path / "r1.json", "--json")
     assert ok.exit_code == 0, ok.output
@@ -586,7 +587,8 @@ def test_request_promised_but_left_out_of_the_bill_is_reported_by_the_customer(b
     lost = _cli("bill", "verify", tmp_path / "bill.json", "--claim", tmp_path / "claim.json", *me, "--request", tmp_path / "lost.json")
     assert lost.exit_code == 1 and "not in the bill" in lost.output
     # another customer's bill, however valid, is not this customer's
-    other = _cli("bill", "verify", tmp_path / "bill.json", "--claim", tmp_path / "claim.json", "--customer", "0x" + addresses[1].hex())
+    other = _cli("bill", "verify", tmp_path / "bill.json", "--claim", tmp_path / "claim.json", "--customer", "0x" + addresses[1].hex(),
+                 "--deal", tmp_path / "deal.json")
     assert other.exit_code == 1 and "not yours" in other.output
 
 
@@ -660,8 +662,9 @@ def test_bill_with_a_made_up_record_in_a_real_leafs_place_is_rejected(billed_epo
     (["bill", "prove", "{store}", "--epoch", "0", "--customer", "zz" * 20], 2),
     (["bill", "prove", "{store}", "--epoch", "0", "--customer", "0x" + "00" * 20], 3),  # the anonymous marker is no customer
     (["bill", "prove", "{store}", "--epoch", "7", "--customer", "0x" + "11" * 20], 3),  # no such epoch
-    (["bill", "verify", "{garbage}", "--claim", "{garbage}", "--customer", "0x" + "11" * 20], 3),
-    (["bill", "verify", "{truncated}", "--claim", "{garbage}", "--customer", "0x" + "11" * 20], 3),
+    (["bill", "verify", "{garbage}", "--claim", "{garbage}", "--customer", "0x" + "11" * 20, "--deal", "{deal}"], 3),
+    (["bill", "verify", "{truncated}", "--claim", "{garbage}", "--customer", "0x" + "11" * 20, "--deal", "{deal}"], 3),
+    (["bill", "verify", "{garbage}", "--claim", "{garbage}", "--customer", "0x" + "11" * 20, "--deal", "{garbage}"], 3),
     (["deal", "new", "{wasm}", "--id", "d", "--provider", "{key}", "--price-fuel", "1", "--penalty", "slash:lots"], 2),
     (["deal", "new", "{wasm}", "--id", "d", "--provider", "{garbage}", "--price-fuel", "1"], 3),
 ])
@@ -671,7 +674,7 @@ def test_bill_and_deal_commands_refuse_garbage_with_a_clear_error(parties, args,
     (parties / "garbage.json").write_text("{not json")
     (parties / "truncated.json").write_text('{"format": "poe bill v1", "epoch": 0')
     names = {"store": parties / "s.poe", "garbage": parties / "garbage.json", "truncated": parties / "truncated.json",
-             "wasm": parties / "funcs.wasm", "key": parties / "p.key"}
+             "wasm": parties / "funcs.wasm", "key": parties / "p.key", "deal": parties / "deal.json"}
     r = _cli(*[a.format(**names) for a in args])
     assert r.exit_code == code, r.output
     assert "Traceback" not in r.output and "internal error" not in r.output
@@ -683,7 +686,9 @@ def test_bill_verify_of_a_tampered_bill_exits_1(billed_epoch, tmp_path):
     doc = _bill(path, 0, addresses[0])
     doc["entries"][0]["record"] = doc["entries"][0]["record"][:-2] + ("00" if doc["entries"][0]["record"][-2:] != "00" else "01")
     (tmp_path / "bill.json").write_text(json.dumps(doc))
-    r = _cli("bill", "verify", tmp_path / "bill.json", "--claim", tmp_path / "claim.json", "--customer", "0x" + addresses[0].hex())
+    (tmp_path / "deal.json").write_text(json.dumps(claim.deal.to_json()))
+    r = _cli("bill", "verify", tmp_path / "bill.json", "--claim", tmp_path / "claim.json", "--customer", "0x" + addresses[0].hex(),
+             "--deal", tmp_path / "deal.json")
     assert r.exit_code == 1 and "merkle.root-mismatch" in r.output
 
 
@@ -825,7 +830,8 @@ def _attest_and_bill(parties):
 
 def _verify_receipts(parties, *names, extra=()):
     p = parties
-    return _cli("receipts", "verify", *[p / n for n in names], "--claim", p / "claim.json", "--bill", p / "bill.json", "--json", *extra)
+    return _cli("receipts", "verify", *[p / n for n in names], "--claim", p / "claim.json", "--deal", p / "deal.json", "--bill", p / "bill.json",
+                "--json", *extra)
 
 
 def test_receipts_of_served_requests_are_honoured_by_the_attested_bill(parties):
@@ -1008,14 +1014,44 @@ def test_invoice_from_the_command_line(billed_epoch, tmp_path):
     r = _cli("invoice", "make", path, "--claim", tmp_path / "claim.json", "--out", tmp_path / "inv.json")
     assert r.exit_code == 0, r.output
     (tmp_path / "bill.json").write_text(json.dumps(_bill(path, 0, addresses[0])))
-    r = _cli("invoice", "verify", tmp_path / "inv.json", "--claim", tmp_path / "claim.json", "--bill", tmp_path / "bill.json", "--json")
+    (tmp_path / "deal.json").write_text(json.dumps(claim.deal.to_json()))
+    trusted = ("--deal", tmp_path / "deal.json")
+    r = _cli("invoice", "verify", tmp_path / "inv.json", "--claim", tmp_path / "claim.json", "--bill", tmp_path / "bill.json", "--json", *trusted)
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["total"] == claim.amount
     doc = json.loads((tmp_path / "inv.json").read_text())
     doc["lines"][0]["amount"] += 1
     (tmp_path / "bad.json").write_text(json.dumps(doc))
-    r = _cli("invoice", "verify", tmp_path / "bad.json", "--claim", tmp_path / "claim.json")
+    r = _cli("invoice", "verify", tmp_path / "bad.json", "--claim", tmp_path / "claim.json", *trusted)
     assert r.exit_code == 1 and "Traceback" not in r.output
+
+
+def test_invoice_priced_by_a_claim_carrying_other_terms_is_refused(billed_epoch, tmp_path):
+    # The review's finding: the statement signs the deal's id, not its terms, so the claim's deal
+    # is the writer's word. An invoice priced at ten times the deal, wrapped in a claim that carries
+    # those prices with the same signed attestation, verified; it is checked against the deal the
+    # customer trusts instead.
+    import dataclasses
+
+    from poe.protocol.claim import Claim
+    from poe.provider.invoice import make_invoice
+    from poe.store.tracestore import TraceStore
+
+    claim, path, _, _, _ = billed_epoch
+    inflated = dataclasses.replace(claim.deal, prices=tuple(10 * p for p in claim.deal.prices))
+    assert inflated.digest != claim.deal.digest and inflated.mismatch(claim.statement) is None
+    lying = Claim.bill(claim.envelope, inflated)
+    with TraceStore.open(path) as store:
+        doc = make_invoice(store, lying)
+    (tmp_path / "inv.json").write_text(json.dumps(doc))
+    (tmp_path / "claim.json").write_text(json.dumps(lying.to_json()))
+    (tmp_path / "deal.json").write_text(json.dumps(claim.deal.to_json()))
+    (tmp_path / "inflated.json").write_text(json.dumps(inflated.to_json()))
+    r = _cli("invoice", "verify", tmp_path / "inv.json", "--claim", tmp_path / "claim.json", "--deal", tmp_path / "deal.json")
+    assert r.exit_code == 1 and "other deal terms" in r.output, r.output
+    # the same files against the inflated deal verify: what differs is which deal the customer trusts
+    r = _cli("invoice", "verify", tmp_path / "inv.json", "--claim", tmp_path / "claim.json", "--deal", tmp_path / "inflated.json")
+    assert r.exit_code == 0, r.output
 
 
 # -- stateful jobs (spec §14.7) ------------------------------------------------------------------

@@ -9,8 +9,10 @@ from typing import Any
 from poe.audit.chain import ZERO_STATE, check_state_chain
 from poe.audit.reexec import LocalPool, Mapper, executor_for, reexecute_all
 from poe.errors import (
+    BackendError,
     CostModelMismatchError,
     EncodingError,
+    InternalError,
     PoEError,
     SignatureError,
     StateChainError,
@@ -85,9 +87,10 @@ def _coverage(claim: Claim, deal: Deal) -> str:
     if deal.anonymous:
         return ("; anonymous segments, which this deal bills, are not checked against any customer's request, so it does not cover "
                 "unrequested work among them")
-    if deal.window is not None and deal.window > 1:
+    if deal.window is None or deal.window > 1:
+        span = "window (this deal caps no window)" if deal.window is None else f"{deal.window}-epoch window"
         return (f"; billed work answers requests its customers signed, once per epoch; a request replayed in another epoch of its "
-                f"{deal.window}-epoch window is left to its customer's bill")
+                f"{span} is left to its customer's bill")
     return "; it covers work no customer signed, requests billed twice or outside their epoch, and fuel beyond a request's budget"
 
 
@@ -164,6 +167,8 @@ class _Samples:
             if o.decode_invocation().digest != record.input_digest:
                 raise VerificationError(f"record {record.index}: the opened invocation is not the committed input")
             pre = self._pre_state_root(record, o) if record.pre_state != ZERO_STATE else None
+        except (BackendError, InternalError):  # this machine's failure, not the provider's: no verdict
+            raise
         except (PoEError, ValueError, IndexError, struct.error) as exc:  # whatever a provider sends, a failed sample
             if not isinstance(exc, PoEError):
                 exc = EncodingError(f"malformed opening: {exc}")

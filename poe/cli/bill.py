@@ -7,7 +7,7 @@ import json
 import click
 
 from poe.errors import InputError, VerificationError
-from ._options import emit_json, fail_verification, info, json_option, load_json, write_output
+from ._options import emit_json, fail_verification, info, json_option, load_json, read_deal, write_output
 
 
 def _address(ctx: click.Context, param: click.Parameter, text: str) -> bytes:
@@ -46,23 +46,23 @@ def prove(store_path, epoch, customer, out):
 @bill.command("verify")
 @click.argument("bill_path", metavar="BILL", type=click.Path(dir_okay=False))
 @click.option("--claim", "claim_path", required=True, type=click.Path(dir_okay=False), help="The provider's claim for the epoch (its attestation signs the bill root).")
+@click.option("--deal", "deal_path", required=True, type=click.Path(dir_okay=False),
+              help="The deal you trust (JSON or .toml): the one your requests name. A claim carrying other terms is refused.")
 @click.option("--customer", required=True, callback=_address, help="Your address (0x and 40 hex digits): the bill must be yours.")
 @click.option("--request", "request_paths", multiple=True, type=click.Path(dir_okay=False),
               help="A request you signed (poe request v1) that must be in the bill; repeatable. One missing is a broken promise (exit 1).")
 @json_option
-def verify(bill_path, claim_path, customer, request_paths, as_json):
+def verify(bill_path, claim_path, deal_path, customer, request_paths, as_json):
     """The customer's side: check BILL against the claim's attestation. Exit 0 if it proves the
     segments billed to you, each answering a request you signed, and that nothing else in the
     epoch is billed to you; 1 if it does not, or a --request you give is not in it."""
-    from poe.crypto.schemes import get_scheme
-    from poe.protocol.attestation import verify_envelope
     from poe.protocol.bill import check_bill
     from poe.protocol.claim import Claim
     from poe.protocol.request import SignedRequest
 
     claim = Claim.from_json(load_json(claim_path, "claim"))
+    claim.verify_under(read_deal(deal_path))
     st = claim.statement
-    verify_envelope(claim.envelope, get_scheme(st.scheme), trusted_keys=[claim.deal.provider_key])
     checked = check_bill(load_json(bill_path, "bill"), st, claim.deal.digest, claim.deal.window)
     if checked.customer != customer:  # another customer's bill proves nothing about yours
         raise VerificationError(f"the bill is 0x{checked.customer.hex()}'s, not yours", expected="0x" + customer.hex(),

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from ._options import emit_json, info, json_option, load_json, write_output
+from ._options import emit_json, info, json_option, load_json, read_deal, write_output
 
 
 @click.group("invoice")
@@ -36,21 +36,21 @@ def make(store_path, claim_path, out):
 @invoice.command("verify")
 @click.argument("invoice_path", metavar="INVOICE", type=click.Path(dir_okay=False))
 @click.option("--claim", "claim_path", required=True, type=click.Path(dir_okay=False), help="The claim the invoice splits.")
+@click.option("--deal", "deal_path", required=True, type=click.Path(dir_okay=False),
+              help="The deal you trust (JSON or .toml): the one your requests name. A claim carrying other terms is refused.")
 @click.option("--bill", "bill_path", type=click.Path(dir_okay=False), default=None,
               help="Your bill for the epoch (`poe bill prove`): your line must be its range and amount.")
 @json_option
-def verify(invoice_path, claim_path, bill_path, as_json):
+def verify(invoice_path, claim_path, deal_path, bill_path, as_json):
     """Exit 0 if INVOICE splits the claim's amount by customer as the signed bill tree proves
     (and, with --bill, bills you exactly what your bill proves); 1 if it does not."""
-    from poe.crypto.schemes import get_scheme
-    from poe.protocol.attestation import verify_envelope
     from poe.protocol.bill import check_bill
     from poe.protocol.claim import Claim
     from poe.protocol.invoice import check_invoice
 
     claim = Claim.from_json(load_json(claim_path, "claim"))
+    claim.verify_under(read_deal(deal_path))
     st = claim.statement
-    verify_envelope(claim.envelope, get_scheme(st.scheme), trusted_keys=[claim.deal.provider_key])
     bill = check_bill(load_json(bill_path, "bill"), st, claim.deal.digest, claim.deal.window) if bill_path else None
     checked = check_invoice(load_json(invoice_path, "invoice"), claim, bill)
     if as_json:

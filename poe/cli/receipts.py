@@ -7,7 +7,7 @@ import json
 import click
 
 from poe.errors import InputError
-from ._options import emit_json, fail_verification, info, json_option, load_json, write_output
+from ._options import emit_json, fail_verification, info, json_option, load_json, read_deal, write_output
 
 
 @click.group("receipts")
@@ -20,25 +20,25 @@ def receipts() -> None:
 @receipts.command("verify")
 @click.argument("receipt_paths", metavar="RECEIPT...", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--claim", "claim_path", required=True, type=click.Path(dir_okay=False), help="The provider's claim for the receipts' epoch.")
+@click.option("--deal", "deal_path", required=True, type=click.Path(dir_okay=False),
+              help="The deal you trust (JSON or .toml): the one your requests name. A claim carrying other terms is refused.")
 @click.option("--bill", "bill_path", required=True, type=click.Path(dir_okay=False),
               help="Your bill for that epoch (`poe bill prove`): it proves every segment billed to you, and nothing else is.")
 @click.option("--fraud-proof", "fraud_path", type=click.Path(dir_okay=False), default=None,
               help="If a receipt is broken, write the fraud proof of the first one here (poe receipt fraud v1; never over a file).")
 @json_option
-def verify(receipt_paths, claim_path, bill_path, fraud_path, as_json):
+def verify(receipt_paths, claim_path, deal_path, bill_path, fraud_path, as_json):
     """Check your RECEIPTs against the attested epoch: exit 0 if the bill holds every segment a
     receipt promised (with the record it promised), 1 if one is missing or another record stands
     in its place (a broken promise: see --fraud-proof) or a receipt's signature is not the deal's
     provider's, 3 if a receipt is for another epoch or customer than the claim and bill."""
-    from poe.crypto.schemes import get_scheme
-    from poe.protocol.attestation import verify_envelope
     from poe.protocol.bill import check_bill
     from poe.protocol.claim import Claim
     from poe.protocol.receipt import Receipt, check_receipts, receipt_fraud_proof
 
     claim = Claim.from_json(load_json(claim_path, "claim"))
+    claim.verify_under(read_deal(deal_path))
     st = claim.statement
-    verify_envelope(claim.envelope, get_scheme(st.scheme), trusted_keys=[claim.deal.provider_key])
     bill_doc = load_json(bill_path, "bill")
     checked = check_bill(bill_doc, st, claim.deal.digest, claim.deal.window)
     held = [Receipt.from_json(load_json(p, "receipt")) for p in receipt_paths]

@@ -207,8 +207,8 @@ class CompactRange:
             i += k
 
     def extend(self, leaves: Iterable[Node]) -> None:
-        for leaf in leaves:
-            self.append(leaf)
+        for entry in leaves:
+            self.append(entry)
 
     @property
     def root(self) -> Root:

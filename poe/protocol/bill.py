@@ -4,7 +4,7 @@ The epoch's bill tree (§14.2) sorts its leaves by (customer, sequence), so one 
 segments are one contiguous range. A bill (``poe bill v1``) carries that range's records, each
 with its invocation (which carries the customer's signed request), the leaves just outside it,
 and one range proof over both. Checked against the bill root the provider signed (statement
-version 2), it shows what the customer is billed for, that each of those segments answers a
+version 3), it shows what the customer is billed for, that each of those segments answers a
 request the customer signed, and that no other segment of the epoch is billed to it.
 Everything here is pure.
 """
@@ -75,7 +75,7 @@ def entry_from_json(d: Any, what: str) -> BillEntry | None:
 
 
 def check_bill(doc: Any, statement: Any, deal_digest: bytes, window: int | None = None) -> CheckedBill:
-    """Check a bill against an attested statement (version 2, already verified by the caller)
+    """Check a bill against an attested statement (version 3, already verified by the caller)
     under the deal with `deal_digest` (and its window cap, if it has one), and return what it
     proves; raise a typed error otherwise. The requests' signatures are checked too, so a
     backend loads here."""
@@ -151,7 +151,14 @@ def _entry(d: Any, customer: bytes, statement: Any, deal_digest: bytes, window: 
 class BillLeafFault(VerificationError):
     """A bill leaf that fails a check of spec §14.3 on signed data alone (the two signed roots,
     the invocation its record commits, the deal): a fault anyone can re-check, so the verdict
-    carries a fraud proof of kind "bill-leaf"."""
+    carries a fraud proof of kind "bill-leaf". It keeps the code of the check that failed
+    (``merkle.bill-order``, ``attest.bad-signature``...)."""
+
+    @classmethod
+    def of(cls, exc: PoEError) -> BillLeafFault:
+        fault = cls(exc.message, **exc.details)
+        fault.code = exc.code
+        return fault
 
 
 def check_bill_opening(statement: Any, opening: Any) -> tuple[BillEntry, int, Sums]:
@@ -170,7 +177,7 @@ def check_bill_opening(statement: Any, opening: Any) -> tuple[BillEntry, int, Su
     try:
         first, end, left, _ = verify_bill_range([e.leaf for e in b.leaves], b.proof, statement.bill_root)
     except BillOrderError as exc:  # raised only once the signed root is reproduced: the provider's fault
-        raise BillLeafFault(exc.message, **exc.details) from None
+        raise BillLeafFault.of(exc) from None
     if (first, end) != (lo, lo + len(b.leaves)):
         raise VerificationError("the bill range proof covers other leaves than the opening shows")
     before = b.leaves[: b.position - lo]
@@ -190,6 +197,11 @@ def check_bill_leaf(statement: Any, deal: Any, opening: Any, record: Record, ent
     # bad answer (a REJECT), never a proof against the provider's trees.
     if h.digest(h.CTX_INVOCATION, opening.invocation) != record.input_digest:
         raise VerificationError(f"segment {record.index}'s opened invocation is not the one its record commits")
+    from poe.crypto.schemes import get_scheme
+
+    # Loaded here, outside the fault handler: a signature library this machine cannot load is the
+    # checker's problem (BackendError), never a proof against the provider.
+    get_scheme("secp256k1")
     try:
         if entry.record != leaf(opening.record):
             raise VerificationError(f"bill leaf {opening.bill.position} names another record than segment {entry.index} of the record tree "
@@ -201,8 +213,8 @@ def check_bill_leaf(statement: Any, deal: Any, opening: Any, record: Record, ent
         check_answer(opening.invocation, record, entry, deal.digest, statement.epoch, deal.window, deal.anonymous)
     except BillLeafFault:
         raise
-    except PoEError as exc:  # whatever the committed data does wrong, it is the provider's signed fault
-        raise BillLeafFault(exc.message, **exc.details) from None
+    except (VerificationError, EncodingError) as exc:  # what the committed data does wrong is the provider's signed fault
+        raise BillLeafFault.of(exc) from None
 
 
 def check_answer(invocation: bytes, record: Record, entry: BillEntry, deal_digest: bytes, epoch: int, window: int | None,

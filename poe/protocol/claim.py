@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from poe.errors import EncodingError
+from poe.errors import EncodingError, VerificationError
 from poe.formats import hashing as h
 from poe.protocol.attestation import Envelope, Statement
 from poe.protocol.deal import QUANTITIES, Deal
@@ -42,6 +42,22 @@ class Claim:
     @cached_property
     def claim_id(self) -> bytes:
         return h.digest(CTX_CLAIM, self.deal.digest + self.statement.digest)
+
+    def verify_under(self, deal: Deal) -> Any:
+        """Check that this claim is billed under `deal`, the one the caller trusts, and that its
+        attestation is signed by that deal's provider; return the verification report. The
+        statement signs the deal's id, not its terms, so a claim could otherwise carry terms
+        (prices, provider key) of the writer's choosing. Raises VerificationError or
+        SignatureError."""
+        if self.deal.digest != deal.digest:
+            raise VerificationError("the claim carries other deal terms than the deal you trust", expected=deal.digest.hex(),
+                                    observed=self.deal.digest.hex())
+        if (why := deal.mismatch(self.statement)) is not None:
+            raise VerificationError(why)
+        from poe.crypto.schemes import get_scheme  # the signature backend loads when a signature is checked
+        from poe.protocol.attestation import verify_envelope
+
+        return verify_envelope(self.envelope, get_scheme(self.statement.scheme), trusted_keys=[deal.provider_key])
 
     def breakdown(self) -> dict[str, int]:
         st = self.statement

@@ -54,7 +54,7 @@ class CheckedInvoice:
 
 def check_invoice(doc: Any, claim: Any, bill: Any = None) -> CheckedInvoice:
     """Check an invoice against a claim whose attestation the caller has verified (statement
-    version 2): its ranges partition the bill tree in customer order and rebuild the signed bill
+    version 3): its ranges partition the bill tree in customer order and rebuild the signed bill
     root, each amount is the deal's weight of its range's sums, and the amounts plus the
     subscription are the claim's amount. With `bill` (a CheckedBill of one customer for the same
     epoch), that customer's line must be its bill's range and sums."""
