@@ -125,7 +125,8 @@ def test_requests_baseline(measured, requested, workload, tmp_path):
     ex, _, base, _ = requested[workload]
     rounds = itertools.count()
     measured.group = f"requests-{workload}"
-    measured.pedantic(lambda: run_batch(ex, base, str(tmp_path / f"b{next(rounds)}.poe"), REQUESTS), rounds=3, iterations=1)
+    measured.pedantic(lambda: run_batch(ex, base, str(tmp_path / f"b{next(rounds)}.poe"), REQUESTS), rounds=5, iterations=1,
+                       warmup_rounds=1)
 
 
 @pytest.mark.parametrize("workload", list(CALLS))
@@ -138,6 +139,7 @@ def test_requests_poe(measured, requested, workload, tmp_path):
     ex, deal, _, items = requested[workload]
     rounds = itertools.count()
     measured.group = f"requests-{workload}"
-    measured.pedantic(lambda: run_requests(ex, items, deal, str(tmp_path / f"r{next(rounds)}.poe")), rounds=3, iterations=1)
+    measured.pedantic(lambda: run_requests(ex, items, deal, str(tmp_path / f"r{next(rounds)}.poe")), rounds=5, iterations=1,
+                       warmup_rounds=1)  # the warm-up starts the signature worker, once per process
     if measured.stats is not None and measured.stats.stats is not None:
         measured.extra_info["segments_per_s"] = round(REQUESTS / measured.stats.stats.median)

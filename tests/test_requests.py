@@ -1157,3 +1157,91 @@ def test_job_whose_sequences_another_request_took_is_refused_before_any_step_run
     r = _run_job(p, 5)
     assert r.exit_code == 3 and "step 2 of this job (sequence 102) was already billed" in r.output
     assert _segments(p / "j.poe") == 1
+
+
+# -- signatures checked on a second core (provider.run.SignatureChecks) ------------------------
+
+
+@pytest.fixture
+def batch(tmp_path, monkeypatch):
+    """Twenty signed requests of one customer under a deal, with the worker used from 8 requests
+    on, in chunks of 4, so the parallel path runs on a small batch."""
+    from poe import CostModel, Executor, Invocation, Service, Value
+    from poe.protocol.deal import Deal
+    from poe.provider.run import SignatureChecks
+
+    from .conftest import module_bytes
+
+    monkeypatch.setattr(SignatureChecks, "PARALLEL_AT", 8)
+    monkeypatch.setattr(SignatureChecks, "CHUNK", 4)
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    cm, service = CostModel.current(), Service(module_bytes("funcs.wasm"))
+    deal = Deal("parallel", "secp256k1", K1.public_key(OTHER), service.digest, cm.digest, (1, 0, 0), 0, {"kind": "forfeit"})
+    calls = [Invocation.build("add", params=[Value.of("i32", i), Value.of("i32", 1)]) for i in range(20)]
+    items = [(c, sign_request(CUSTOMER, **{**TERMS, "deal": deal.digest, "sequence": i, "invocation": c.call_digest,
+                                            "not_before": 0, "not_after": 0})) for i, c in enumerate(calls)]
+    return Executor(service, cm), deal, items, str(tmp_path / "s.poe")
+
+
+def _answered(path) -> int:
+    from poe import TraceStore
+
+    if not __import__("os").path.exists(path):
+        return 0
+    with TraceStore.open(path) as store:
+        return store.count()
+
+
+def test_batch_checked_on_the_signature_worker_records_every_request(batch):
+    from poe.provider.run import _Worker, run_requests
+
+    ex, deal, items, path = batch
+    summary, _ = run_requests(ex, items, deal, path)
+    assert _answered(path) == 20 and summary["totals"]["segments"] == 20
+    assert _Worker._proc is not None and _Worker._proc.poll() is None  # the worker ran, and stays for the next batch
+    assert not _Worker._lock.locked()
+
+
+@pytest.mark.parametrize("forged_at", [1, 17])  # in the first chunk, and in a chunk checked after others ran
+def test_batch_with_a_forged_signature_in_any_chunk_records_nothing(batch, forged_at):
+    import dataclasses
+
+    from poe.errors import InputError
+    from poe.provider.run import _Worker, run_requests
+
+    ex, deal, items, path = batch
+    call, signed = items[forged_at]
+    forged = dataclasses.replace(signed, request=dataclasses.replace(signed.request, fuel_budget=signed.request.fuel_budget - 1))
+    items = items[:forged_at] + [(call, forged)] + items[forged_at + 1 :]
+    with pytest.raises(InputError, match="signature does not verify"):
+        run_requests(ex, items, deal, path)
+    assert _answered(path) == 0
+    # the worker's answers still in flight were drained: the next batch reads its own
+    run_requests(ex, batch[2], deal, path)
+    assert _answered(path) == 20 and not _Worker._lock.locked()
+
+
+def test_signature_worker_that_dies_mid_batch_is_replaced_by_inline_checks(batch):
+    from poe.provider.run import _Worker, run_requests
+
+    ex, deal, items, path = batch
+    run_requests(ex, items[:10], deal, path)  # starts the worker
+    _Worker._proc.kill()
+    _Worker._proc.wait()
+    run_requests(ex, items[10:], deal, path)  # finds it dead: a new one, or inline checks
+    assert _answered(path) == 20
+    killed = {"n": 0}
+    original = _Worker.acquire.__func__
+
+    def kill_after_start(cls):
+        proc = original(cls)
+        if proc is not None:
+            proc.kill()
+            killed["n"] += 1
+        return proc
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(_Worker, "acquire", classmethod(kill_after_start))
+        path2 = path + ".2"
+        run_requests(ex, items, deal, path2)
+    assert killed["n"] == 1 and _answered(path2) == 20 and not _Worker._lock.locked()

@@ -290,10 +290,13 @@ def answer(invocation: Any, signed: SignedRequest, step: int | None = None) -> A
     if signed.request.invocation != invocation.call_digest:
         raise InputError("the request names another invocation (export, arguments, environment, payloads or seed differ)",
                          expected=signed.request.invocation.hex(), observed=invocation.call_digest.hex())
-    answered = dataclasses.replace(invocation, request=signed.block(step))
-    # The call's bytes and digest are the ones just compared: keep them rather than encode again.
-    answered.__dict__["call_encoded"] = invocation.call_encoded
-    answered.__dict__["call_digest"] = invocation.call_digest
+    block = signed.block(step)
+    # The call was validated when it was built and the block was packed here: copy the fields
+    # rather than validate them again through the constructor (a provider answers every
+    # request this way). The call's bytes and digest are the ones just compared: kept too.
+    answered = object.__new__(type(invocation))
+    answered.__dict__.update({f.name: getattr(invocation, f.name) for f in dataclasses.fields(invocation)}, request=block,
+                             call_encoded=invocation.call_encoded, call_digest=invocation.call_digest)
     return answered
 
 
