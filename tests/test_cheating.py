@@ -473,6 +473,36 @@ def test_segment_signed_by_another_customer_than_it_names_is_caught(pool, calls,
     check_row(p, trials, f"11b request signed by another customer ({len(bad)})", {"request signature"})
 
 
+def test_forged_signature_is_caught_when_the_audit_checks_signatures_on_another_core(calls, asked, workdir, monkeypatch):
+    # The audit checks the requests' signatures on a worker process while it re-executes (from
+    # 64 samples on); every sample whose signature fails must still fail, with its fraud proof.
+    from poe.audit.verifier import _Samples, audit
+    from poe.protocol.challenge import Challenge
+    from poe.store.tracestore import TraceStore
+
+    monkeypatch.setattr(_Samples, "SIGNATURES_ASIDE_AT", 1)
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    bad = set(range(0, len(asked), 3))
+    n = len(c.CUSTOMERS)
+    forged = {i: c.execute([c.answer(calls[i], c.signed_request(CUSTOMER_DEAL, calls[i], c.CUSTOMERS[i % n], 1000 + i, (0, 0),
+                                                                            customer=c.address(c.CUSTOMERS[(i + 1) % n])))], first=i)[0]
+              for i in bad}
+    entries = [forged.get(i, e) for i, e in enumerate(asked)]
+    p = _lie("other signer, signatures aside", str(workdir / "signer-aside.poe"), entries, asked, bad,
+             honest=[e for i, e in enumerate(asked) if i not in bad])
+    honest = c.make_billing_provider("honest, signatures aside", str(workdir / "honest-aside.poe"), CUSTOMER_DEAL, asked, ledger=True)
+    for q, lying in ((p, True), (honest, False)):
+        ch = Challenge.draw(q.claim, c.beacon("signatures aside", 0), EPS, DELTA, 0)
+        with TraceStore.open(q.path) as store:
+            v = audit(q.claim, ch, c.respond(q, store, ch), c.SERVICE, deal=CUSTOMER_DEAL)
+        if not lying:
+            assert v.verdict == "ACCEPT", v.problems
+            continue
+        landed = [t for t in v.problems if "was not signed by its customer" in t]
+        assert v.verdict == "REJECT" and landed and set(c.classify(v)) == {"request signature"}
+        assert v.fraud_proof["kind"] == "bill-leaf"
+
+
 def test_segment_requested_for_another_deal_is_caught(pool, calls, asked, workdir):
     bad = _some("other deal", asked)
     other = c.customer_deal("deal-cheat-elsewhere").digest

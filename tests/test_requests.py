@@ -1168,7 +1168,7 @@ def batch(tmp_path, monkeypatch):
     on, in chunks of 4, so the parallel path runs on a small batch."""
     from poe import CostModel, Executor, Invocation, Service, Value
     from poe.protocol.deal import Deal
-    from poe.provider.run import SignatureChecks
+    from poe._workers import SignatureChecks
 
     from .conftest import module_bytes
 
@@ -1193,7 +1193,8 @@ def _answered(path) -> int:
 
 
 def test_batch_checked_on_the_signature_worker_records_every_request(batch):
-    from poe.provider.run import _Worker, run_requests
+    from poe._workers import _Worker
+    from poe.provider.run import run_requests
 
     ex, deal, items, path = batch
     summary, _ = run_requests(ex, items, deal, path)
@@ -1207,7 +1208,8 @@ def test_batch_with_a_forged_signature_in_any_chunk_records_nothing(batch, forge
     import dataclasses
 
     from poe.errors import InputError
-    from poe.provider.run import _Worker, run_requests
+    from poe._workers import _Worker
+    from poe.provider.run import run_requests
 
     ex, deal, items, path = batch
     call, signed = items[forged_at]
@@ -1222,7 +1224,8 @@ def test_batch_with_a_forged_signature_in_any_chunk_records_nothing(batch, forge
 
 
 def test_signature_worker_that_dies_mid_batch_is_replaced_by_inline_checks(batch):
-    from poe.provider.run import _Worker, run_requests
+    from poe._workers import _Worker
+    from poe.provider.run import run_requests
 
     ex, deal, items, path = batch
     run_requests(ex, items[:10], deal, path)  # starts the worker

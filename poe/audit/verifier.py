@@ -6,12 +6,14 @@ from __future__ import annotations
 import struct
 from typing import Any
 
+from poe._workers import SignatureChecks
 from poe.audit.chain import ZERO_STATE, check_state_chain
 from poe.audit.reexec import LocalPool, Mapper, executor_for, reexecute_all
 from poe.errors import (
     BackendError,
     CostModelMismatchError,
     EncodingError,
+    InputError,
     InternalError,
     PoEError,
     SignatureError,
@@ -19,6 +21,7 @@ from poe.errors import (
     StateMismatchError,
     VerificationError,
 )
+from poe.formats.invocation import split_requested
 from poe.formats.moduleset import Service
 from poe.formats.record import RECORD_SIZE, Record, record_diff
 from poe.formats.state import bundle_roots
@@ -66,11 +69,13 @@ def audit(claim: Claim, challenge: Challenge, openings: list[Opening], service: 
     run = _Samples(claim, challenge, deal, service, early, states)
     for target in wanted:
         run.check(target, by_target[target])
+    signatures = run.check_signatures()  # on another core, while this one re-executes
     if mapper is None:
         with LocalPool(jobs if len(run.unique) > 1 else 1) as pool:
             run.compare(pool, [by_target[t] for t in wanted])
     else:
         run.compare(mapper, [by_target[t] for t in wanted])
+    run.settle_signatures(signatures)
     checked = {"weighted": len(challenge.weighted), "uniform": len(challenge.uniform), "re_executed": len(run.unique)}
     if run.problems:
         return Verdict("REJECT", claim, f"{len(run.problems)} of {len(wanted)} samples fail", problems=run.problems,
@@ -132,6 +137,8 @@ def _check_challenge(claim: Claim, challenge: Challenge, min_uniform: int) -> No
 class _Samples:
     """The per-sample checks (spec §12.3 steps 2-5) and what they found."""
 
+    SIGNATURES_ASIDE_AT = 64  # fewer, and the worker's pipe costs more than checking them here
+
     def __init__(self, claim: Claim, challenge: Challenge, deal: Deal, service: Service, report: Report,
                  states: dict[str, Any] | None) -> None:
         self.claim, self.challenge, self.deal, self.service, self.states = claim, challenge, deal, service, states
@@ -139,6 +146,7 @@ class _Samples:
         self.max_pages = report.cost_model.limits.memory_pages
         self.problems: list[str] = []
         self.fraud: dict[str, Any] | None = None
+        self.signatures: list[tuple[str, Opening, Any]] = []  # requests whose signature is checked with the re-executions
         self.tasks: list[tuple[Opening, Record, tuple, bytes | None]] = []
         self.unique: dict[int, tuple[tuple, bytes | None, bytes]] = {}  # several targets often land on one segment
         self._stateful: dict[str, Any] = {}  # genesis and the bundle's state roots, on first need
@@ -170,17 +178,18 @@ class _Samples:
         except (BackendError, InternalError):  # this machine's failure, not the provider's: no verdict
             raise
         except (PoEError, ValueError, IndexError, struct.error) as exc:  # whatever a provider sends, a failed sample
-            if not isinstance(exc, PoEError):
-                exc = EncodingError(f"malformed opening: {exc}")
-            self.problems.append(f"{target}: [{exc.code}] {exc.message}")
-            if isinstance(exc, (StateChainError, BillLeafFault)) and self.fraud is None:
-                kind = "state-chain" if isinstance(exc, StateChainError) else "bill-leaf"
-                self.fraud = {"format": "poe fraud proof v1", "kind": kind, "claim": self.claim.to_json(), "opening": o.to_json(),
-                              "reason": exc.message}
+            self._fail(target, o, exc if isinstance(exc, PoEError) else EncodingError(f"malformed opening: {exc}"))
             return
         task = (self.service.main, self.service.links, self.cm_bytes, o.invocation, o.payloads, o.index)
         self.tasks.append((o, record, task, pre))
         self.unique[o.index] = (task, pre, o.record)
+
+    def _fail(self, target: str, o: Opening, exc: PoEError) -> None:
+        self.problems.append(f"{target}: [{exc.code}] {exc.message}")
+        if isinstance(exc, (StateChainError, BillLeafFault)) and self.fraud is None:
+            kind = "state-chain" if isinstance(exc, StateChainError) else "bill-leaf"
+            self.fraud = {"format": "poe fraud proof v1", "kind": kind, "claim": self.claim.to_json(), "opening": o.to_json(),
+                          "reason": exc.message}
 
     def _check_bill_leaf(self, target: str, r: int, o: Opening, record: Record) -> None:
         """Spec §14.3: the weighted target lands on a bill leaf that names this record and the
@@ -192,7 +201,30 @@ class _Samples:
         end = start + self.deal.weight(entry.record.sums)
         if not start <= r < end:
             raise VerificationError(f"opening for weighted target {target} covers [{start}, {end}) of the bill tree, not {r}", expected=r, observed=[start, end])
-        check_bill_leaf(st, self.deal, o, record, entry, lo)
+        signed = check_bill_leaf(st, self.deal, o, record, entry, lo, signature=False)
+        if signed is not None:  # its signature is checked with the re-executions (check_signatures)
+            self.signatures.append((target, o, signed))
+
+    def check_signatures(self) -> Any:
+        """Start checking the requests' signatures the bill checks left aside, on another core
+        when there are enough of them; `settle_signatures` takes the answer. A bad one is a
+        bill-leaf fault (the signed trees commit the request), as if check_bill_leaf had found it."""
+        return SignatureChecks([(split_requested(o.invocation)[1], signed.request.invocation) for _, o, signed in self.signatures],  # type: ignore[index]
+                               whole=True, parallel_at=self.SIGNATURES_ASIDE_AT)
+
+    def settle_signatures(self, checks: Any) -> None:
+        with checks:
+            try:
+                for at, _ in checks.chunks():
+                    checks.wait(at)
+                return
+            except InputError:
+                pass
+        for target, o, signed in self.signatures:  # rare: find each sample whose signature fails, here
+            try:
+                signed.verify()
+            except SignatureError as exc:
+                self._fail(target, o, BillLeafFault.of(exc))
 
     def _pre_state_root(self, record: Record, o: Opening) -> bytes:
         """A stateful sample chains with its neighbours and starts from genesis or a bundled state;

@@ -186,11 +186,14 @@ def check_bill_opening(statement: Any, opening: Any) -> tuple[BillEntry, int, Su
     return b.leaves[b.position - lo], lo, left
 
 
-def check_bill_leaf(statement: Any, deal: Any, opening: Any, record: Record, entry: BillEntry, lo: int) -> None:
+def check_bill_leaf(statement: Any, deal: Any, opening: Any, record: Record, entry: BillEntry, lo: int, *,
+                    signature: bool = True) -> Any:
     """Checks 2-4 of spec §14.3 on a proven bill opening whose record (at `opening.index`) is
     proven in the signed record tree: BillLeafFault when the signed trees, the committed
     invocation and the deal show a fault; VerificationError when the opening merely answers with
-    a record the leaf does not name."""
+    a record the leaf does not name. Returns the signed request (None for an anonymous leaf).
+    Without `signature`, the caller checks the request's signature itself (the audit does, on
+    another core, with the re-executions) and must treat a failure as this function would."""
     if entry.index != opening.index:
         raise VerificationError(f"bill leaf {opening.bill.position} names segment {entry.index}, and the opening shows segment {opening.index}")
     # The invocation is the opening's, not signed data: one that is not the record's input is a
@@ -210,7 +213,8 @@ def check_bill_leaf(statement: Any, deal: Any, opening: Any, record: Record, ent
         if any(a >= z for a, z in zip(keys, keys[1:])):
             raise VerificationError(f"bill leaves {lo}..{lo + len(keys) - 1} are not in strictly increasing (customer, sequence) order: "
                                     "a request billed twice, or a forged order")
-        check_answer(opening.invocation, record, entry, deal.digest, statement.epoch, deal.window, deal.anonymous)
+        return check_answer(opening.invocation, record, entry, deal.digest, statement.epoch, deal.window, deal.anonymous,
+                            signature=signature)
     except BillLeafFault:
         raise
     except (VerificationError, EncodingError) as exc:  # what the committed data does wrong is the provider's signed fault
@@ -218,7 +222,7 @@ def check_bill_leaf(statement: Any, deal: Any, opening: Any, record: Record, ent
 
 
 def check_answer(invocation: bytes, record: Record, entry: BillEntry, deal_digest: bytes, epoch: int, window: int | None,
-                 anonymous: bool = False) -> Any:
+                 anonymous: bool = False, *, signature: bool = True) -> Any:
     """The checks of spec §14.3 that tie one bill leaf to its segment: the invocation is the one
     the record commits; a customer's leaf answers a request that customer signed, for this deal,
     with the leaf's sequence (a job's step k: its first sequence + k, and k below its steps),
@@ -249,7 +253,8 @@ def check_answer(invocation: bytes, record: Record, entry: BillEntry, deal_diges
                                 expected=request.steps, observed=step)  # type: ignore[attr-defined]
     if request.customer != entry.customer or request.sequence + (step or 0) != entry.sequence:
         raise VerificationError(f"segment {index} answers another request than its bill leaf says (customer or sequence)")
-    signed.verify()
+    if signature:
+        signed.verify()
     if request.deal != deal_digest:
         raise VerificationError(f"segment {index} answers a request for another deal")
     if not request.not_before <= epoch <= request.not_after:
