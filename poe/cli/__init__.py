@@ -23,6 +23,7 @@ _COMMANDS = {
     "audit": ("audit", "audit_cmd"), "check-fraud-proof": ("check_fraud_proof", "check_fraud_proof_cmd"),
     "settle": ("settle", "settle_cmd"), "demo": ("demo", "demo"), "request": ("request", "request"),
     "deal": ("deal", "deal"), "bill": ("bill", "bill"), "receipts": ("receipts", "receipts"), "invoice": ("invoice", "invoice"),
+    "serve": ("serve", "serve"),
 }
 
 
