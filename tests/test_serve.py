@@ -44,6 +44,8 @@ class Server:
         return f"http://127.0.0.1:{self.port}{path}"
 
     def stop(self) -> None:
+        if not self.thread.is_alive():
+            return
         asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
@@ -238,3 +240,65 @@ def test_serve_answers_over_http_survives_kill_9_and_seals_on_shutdown(cli_parti
     with TraceStore.open(str(p / "s.poe")) as store:
         assert store.count() == 4 and [e["status"] for e in store.epochs()][:1] == ["sealed"]
     assert (p / "s.poe.epochs" / "0.json").exists()
+
+
+def _gateway(tmp_path, deal, **kw):
+    from poe.provider.serve import Gateway
+
+    cm, service = CostModel.current(), Service(module_bytes("funcs.wasm"))
+    return Gateway(Executor(service, cm), deal, str(tmp_path / "gw.poe"), K1, PROVIDER, **kw)
+
+
+def test_epoch_sealed_from_outside_is_named_in_the_receipts_after_it(served, tmp_path):
+    # The review's finding: `poe seal` on the live store moved segments to the next epoch while
+    # the receipts still named the old one.
+    server, deal = served
+    inv = call(1, 2)
+    assert post(server, inv, signed_for(deal, inv, 1))[1]["Poe-Epoch"] == "0"
+    with TraceStore.open(str(tmp_path / "gw.poe"), seal=True) as sealer:
+        sealer.seal()
+    inv = call(3, 4)
+    status, headers, _ = post(server, inv, signed_for(deal, inv, 2))
+    assert status == 200 and headers["Poe-Epoch"] == "1" and json.loads(headers["Poe-Receipt"])["epoch"] == 1
+    with TraceStore.open(str(tmp_path / "gw.poe")) as store:
+        assert store.segment_epoch(int(headers["Poe-Index"])) == 1
+    inv = call(5, 6)
+    assert post(server, inv, signed_for(deal, inv, 3, not_before=0, not_after=0))[0] == 400  # epoch 0 is closed now
+    assert post(server, inv, signed_for(deal, inv, 4))[0] == 200  # and the writer is still serving
+
+
+def test_restart_serves_the_epochs_it_attested_and_refuses_files_of_another_store(served, tmp_path):
+    server, deal = served
+    for i in range(12):
+        inv = call(i, 0)
+        assert post(server, inv, signed_for(deal, inv, i))[0] == 200
+    server.stop()  # seals the second epoch (2 segments)
+    with _gateway(tmp_path, deal, epoch_segments=10) as again:
+        assert [(e["epoch"], e["first_index"], e["end_index"]) for e in again.epochs()] == [(0, 0, 10), (1, 10, 12)]
+    # the store replaced under its files: the old attestations are not served for the new store
+    (tmp_path / "gw.poe").unlink()
+    for extra in tmp_path.glob("gw.poe-*"):
+        extra.unlink()
+    import time
+
+    from poe.errors import StoreError
+
+    fresh = _gateway(tmp_path, deal, epoch_segments=1)
+    fresh.start()
+    inv = call(0, 0)
+    fresh.invoke(signed_for(deal, inv, 0), inv)  # recorded; sealing epoch 0 then finds 0.json of the old store
+    deadline = time.monotonic() + 30
+    while fresh._failed is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert isinstance(fresh._failed, StoreError) and "another epoch 0" in str(fresh._failed)
+    inv = call(1, 0)
+    with pytest.raises(StoreError):
+        fresh.invoke(signed_for(deal, inv, 1), inv)
+    fresh.close()
+
+
+def test_headers_that_would_crash_a_parser_are_refused_as_bad_input(served):
+    server, deal = served
+    inv = call(1, 1)
+    status, _, body = post(server, inv, signed_for(deal, inv, 1), headers={"Poe-Request": "[" * 5000})
+    assert status == 400 and json.loads(body)["error"]["code"] == "input.invalid"

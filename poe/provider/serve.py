@@ -31,7 +31,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from poe.errors import InputError, PoEError, SignatureError, StoreError
+from poe.errors import InputError, InternalError, PoEError, SignatureError, StoreError
 from poe.formats import hashing as h
 from poe.formats.invocation import Invocation
 from poe.merkle.hasher import leaf
@@ -112,6 +112,7 @@ class Gateway:
         self._writer: threading.Thread | None = None
         self._ready = threading.Event()
         self._failed: BaseException | None = None
+        self._closing = False
         self.counters = {"requests": 0, "refused": 0, "failed": 0, "fuel": 0, "segments": 0}
 
     # -- life cycle ------------------------------------------------------------------------------
@@ -126,6 +127,7 @@ class Gateway:
 
     def close(self) -> None:
         """Finish what is queued, seal the open epoch if it holds segments, and stop."""
+        self._closing = True
         self.pool.shutdown(wait=True)
         if self._writer is not None:
             self._queue.put(None)
@@ -149,6 +151,8 @@ class Gateway:
 
         if self._failed is not None:
             raise StoreError(f"the gateway's store writer stopped: {self._failed}")
+        if self._writer is None or self._closing:
+            raise StoreError("the gateway is not running (not started, or closing)")
         request = signed.request
         if getattr(signed, "is_job", False):
             raise InputError("the gateway answers one-call requests; a job's steps run with `poe run --stateful`")
@@ -166,25 +170,39 @@ class Gateway:
                     raise InputError(f"request {request.sequence} of this customer is already being answered: a request is billed once")
                 self._reserved.add(key)
         except InputError:
-            self.counters["refused"] += 1
+            self._count(refused=1)
             raise
         try:
             self.executor.check(inv)
             execution = self.executor.run(inv, 0)  # the writer renumbers it to its place in the log
             item = _Pending(execution, key, (request.not_before, request.not_after))
             self._queue.put(item)
-            index, epoch, record = item.future.result()
+            index, epoch, record = self._wait(item)
         except BaseException:
-            self.counters["failed"] += 1
+            self._count(failed=1)
             raise
         finally:
             with self._lock:
                 self._reserved.discard(key)
         receipt = sign_receipt(self.scheme, self._sk, deal=self.deal.digest, request=signed.digest, customer=request.customer,
                                sequence=request.sequence, epoch=epoch, index=index, record_leaf=leaf(record.encode()).hash)
-        self.counters["requests"] += 1
-        self.counters["fuel"] += record.fuel
+        self._count(requests=1, fuel=record.fuel)
         return Served(execution, index, epoch, receipt)
+
+    def _wait(self, item: _Pending) -> tuple[int, int, Any]:
+        # A writer that stops after this request was queued never answers it: look again each second.
+        while True:
+            try:
+                return item.future.result(timeout=1.0)
+            except TimeoutError:
+                writer = self._writer
+                if self._failed is not None or writer is None or not writer.is_alive():
+                    raise StoreError(f"the gateway's store writer stopped: {self._failed}") from None
+
+    def _count(self, **by: int) -> None:
+        with self._lock:
+            for k, n in by.items():
+                self.counters[k] += n
 
     def epochs(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -213,10 +231,12 @@ class Gateway:
             self._failed = exc
             self._ready.set()
             return
+        # Only the writer's own flush commits: a batch is answered as a whole once it is durable.
+        store.batch_size, store.batch_seconds = 1 << 62, float("inf")
         try:
             store.register_service(self.executor.service)
             self._epoch = store.current_epoch()
-            self._load_sealed(store)
+            self._sync_sealed(store)
             opened = time.monotonic()
             self._ready.set()
             stop = False
@@ -228,7 +248,8 @@ class Gateway:
                     first = ()
                 batch = [] if not first else [first]
                 stop = first is None
-                while not stop and len(batch) < self.max_batch:
+                room = self.max_batch if self.epoch_segments is None else max(1, self._first_open + self.epoch_segments - store.next_index)
+                while not stop and len(batch) < min(self.max_batch, room):
                     try:
                         more = self._queue.get_nowait()
                     except queue.Empty:
@@ -260,50 +281,89 @@ class Gateway:
             store.close()
 
     def _record(self, store: Any, batch: list[_Pending]) -> None:
+        # The open epoch is read from the store, not remembered: `poe seal` may close it from
+        # another process, and the store's flush refuses a batch whose windows the seal left behind.
+        epoch = store.current_epoch()
         answered = store.requests_answered([p.key for p in batch])
-        kept = []
+        placed = []
         for p in batch:
             lo, hi = p.window
             if p.key in answered:
                 p.future.set_exception(InputError(f"request {p.key[1]} of this customer was already run, as segment {answered[p.key]}: "
                                                   "a request is billed once"))
-            elif not lo <= self._epoch <= hi:  # an epoch sealed between its check and now
-                p.future.set_exception(InputError(f"the request is not billable in epoch {self._epoch}, the open one",
-                                                  expected=[lo, hi], observed=self._epoch))
+            elif not lo <= epoch <= hi:  # an epoch sealed between its check and now
+                p.future.set_exception(InputError(f"the request is not billable in epoch {epoch}, the open one",
+                                                  expected=[lo, hi], observed=epoch))
             else:
-                kept.append(p)
-        placed = []
-        for p in kept:
-            # The worker ran it at index 0: a segment's index is its record's only field that
-            # depends on where it lands, so the writer sets it (nothing the guest saw changes).
-            execution = dataclasses.replace(p.execution, record=dataclasses.replace(p.execution.record, index=store.next_index))
-            index = store.append(execution)
-            placed.append((p, index, execution.record))
+                # The worker ran it at index 0: a segment's index is its record's only field that
+                # depends on where it lands, so the writer sets it (nothing the guest saw changes).
+                execution = dataclasses.replace(p.execution, record=dataclasses.replace(p.execution.record, index=store.next_index))
+                placed.append((p, store.append(execution), execution.record))
+        if not placed:
+            return
         try:
             store.flush()  # one transaction, one fsync, for the whole batch
         except PoEError as exc:
+            # Nothing of the batch is recorded (a refused flush drops it; anything else is dropped
+            # here, or closing the store would write it): none of these requests is billed, and
+            # their customers may send them again.
+            try:
+                store._drop_batch()
+            except PoEError:
+                raise exc from None
             for p, _, _ in placed:
-                p.future.set_exception(exc)
-            raise
-        self.counters["segments"] += len(placed)
+                p.future.set_exception(StoreError(f"the segment was not recorded: {exc.message}"))
+            return
+        landed = store.segment_epoch(placed[0][1])  # a flush lands wholly in one epoch
+        self._count(segments=len(placed))
         for p, index, record in placed:
-            p.future.set_result((index, self._epoch, record))
+            p.future.set_result((index, landed, record))
 
     @property
     def _first_open(self) -> int:
         return self._sealed[-1]["end_index"] if self._sealed else 0
 
     def _seal(self, store: Any) -> None:
+        store.seal()
+        self._sync_sealed(store)
+
+    def _sync_sealed(self, store: Any) -> None:
+        """Attest every sealed epoch this gateway has not listed yet: the one it just sealed, and
+        at start-up, or after a `poe seal` from outside, the others. An epoch a crash left closed
+        but not sealed is sealed first. Each epoch's attestation and claim are kept beside the
+        store (STORE.epochs/N.json, written whole); a file there that does not match the store's
+        epoch (a store replaced under it) stops the gateway rather than being served."""
+        from poe.protocol.attestation import Envelope
         from poe.provider.attest import make_claim, sign_epoch
 
-        sealed = store.seal()
-        envelope = sign_epoch(store, self.scheme, self._sk, self.deal.deal_id)
-        claim = make_claim(envelope, self.deal)
-        entry = {"epoch": sealed.epoch, "first_index": sealed.first_index, "end_index": sealed.end_index,
-                 "attestation": envelope.to_json(), "claim": claim.to_json()}
-        self._save(entry)
+        known = {e["epoch"] for e in self._sealed}
+        rows = store.epochs()
+        for row in rows:
+            if row["status"] == "closed":
+                store.seal(row["epoch"])
+        for row in store.epochs():
+            if row["status"] != "sealed" or row["epoch"] in known:
+                continue
+            path = os.path.join(self._dir(), f"{row['epoch']}.json")
+            try:
+                with open(path, "rb") as f:
+                    entry = json.loads(f.read())
+                st = Envelope.from_json(entry["attestation"]).statement
+            except FileNotFoundError:
+                envelope = sign_epoch(store, self.scheme, self._sk, self.deal.deal_id, epoch=row["epoch"])
+                st = envelope.statement
+                entry = {"epoch": st.epoch, "first_index": st.first_index, "end_index": st.end_index,
+                         "attestation": envelope.to_json(), "claim": make_claim(envelope, self.deal).to_json()}
+                self._save(entry)
+            except (OSError, ValueError, KeyError, PoEError) as exc:
+                raise StoreError(f"{path} cannot be read ({exc}); move it away to have epoch {row['epoch']} attested again") from None
+            if st.epoch != row["epoch"] or st.root.to_json() != row.get("root"):
+                raise StoreError(f"{path} attests another epoch {row['epoch']} than the store holds (a store replaced under its "
+                                 "files?); move it away to have the epoch attested again")
+            with self._lock:
+                self._sealed.append(entry)
         with self._lock:
-            self._sealed.append(entry)
+            self._sealed.sort(key=lambda e: e["epoch"])
             self._epoch = store.current_epoch()
 
     # Attestations and claims are kept beside the store, one file per epoch, written whole.
@@ -314,30 +374,7 @@ class Gateway:
         from poe._io import write_new
 
         os.makedirs(self._dir(), exist_ok=True)
-        path = os.path.join(self._dir(), f"{entry['epoch']}.json")
-        if not os.path.exists(path):
-            write_new(path, (json.dumps(entry) + "\n").encode(), "epoch attestation")
-
-    def _load_sealed(self, store: Any) -> None:
-        """The epochs sealed before this start: from their files, re-attested when one is missing
-        (a crash between a seal and its file)."""
-        from poe.protocol.attestation import Envelope
-        from poe.provider.attest import make_claim, sign_epoch
-
-        for row in store.epochs():
-            if row["status"] != "sealed":
-                continue
-            path = os.path.join(self._dir(), f"{row['epoch']}.json")
-            try:
-                with open(path, "rb") as f:
-                    entry = json.loads(f.read())
-            except (OSError, ValueError):
-                envelope = sign_epoch(store, self.scheme, self._sk, self.deal.deal_id, epoch=row["epoch"])
-                st = Envelope.from_json(envelope.to_json()).statement
-                entry = {"epoch": st.epoch, "first_index": st.first_index, "end_index": st.end_index,
-                         "attestation": envelope.to_json(), "claim": make_claim(envelope, self.deal).to_json()}
-                self._save(entry)
-            self._sealed.append(entry)
+        write_new(os.path.join(self._dir(), f"{entry['epoch']}.json"), (json.dumps(entry) + "\n").encode(), "epoch attestation")
 
 
 def make_app(gateway: Gateway) -> Any:
@@ -360,11 +397,11 @@ def make_app(gateway: Gateway) -> Any:
                 raise InputError("a request carries the Poe-Invocation and Poe-Request headers")
             try:
                 signed = SignedRequest.from_json(json.loads(request_header))
-            except ValueError:
+            except (ValueError, RecursionError):
                 raise InputError("the Poe-Request header is not JSON") from None
             call = decode_call(call_header, body)
         except PoEError as exc:
-            gateway.counters["refused"] += 1
+            gateway._count(refused=1)
             return error(400, exc)
         loop = asyncio.get_running_loop()
         try:
@@ -373,6 +410,8 @@ def make_app(gateway: Gateway) -> Any:
             return error(409 if "billed once" in exc.message else 400, exc)
         except PoEError as exc:
             return error(503, exc)
+        except Exception as exc:  # noqa: BLE001 - a bug answers 500 with a code, never a traceback
+            return error(500, InternalError(f"internal error: {type(exc).__name__}: {exc}"))
         record, output = served.execution.record, served.execution.output
         cm = gateway.executor.cost_model
         headers = {
