@@ -108,10 +108,15 @@ def test_requests_that_do_not_fit_are_refused_before_they_run(served, tmp_path):
     server, deal = served
     inv = call(1, 1)
     ok = signed_for(deal, inv, 5)
-    assert post(server, inv, ok)[0] == 200
-    assert post(server, inv, ok)[0] == 409  # billed once
+    first = post(server, inv, ok)
+    assert first[0] == 200
+    # the same signed request again (its answer lost on the way): the recorded answer, nothing run or billed again
+    again = post(server, inv, ok)
+    assert again[0] == 200 and again[1]["Poe-Replayed"] == "1" and again[1]["Poe-Index"] == first[1]["Poe-Index"]
+    assert again[2] == first[2] and json.loads(again[1]["Poe-Receipt"])["record_leaf"] == json.loads(first[1]["Poe-Receipt"])["record_leaf"]
     other_call = call(9, 9)
     assert post(server, other_call, ok)[0] == 400  # the request names another call
+    assert post(server, other_call, signed_for(deal, other_call, 5))[0] == 409  # another request under a sequence answered before
     import dataclasses
 
     bad_sig = dataclasses.replace(signed_for(deal, inv, 7), signature=signed_for(deal, inv, 8).signature)
@@ -230,7 +235,10 @@ def test_serve_answers_over_http_survives_kill_9_and_seals_on_shutdown(cli_parti
     proc = _start(p, port)
     try:
         inv = call(1, 7)
-        assert post(At(), inv, signed_for(deal, inv, 1, not_after=15))[0] == 409  # answered before the crash: refused after it
+        again = post(At(), inv, signed_for(deal, inv, 1, not_after=15))  # answered before the crash: its answer, not a second run
+        assert again[0] == 200 and again[1]["Poe-Replayed"] == "1" and int(again[1]["Poe-Index"]) == 1
+        other = call(2, 2)
+        assert post(At(), other, signed_for(deal, other, 1, not_after=15))[0] == 409  # another call under that sequence
         inv = call(9, 7)
         assert post(At(), inv, signed_for(deal, inv, 9, not_after=15))[0] == 200
     finally:

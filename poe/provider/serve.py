@@ -77,6 +77,7 @@ class Served:
     index: int
     epoch: int
     receipt: Any
+    replayed: bool = False  # the same signed request again: its recorded answer, nothing run or billed again
 
 
 class _Pending:
@@ -105,6 +106,7 @@ class Gateway:
         self.epoch_segments, self.epoch_seconds, self.max_batch = epoch_segments, epoch_seconds, max_batch
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="poe-worker")
         self._queue: queue.Queue = queue.Queue()
+        self._readers = threading.local()
         self._reserved: set[tuple[bytes, int]] = set()  # keys running or queued: a second copy is refused before it runs
         self._lock = threading.Lock()
         self._epoch = 0  # the open epoch, as the writer last saw it
@@ -113,7 +115,7 @@ class Gateway:
         self._ready = threading.Event()
         self._failed: BaseException | None = None
         self._closing = False
-        self.counters = {"requests": 0, "refused": 0, "failed": 0, "fuel": 0, "segments": 0}
+        self.counters = {"requests": 0, "replayed": 0, "refused": 0, "failed": 0, "fuel": 0, "segments": 0}
 
     # -- life cycle ------------------------------------------------------------------------------
 
@@ -172,22 +174,52 @@ class Gateway:
         except InputError:
             self._count(refused=1)
             raise
+        replayed = False
         try:
-            self.executor.check(inv)
-            execution = self.executor.run(inv, 0)  # the writer renumbers it to its place in the log
-            item = _Pending(execution, key, (request.not_before, request.not_after))
-            self._queue.put(item)
-            index, epoch, record = self._wait(item)
+            earlier = self._answered(key, inv)  # refused (409) before it runs, unless it is the very same signed request
+            if earlier is not None:
+                execution, index, epoch = earlier
+                replayed = True
+            else:
+                self.executor.check(inv)
+                execution = self.executor.run(inv, 0)  # the writer renumbers it to its place in the log
+                item = _Pending(execution, key, (request.not_before, request.not_after))
+                self._queue.put(item)
+                index, epoch, record = self._wait(item)
+                execution = dataclasses.replace(execution, record=record)
+        except InputError:
+            self._count(refused=1)
+            raise
         except BaseException:
             self._count(failed=1)
             raise
         finally:
             with self._lock:
                 self._reserved.discard(key)
+        record = execution.record
         receipt = sign_receipt(self.scheme, self._sk, deal=self.deal.digest, request=signed.digest, customer=request.customer,
                                sequence=request.sequence, epoch=epoch, index=index, record_leaf=leaf(record.encode()).hash)
-        self._count(requests=1, fuel=record.fuel)
-        return Served(execution, index, epoch, receipt)
+        self._count(**({"replayed": 1} if replayed else {"requests": 1, "fuel": record.fuel}))
+        return Served(execution, index, epoch, receipt, replayed)
+
+    def _answered(self, key: tuple[bytes, int], inv: Invocation) -> tuple[Any, int, int] | None:
+        """A request whose (customer, sequence) a durable segment answers: the same signed request
+        again (its answer was lost on the way: a timeout, a dropped connection) gets that segment
+        back, as recorded, with nothing run or billed again; any other is refused."""
+        from poe.formats.execution import Execution
+        from poe.store.tracestore import TraceStore
+
+        reader = getattr(self._readers, "store", None)
+        if reader is None:  # one read-only connection per worker thread: SQLite's WAL lets it read beside the writer
+            reader = self._readers.store = TraceStore.open(self.store_path)
+        done = reader.requests_answered([key])
+        if not done:
+            return None
+        index = done[key]
+        record, stored, output = reader.segment(index)
+        if stored.request != inv.request or stored.call_digest != inv.call_digest:
+            raise InputError(f"request {key[1]} of this customer was already run, as segment {index}: a request is billed once")
+        return Execution(record, stored, output), index, reader.segment_epoch(index)
 
     def _wait(self, item: _Pending) -> tuple[int, int, Any]:
         # A writer that stops after this request was queued never answers it: look again each second.
@@ -421,6 +453,8 @@ def make_app(gateway: Gateway) -> Any:
             "Poe-Receipt": json.dumps(served.receipt.to_json(), separators=(",", ":")),
             "Poe-Cost-Model": cm.name,
         }
+        if served.replayed:
+            headers["Poe-Replayed"] = "1"
         if record.outcome in (Outcome.OK, Outcome.EXIT):
             headers["Poe-Exit-Status"] = str(record.outcome_code if record.outcome is Outcome.EXIT else 0)
         return web.Response(body=output.stdout.data, headers=headers, content_type="application/octet-stream")
