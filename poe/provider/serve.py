@@ -34,7 +34,7 @@ from typing import Any
 from poe.errors import InputError, InternalError, PoEError, SignatureError, StoreError
 from poe.formats import hashing as h
 from poe.formats.invocation import Invocation
-from poe.merkle.hasher import leaf
+from poe.merkle.hasher import Sums, leaf
 
 __all__ = ["Gateway", "Served", "make_app", "MAX_BODY", "encode_call", "decode_call"]
 
@@ -156,7 +156,7 @@ class Gateway:
         if self._writer is None or self._closing:
             raise StoreError("the gateway is not running (not started, or closing)")
         request = signed.request
-        if getattr(signed, "is_job", False):
+        if signed.is_job:
             raise InputError("the gateway answers one-call requests; a job's steps run with `poe run --stateful`")
         cm = self.executor.cost_model
         try:
@@ -370,10 +370,10 @@ class Gateway:
 
         known = {e["epoch"] for e in self._sealed}
         rows = store.epochs()
-        for row in rows:
-            if row["status"] == "closed":
-                store.seal(row["epoch"])
-        for row in store.epochs():
+        closed = [row["epoch"] for row in rows if row["status"] == "closed"]
+        for epoch in closed:
+            store.seal(epoch)
+        for row in store.epochs() if closed else rows:
             if row["status"] != "sealed" or row["epoch"] in known:
                 continue
             path = os.path.join(self._dir(), f"{row['epoch']}.json")
@@ -449,7 +449,7 @@ def make_app(gateway: Gateway) -> Any:
         headers = {
             "Poe-Index": str(served.index), "Poe-Epoch": str(served.epoch), "Poe-Outcome": record.describe_outcome(),
             "Poe-Fuel": str(record.fuel), "Poe-Mem": str(record.mem), "Poe-Io": str(record.io),
-            "Poe-Amount": str(gateway.deal.weight(leaf(record.encode()).sums)),
+            "Poe-Amount": str(gateway.deal.weight(Sums(*record.quantities()))),
             "Poe-Receipt": json.dumps(served.receipt.to_json(), separators=(",", ":")),
             "Poe-Cost-Model": cm.name,
         }
