@@ -310,3 +310,43 @@ def test_headers_that_would_crash_a_parser_are_refused_as_bad_input(served):
     inv = call(1, 1)
     status, _, body = post(server, inv, signed_for(deal, inv, 1), headers={"Poe-Request": "[" * 5000})
     assert status == 400 and json.loads(body)["error"]["code"] == "input.invalid"
+
+
+def test_truncated_or_oversized_requests_are_refused_without_a_traceback(served):
+    import base64
+
+    from poe.provider.serve import MAX_BODY, encode_call
+
+    server, deal = served
+    inv = call(1, 1)
+    signed = signed_for(deal, inv, 1)
+    truncated = base64.b64encode(base64.b64decode(encode_call(inv))[:-7]).decode()
+    status, _, body = post(server, inv, signed, headers={"Poe-Invocation": truncated})
+    assert status == 400 and json.loads(body)["error"]["code"].startswith(("encoding.", "input."))
+    status, _, body = post(server, inv, signed, headers={"Poe-Request": json.dumps(signed.to_json())[:-20]})
+    assert status == 400 and b"Traceback" not in body
+    # a body that is not the call's stdin, and one over the limit
+    assert post(server, inv, signed, body=b"not the stdin it names")[0] == 400
+    assert post(server, inv, signed, body=b"x" * (MAX_BODY + 1))[0] == 413
+    assert post(server, inv, signed)[0] == 200  # none of them was recorded or reserved it
+
+
+@pytest.mark.parametrize("args, code", [
+    (["--listen", "nowhere"], 2),
+    (["--deal", "{garbage}"], 3),
+    (["--key", "{garbage}"], 3),
+    (["--module", "{garbage}"], 3),
+])
+def test_serve_refuses_bad_options_with_a_clear_error(cli_parties, args, code):
+    from click.testing import CliRunner
+
+    from poe.cli import main
+
+    p = cli_parties
+    (p / "garbage.json").write_text("{not json")
+    base = {"--deal": str(p / "deal.json"), "--module": str(p / "funcs.wasm"), "--key": str(p / "p.key"), "--store": str(p / "s.poe")}
+    for flag, value in zip(args[::2], args[1::2]):
+        base[flag] = value.format(garbage=p / "garbage.json")
+    r = CliRunner().invoke(main, ["serve", *[x for kv in base.items() for x in kv]])
+    assert r.exit_code == code, r.output
+    assert "Traceback" not in r.output

@@ -66,6 +66,8 @@ def decode_call(header: str, body: bytes) -> Invocation:
         raise InputError("the invocation names payloads other than the request's body (its stdin digest must be the body's)") from None
     if call.request:
         raise InputError("the Poe-Invocation header carries a plain call; the request goes in Poe-Request")
+    if call.stdin.digest != digest:  # an empty stdin is never fetched: the body must still be it
+        raise InputError("the body is not the stdin the invocation names (its digest differs)")
     return call
 
 
